@@ -1,0 +1,211 @@
+"""Command line: ``python -m proxy --listen PORT --upstream HOST:PORT [faults...]``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+import anyio
+
+from proxy.faults import FaultConfig
+from proxy.server import ChaosProxy
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Fault-injecting TCP proxy. Listens on 127.0.0.1:PORT and relays every client connection to
+one of the upstreams, round-robin by connection (if one is down, the next is tried), injecting
+faults on the way. It knows nothing of the protocol it carries: faults are placed by byte offset.
+
+Every random decision for connection #i is drawn from the seed and i alone, so the same --seed
+and the same traffic give the same faults. Each fault is logged (and, with --event-log, written
+as one JSON line). All faults are off by default."""
+
+EPILOG = """\
+example: python -m proxy --listen 9000 --upstream 127.0.0.1:9001 --upstream 127.0.0.1:9002 \\
+           --seed 7 --drop-rate 0.1 --reset-rate 0.1 --latency 0.01 --jitter 0.005"""
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
+    return int(text)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, colon, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # [::1]:9000
+    if not colon or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m proxy",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--listen", metavar="PORT", type=_port, required=True, help="port on 127.0.0.1 (0: any)")
+    add(
+        "--upstream",
+        metavar="HOST:PORT",
+        type=_host_port,
+        action="append",
+        required=True,
+        help="server to relay to; repeat for several (round-robin, with failover)",
+    )
+    add("--seed", type=int, default=0, help="seed for every random decision (default 0)")
+    add("--event-log", metavar="FILE", help="write each fault as one JSON line to FILE")
+    add(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="warning",
+        help="stderr logging; each fault is logged at info (default warning)",
+    )
+
+    ends = parser.add_argument_group(
+        "terminal faults",
+        "At most one per connection, at a downstream offset drawn uniformly from\n"
+        "[0, --fault-window): the rates are exclusive probabilities summing to at most 1.",
+    )
+    ends.add_argument(
+        "--drop-rate", metavar="P", type=float, default=0.0, help="close both sides with a FIN"
+    )
+    ends.add_argument(
+        "--reset-rate",
+        metavar="P",
+        type=float,
+        default=0.0,
+        help="abort both sides with an RST (SO_LINGER 0)",
+    )
+    ends.add_argument(
+        "--blackhole-rate",
+        metavar="P",
+        type=float,
+        default=0.0,
+        help="stop forwarding both ways but keep both sockets open until a peer closes",
+    )
+    ends.add_argument(
+        "--fault-window",
+        metavar="BYTES",
+        type=int,
+        default=4096,
+        help="offsets are drawn below this many downstream bytes (default 4096)",
+    )
+    ends.add_argument(
+        "--limit-data",
+        metavar="BYTES",
+        type=int,
+        help="close every connection (FIN) once this many bytes went downstream",
+    )
+
+    refuse = parser.add_argument_group("refusal")
+    refuse.add_argument(
+        "--refuse-rate",
+        metavar="P",
+        type=float,
+        default=0.0,
+        help="probability that a new connection starts a refuse period",
+    )
+    refuse.add_argument(
+        "--refuse-duration",
+        metavar="S",
+        type=float,
+        default=0.5,
+        help="seconds during which every new connection is accepted and closed at once"
+        " (default 0.5)",
+    )
+
+    shaping = parser.add_argument_group("shaping (bytes arrive intact, only later or in pieces)")
+    shaping.add_argument(
+        "--latency",
+        metavar="S",
+        type=float,
+        default=0.0,
+        help="delay added to each chunk, both ways, order kept",
+    )
+    shaping.add_argument(
+        "--jitter", metavar="S", type=float, default=0.0, help="uniform +/- S on each delay"
+    )
+    shaping.add_argument(
+        "--bandwidth",
+        metavar="BPS",
+        type=int,
+        help="bytes per second, per direction per connection",
+    )
+    shaping.add_argument(
+        "--slice",
+        metavar="BYTES",
+        type=int,
+        dest="slice_size",
+        help="send downstream bytes in pieces of at most BYTES",
+    )
+    shaping.add_argument(
+        "--slice-delay",
+        metavar="S",
+        type=float,
+        default=0.0,
+        help="pause between slices",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = FaultConfig(
+            drop_rate=args.drop_rate,
+            reset_rate=args.reset_rate,
+            blackhole_rate=args.blackhole_rate,
+            fault_window=args.fault_window,
+            refuse_rate=args.refuse_rate,
+            refuse_duration=args.refuse_duration,
+            limit_data=args.limit_data,
+            latency=args.latency,
+            jitter=args.jitter,
+            bandwidth=args.bandwidth,
+            slice_size=args.slice_size,
+            slice_delay=args.slice_delay,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    with contextlib.ExitStack() as stack:
+        event_log = None
+        if args.event_log is not None:
+            try:
+                event_log = stack.enter_context(open(args.event_log, "w", encoding="utf-8"))
+            except OSError as exc:
+                parser.error(f"cannot write --event-log: {exc}")
+        proxy = ChaosProxy(args.upstream, config=config, seed=args.seed, event_log=event_log)
+        return anyio.run(_serve, proxy, args.listen)
+
+
+async def _serve(proxy: ChaosProxy, port: int) -> int:
+    """Serve until SIGINT or SIGTERM; a port we cannot bind is a one-line error, not a traceback."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as tg:
+            try:
+                bound: int = await tg.start(functools.partial(proxy.serve, port=port))
+            except OSError as exc:
+                print(f"proxy: cannot listen on 127.0.0.1:{port}: {exc}", file=sys.stderr)
+                return 1
+            print(f"listening on 127.0.0.1:{bound}", file=sys.stderr, flush=True)
+            async for signum in signals:
+                log.info("%s received; shutting down", signal.Signals(signum).name)
+                break
+            tg.cancel_scope.cancel()
+    return 0

@@ -1,0 +1,1 @@
+"""Reference implementation of the resumable numeric-stream protocol (NSP)."""

@@ -1,0 +1,675 @@
+"""Reference client: receives a whole sequence across any number of dropped connections.
+
+``python -m reference.client --port 9000 --mode stateless -n 10``. ``run_client`` is the
+programmatic API used by the tests and the harness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+import anyio
+import anyio.abc
+
+from .numbers import to_decimal
+from .protocol import (
+    MAX_N,
+    NEED_DATA,
+    Checksum,
+    ClientConnection,
+    ConnectionClosed,
+    Error,
+    ErrorCode,
+    Hello,
+    Mode,
+    Number,
+    ProtocolError,
+    Welcome,
+    is_retryable,
+    stateless_sum,
+)
+
+log = logging.getLogger("reference.client")
+
+EXIT_OK = 0
+EXIT_VERIFY_FAILED = 1
+EXIT_USAGE = 2
+EXIT_REJECTED = 3
+EXIT_GAVE_UP = 4
+EXIT_INTERRUPTED = 130
+
+_RECEIVE_SIZE = 262144
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Backoff:
+    """Reconnection delays after gRPC's connection-backoff, with a cap below the session TTL.
+
+    The r-th consecutive reconnection without progress waits
+    ``min(initial * multiplier**r, maximum) * uniform(1 - jitter, 1 + jitter)``.
+    """
+
+    initial: float = 1.0
+    multiplier: float = 1.6
+    jitter: float = 0.2
+    maximum: float = 10.0
+    max_retries: int = 10
+
+    def delay(self, retry: int, rng: random.Random) -> float:
+        base = min(self.initial * self.multiplier**retry, self.maximum)
+        return base * rng.uniform(1 - self.jitter, 1 + self.jitter)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientConfig:
+    port: int
+    mode: Mode
+    n: int
+    host: str = "127.0.0.1"
+    client_id: str = ""
+    connect_timeout: float = 5.0
+    handshake_timeout: float = 5.0
+    #: None: max(3 x the interval the server announces, min_silence).
+    silence_timeout: float | None = None
+    min_silence: float = 2.0
+    backoff: Backoff = field(default_factory=Backoff)
+
+
+class Phase(Enum):
+    CONNECTING = "connecting"
+    STREAMING = "connected"
+    BACKING_OFF = "backing off"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ClientObserver(Protocol):
+    """Hooks for dashboards and tests; every method is called synchronously and must not block."""
+
+    def phase(self, phase: Phase, detail: str) -> None: ...
+
+    def attempt(self, number: int, at: float) -> None: ...
+
+    def number(self, index: int, value: int) -> None: ...
+
+
+class _Silent:
+    def phase(self, phase: Phase, detail: str) -> None:
+        pass
+
+    def attempt(self, number: int, at: float) -> None:
+        pass
+
+    def number(self, index: int, value: int) -> None:
+        pass
+
+
+@dataclass(slots=True, kw_only=True)
+class ClientResult:
+    mode: Mode
+    n: int
+    ok: bool = False
+    exit_code: int = EXIT_GAVE_UP
+    reconnects: int = 0
+    received: int = 0
+    client_id: str = ""
+    first: int | None = None
+    total: int | None = None
+    checksum_expected: bytes | None = None
+    checksum_computed: bytes | None = None
+    error: str | None = None
+    final_frame_lost: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` document; big numbers as decimal strings so no reader loses precision."""
+        doc: dict[str, Any] = {
+            "mode": self.mode.name.lower(),
+            "n": self.n,
+            "ok": self.ok,
+            "reconnects": self.reconnects,
+            "received": self.received,
+            "error": self.error,
+        }
+        if self.mode is Mode.STATELESS:
+            doc["first"] = None if self.first is None else str(self.first)
+            doc["sum"] = None if self.total is None else to_decimal(self.total)
+        else:
+            doc["client_id"] = self.client_id
+            doc["checksum_expected"] = _hex(self.checksum_expected)
+            doc["checksum_computed"] = _hex(self.checksum_computed)
+            doc["final_frame_lost"] = self.final_frame_lost
+        return doc
+
+
+def _hex(digest: bytes | None) -> str | None:
+    return None if digest is None else digest.hex()
+
+
+class _Retry(Exception):
+    """This connection ended before FINAL in a way that allows a reconnect."""
+
+
+class _Fatal(Exception):
+    """The server refused the request for good."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Receiver:
+    """Running totals across connections: a sum or a checksum, never the list of numbers."""
+
+    def __init__(self, config: ClientConfig, observer: ClientObserver) -> None:
+        self.config = config
+        self.observer = observer
+        self.received = 0
+        self.welcomed = False
+        self.a = 0
+        self.total = 0
+        self.checksum = Checksum()
+        self.expected: bytes | None = None
+        self.done = False
+        self.interval = 0.0
+
+    def hello(self) -> Hello:
+        cfg = self.config
+        resume = self.welcomed
+        if cfg.mode is Mode.STATELESS:
+            return Hello(
+                mode=cfg.mode,
+                n=cfg.n,
+                resume=resume,
+                next_index=self.received,
+                a=self.a if resume else 0,
+            )
+        return Hello(
+            mode=cfg.mode,
+            n=cfg.n,
+            resume=resume,
+            next_index=self.received,
+            client_id=cfg.client_id,
+        )
+
+    def welcome(self, welcome: Welcome) -> None:
+        self.welcomed = True
+        self.interval = welcome.interval_ms / 1000
+        if self.config.mode is Mode.STATELESS:
+            self.a = welcome.a
+
+    def number(self, number: Number) -> None:
+        """Accept the next number; the core has already checked its index and FINAL flag."""
+        value = number.value
+        if self.config.mode is Mode.STATELESS:
+            if value != self.a << number.index:
+                raise _VerifyError(f"value at index {number.index} is not a·2^{number.index}")
+            self.total += value
+        else:
+            self.checksum.update(value)
+        self.received += 1
+        self.observer.number(number.index, value)
+        if number.final:
+            self.expected = number.checksum
+            self.done = True
+
+
+class _VerifyError(Exception):
+    pass
+
+
+async def run_client(
+    config: ClientConfig,
+    *,
+    observer: ClientObserver | None = None,
+    rng: random.Random | None = None,
+    connect: Callable[[str, int], Awaitable[anyio.abc.ByteStream]] | None = None,
+) -> ClientResult:
+    """Receive the whole sequence, reconnecting with backoff; never raises for network trouble.
+
+    ``connect`` lets tests substitute a transport (memory streams, fault injectors).
+    """
+    obs = observer or _Silent()
+    rng = rng or random.Random()
+    dial = connect or _connect_tcp
+    receiver = _Receiver(config, obs)
+    result = ClientResult(mode=config.mode, n=config.n, client_id=config.client_id)
+    retries_without_progress = 0
+    attempts = 0
+    while True:
+        attempts += 1
+        obs.attempt(attempts, anyio.current_time())
+        obs.phase(Phase.CONNECTING, f"attempt {attempts}")
+        before = receiver.received
+        try:
+            await _one_connection(config, receiver, dial, obs)
+        except _Retry as why:
+            reason = str(why)
+        except _Fatal as fatal:
+            name = _code_name(fatal.code)
+            result.error = name
+            result.exit_code = EXIT_REJECTED
+            if (
+                fatal.code == ErrorCode.SESSION_UNKNOWN
+                and config.mode is Mode.STATEFUL
+                and receiver.received == config.n - 1
+            ):
+                result.final_frame_lost = True
+                log.error("final frame lost: the session completed on the server: %s", fatal)
+            else:
+                log.error("server rejected the request: %s %s", name, fatal)
+            break
+        except _VerifyError as bad:
+            log.error("verification failed: %s", bad)
+            result.error = "VERIFY_FAILED"
+            result.exit_code = EXIT_VERIFY_FAILED
+            break
+        else:
+            break
+        # r counts reconnections in a row that follow a connection which delivered nothing.
+        if receiver.received > before or attempts == 1:
+            retries_without_progress = 0
+        else:
+            retries_without_progress += 1
+        if retries_without_progress >= config.backoff.max_retries:
+            log.error(
+                "giving up after %d reconnections without progress (last: %s)",
+                retries_without_progress,
+                reason,
+            )
+            result.error = "GAVE_UP"
+            result.exit_code = EXIT_GAVE_UP
+            break
+        delay = config.backoff.delay(retries_without_progress, rng)
+        result.reconnects += 1
+        log.warning(
+            "connection lost (%s) after %d/%d numbers; reconnecting in %.2f s",
+            reason,
+            receiver.received,
+            config.n,
+            delay,
+        )
+        obs.phase(Phase.BACKING_OFF, f"{reason}; retry in {delay:.2f} s")
+        await anyio.sleep(delay)
+    _finish(result, receiver)
+    obs.phase(Phase.DONE if result.ok else Phase.FAILED, result.error or "verified")
+    return result
+
+
+def _finish(result: ClientResult, receiver: _Receiver) -> None:
+    result.received = receiver.received
+    if result.mode is Mode.STATELESS:
+        if receiver.welcomed:
+            result.first = receiver.a
+            result.total = receiver.total
+        if receiver.done:
+            # The closed form is an independent check of the running sum.
+            result.ok = receiver.total == stateless_sum(receiver.a, result.n)
+    else:
+        result.checksum_computed = receiver.checksum.digest() if receiver.done else None
+        result.checksum_expected = receiver.expected
+        if receiver.done:
+            result.ok = receiver.expected == result.checksum_computed
+    if receiver.done:
+        result.error = None if result.ok else "CHECKSUM_MISMATCH"
+        result.exit_code = EXIT_OK if result.ok else EXIT_VERIFY_FAILED
+
+
+def _code_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"ERROR_{code}"
+
+
+async def _connect_tcp(host: str, port: int) -> anyio.abc.ByteStream:
+    return await anyio.connect_tcp(host, port)
+
+
+async def _one_connection(
+    config: ClientConfig,
+    receiver: _Receiver,
+    dial: Callable[[str, int], Awaitable[anyio.abc.ByteStream]],
+    obs: ClientObserver,
+) -> None:
+    """One connection from connect to FINAL (returns) or to its loss (raises _Retry)."""
+    try:
+        with anyio.fail_after(config.connect_timeout):
+            stream = await dial(config.host, config.port)
+    except TimeoutError:
+        raise _Retry("connect timed out") from None
+    except OSError as exc:
+        raise _Retry(f"connect failed: {exc.strerror or exc}") from None
+    try:
+        conn = ClientConnection()
+        await stream.send(conn.send(receiver.hello()))
+        timeout = config.handshake_timeout
+        while not receiver.done:
+            try:
+                with anyio.fail_after(timeout):
+                    data = await stream.receive(_RECEIVE_SIZE)
+            except TimeoutError:
+                what = "no WELCOME" if timeout == config.handshake_timeout else "silence"
+                raise _Retry(f"{what} for {timeout:g} s") from None
+            except anyio.EndOfStream:
+                data = b""
+            conn.receive_data(data)
+            while not receiver.done:
+                event = conn.next_event()
+                if event is NEED_DATA:
+                    break
+                if isinstance(event, Number):
+                    receiver.number(event)
+                elif isinstance(event, Welcome):
+                    receiver.welcome(event)
+                    timeout = _silence_timeout(config, receiver.interval)
+                    obs.phase(Phase.STREAMING, f"from index {event.next_index}")
+                elif isinstance(event, Error):
+                    if is_retryable(event.code):
+                        raise _Retry(f"server error {_code_name(event.code)}: {event.message}")
+                    raise _Fatal(event.code, event.message)
+                elif isinstance(event, ConnectionClosed):
+                    raise _Retry("connection closed by peer")
+    except ProtocolError as exc:
+        raise _Retry(f"protocol error: {exc}") from None
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+        raise _Retry(f"connection broken: {exc or type(exc).__name__}") from None
+    finally:
+        with anyio.CancelScope(shield=True):
+            await stream.aclose()
+
+
+def _silence_timeout(config: ClientConfig, interval: float) -> float:
+    if config.silence_timeout is not None:
+        return config.silence_timeout
+    return max(3 * interval, config.min_silence)
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+
+class _ProgressObserver:
+    """A rich progress bar on stderr, for humans watching a long stream."""
+
+    def __init__(self, n: int) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.fields[phase]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._task = self._progress.add_task("stream", total=n, phase="connecting")
+
+    def __enter__(self) -> _ProgressObserver:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def phase(self, phase: Phase, detail: str) -> None:
+        self._progress.update(self._task, phase=phase.value)
+
+    def attempt(self, number: int, at: float) -> None:
+        pass
+
+    def number(self, index: int, value: int) -> None:
+        self._progress.advance(self._task)
+
+
+class _EventLineObserver:
+    """``--events``: JSON lines on stderr for a supervising harness, progress at most 10/s."""
+
+    def __init__(self) -> None:
+        self._last_progress = -math.inf
+        self._received = 0
+
+    def _emit(self, **fields: Any) -> None:
+        print(json.dumps(fields), file=sys.stderr, flush=True)
+
+    def phase(self, phase: Phase, detail: str) -> None:
+        self._emit(event="phase", phase=phase.name.lower(), detail=detail, received=self._received)
+
+    def attempt(self, number: int, at: float) -> None:
+        self._emit(event="attempt", attempt=number)
+
+    def number(self, index: int, value: int) -> None:
+        self._received += 1
+        now = anyio.current_time()
+        if now - self._last_progress >= 0.1:
+            self._last_progress = now
+            self._emit(event="progress", received=self._received)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m reference.client",
+        description=(
+            "Receive a numeric stream from a reference server (spec/PROTOCOL.md), reconnecting "
+            "and resuming whenever the connection drops. Stateless mode prints the sum of the "
+            "n numbers; stateful mode prints the server's and our checksum and SUCCESS/FAILURE."
+        ),
+        epilog=(
+            "Exit status: 0 verified; 1 verification failed (checksum mismatch); 2 bad arguments; "
+            "3 rejected by the server (e.g. session expired, final frame lost); 4 gave up after "
+            "too many reconnections without progress; 130 interrupted."
+        ),
+    )
+    parser.add_argument("--port", type=_port, required=True, help="server port on --host")
+    parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
+    parser.add_argument(
+        "--mode", choices=["stateless", "stateful"], required=True, help="protocol variant"
+    )
+    parser.add_argument(
+        "-n",
+        type=_count,
+        default=None,
+        help=f"numbers to receive, 1..{MAX_N} (required for stateless; stateful default: random)",
+    )
+    parser.add_argument(
+        "--client-id",
+        type=_client_id,
+        default=None,
+        help="stateful session id (default: a random UUID4)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object on stdout instead of text"
+    )
+    parser.add_argument(
+        "--events",
+        action="store_true",
+        help="write progress events as JSON lines on stderr (for the chaos harness)",
+    )
+    parser.add_argument(
+        "--silence-timeout",
+        type=_positive,
+        default=None,
+        metavar="SECONDS",
+        help="treat a connection as dead after this long without a frame "
+        "(default: max(3 x the server's interval, --min-silence))",
+    )
+    parser.add_argument(
+        "--min-silence",
+        type=_positive,
+        default=2.0,
+        metavar="SECONDS",
+        help="floor of the default silence timeout (default 2)",
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=_positive,
+        default=5.0,
+        metavar="SECONDS",
+        help="bound on each connect and on waiting for the WELCOME (default 5)",
+    )
+    parser.add_argument(
+        "--backoff-initial",
+        type=_positive,
+        default=1.0,
+        metavar="SECONDS",
+        help="first reconnection delay (default 1.0; grows x1.6 per retry without progress)",
+    )
+    parser.add_argument(
+        "--backoff-max",
+        type=_positive,
+        default=10.0,
+        metavar="SECONDS",
+        help="largest reconnection delay (default 10)",
+    )
+    parser.add_argument(
+        "--max-retries",
+        type=int,
+        default=10,
+        metavar="N",
+        help="reconnections without progress before giving up (default 10)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed for backoff jitter and the random n/id"
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="stderr log verbosity (default info; reconnects are logged at warning)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["asyncio", "trio"],
+        default="asyncio",
+        help="anyio event loop backend (default asyncio)",
+    )
+    return parser
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (1..65535)")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text, 0)
+    if not 1 <= value <= MAX_N:
+        raise argparse.ArgumentTypeError(f"n must be in 1..{MAX_N}, got {value}")
+    return value
+
+
+def _client_id(text: str) -> str:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a UUID") from None
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a number > 0")
+    return value
+
+
+def config_from_args(args: argparse.Namespace, rng: random.Random) -> ClientConfig:
+    mode = Mode[args.mode.upper()]
+    n = args.n if args.n is not None else rng.randint(1, MAX_N)
+    client_id = ""
+    if mode is Mode.STATEFUL:
+        client_id = args.client_id or str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    return ClientConfig(
+        host=args.host,
+        port=args.port,
+        mode=mode,
+        n=n,
+        client_id=client_id,
+        connect_timeout=args.connect_timeout,
+        handshake_timeout=args.connect_timeout,
+        silence_timeout=args.silence_timeout,
+        min_silence=args.min_silence,
+        backoff=Backoff(
+            initial=args.backoff_initial,
+            maximum=args.backoff_max,
+            max_retries=args.max_retries,
+        ),
+    )
+
+
+def render_text(result: ClientResult) -> str:
+    if result.mode is Mode.STATELESS:
+        if result.ok and result.total is not None:
+            return to_decimal(result.total)
+        return f"FAILURE {result.error or ''}".rstrip()
+    lines = [
+        f"client_id {result.client_id}",
+        f"checksum_expected {_hex(result.checksum_expected) or '-'}",
+        f"checksum_computed {_hex(result.checksum_computed) or '-'}",
+        "SUCCESS" if result.ok else f"FAILURE {result.error or ''}".rstrip(),
+    ]
+    return "\n".join(lines)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    rng = random.Random(args.seed) if args.seed is not None else random.SystemRandom()
+    config = config_from_args(args, rng)
+    if args.n is None:
+        log.info("n not given: drew n=%d", config.n)
+    if config.mode is Mode.STATEFUL:
+        log.info("client id %s, n=%d", config.client_id, config.n)
+    if args.events:
+        result = await run_client(config, observer=_EventLineObserver(), rng=rng)
+    elif sys.stderr.isatty():
+        with _ProgressObserver(config.n) as progress:
+            result = await run_client(config, observer=progress, rng=rng)
+    else:
+        result = await run_client(config, rng=rng)
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(render_text(result))
+    return result.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.mode == "stateless" and args.n is None:
+        parser.error("stateless mode needs -n (1..65535)")
+    if args.mode == "stateless" and args.client_id is not None:
+        parser.error("--client-id applies to stateful mode only")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return anyio.run(_run, args, backend=args.backend)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # stdout's reader went away (e.g. `| head`); nothing left to tell anyone.
+        sys.stderr.close()
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

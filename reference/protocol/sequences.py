@@ -1,0 +1,76 @@
+"""The two number sequences and the checksum, as spec/PROTOCOL.md defines them.
+
+Pure functions of their arguments: the seed and ``a`` come from the caller's random source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+_MASK64 = (1 << 64) - 1
+#: SplitMix64 increment (the odd integer closest to 2^64 / golden ratio).
+SPLITMIX64_GAMMA = 0x9E3779B97F4A7C15
+SPLITMIX64_MUL1 = 0xBF58476D1CE4E5B9
+SPLITMIX64_MUL2 = 0x94D049BB133111EB
+
+
+def stateless_value(a: int, index: int) -> int:
+    """Element ``index`` of the doubling sequence: exact, however many bits it takes."""
+    return a << index
+
+
+def stateless_sum(a: int, n: int) -> int:
+    """Closed form of a + 2a + ... + 2^(n-1)a."""
+    return a * ((1 << n) - 1)
+
+
+def splitmix64_output(seed: int, index: int) -> int:
+    """The (index+1)-th 64-bit output of SplitMix64 started at ``seed``; O(1) for any index."""
+    z = (seed + (index + 1) * SPLITMIX64_GAMMA) & _MASK64
+    z = ((z ^ (z >> 30)) * SPLITMIX64_MUL1) & _MASK64
+    z = ((z ^ (z >> 27)) * SPLITMIX64_MUL2) & _MASK64
+    return z ^ (z >> 31)
+
+
+def stateful_value(seed: int, index: int) -> int:
+    """Element ``index`` of a session's uint32 sequence: the high half of the SplitMix64 output."""
+    return splitmix64_output(seed, index) >> 32
+
+
+class Checksum:
+    """SHA-256 over each value as 4 big-endian bytes, in index order; fed one value at a time."""
+
+    __slots__ = ("_hash",)
+
+    _U32 = struct.Struct(">I")
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+
+    def update(self, value: int) -> None:
+        self._hash.update(self._U32.pack(value))
+
+    def digest(self) -> bytes:
+        return self._hash.digest()
+
+    def copy(self) -> Checksum:
+        clone = Checksum.__new__(Checksum)
+        clone._hash = self._hash.copy()
+        return clone
+
+
+def stateful_checksum(seed: int, n: int) -> bytes:
+    """Checksum of a whole session's sequence, computed from its seed alone."""
+    return stateful_prefix_checksum(seed, n).digest()
+
+
+def stateful_prefix_checksum(seed: int, count: int) -> Checksum:
+    """Checksum state after the first ``count`` values: how a resuming server rebuilds it."""
+    checksum = Checksum()
+    packed = bytearray(4 * count)
+    pack_into = struct.Struct(">I").pack_into
+    for index in range(count):
+        pack_into(packed, 4 * index, stateful_value(seed, index))
+    checksum._hash.update(packed)
+    return checksum

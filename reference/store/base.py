@@ -1,0 +1,83 @@
+"""The interface between a server and its session store.
+
+Every operation is atomic by contract: a store shared by several server processes (Redis) must
+implement each one as a single server-side step, never read-then-write from the caller. Times are
+milliseconds because that is what shared stores (Redis ``PX``) count in.
+
+Lifecycle of one session (spec/PROTOCOL.md, "Session state"):
+
+* ``open_session`` creates it (or, if it exists, claims it) for the connection ``owner``;
+* while a connection streams, the owner holds a *lease*: the session cannot expire, and
+  ``refresh`` extends the lease; a lease not refreshed runs out, which is how a crashed server's
+  sessions become resumable-then-expiring instead of immortal;
+* ``release`` on disconnection arms the TTL; ``claim`` by a resuming connection takes the session
+  over from any earlier owner (latest connection wins) and replaces the TTL with a lease;
+* ``complete`` deletes it right after the final frame; an expired session is indistinguishable
+  from one that never existed.
+
+Every owner-qualified call does nothing and returns False when ``owner`` no longer holds the
+session: a superseded connection can never delete, expire or extend its successor's session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+SEED_MAX = (1 << 64) - 1
+
+
+class StoreError(Exception):
+    """The store could not be reached or failed; the server answers STORE_UNAVAILABLE."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionRecord:
+    """The whole stored state of a session; why nothing more is needed is argued in the spec."""
+
+    seed: int
+    n: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.seed <= SEED_MAX:
+            raise ValueError(f"seed {self.seed} is not a u64")
+        if not 1 <= self.n <= 0xFFFF:
+            raise ValueError(f"n {self.n} outside 1..65535")
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    async def open_session(
+        self, client_id: str, fresh: SessionRecord, owner: str, lease_ms: int
+    ) -> tuple[SessionRecord, bool]:
+        """Create the session from ``fresh`` if absent, else claim the existing one.
+
+        Returns the record now in force and whether it was created.
+        """
+        ...
+
+    async def claim(self, client_id: str, owner: str, lease_ms: int) -> SessionRecord | None:
+        """Take the session over for ``owner`` under a lease; None if absent or expired."""
+        ...
+
+    async def refresh(self, client_id: str, owner: str, lease_ms: int) -> bool:
+        """Extend ``owner``'s lease; False if ``owner`` no longer holds the session."""
+        ...
+
+    async def release(self, client_id: str, owner: str, ttl_ms: int) -> bool:
+        """Mark the session disconnected: it expires ``ttl_ms`` from now unless claimed."""
+        ...
+
+    async def complete(self, client_id: str, owner: str) -> bool:
+        """Delete the session after its final frame; False if ``owner`` does not hold it."""
+        ...
+
+    async def get(self, client_id: str) -> SessionRecord | None:
+        """Read without claiming: for tests and monitoring only."""
+        ...
+
+    async def count(self) -> int:
+        """Live (unexpired) sessions, for dashboards."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,484 @@
+"""End to end over real loopback TCP: server on port 0, interval 0, both anyio backends."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import struct
+import uuid
+from dataclasses import dataclass, field
+
+import anyio
+import pytest
+
+from reference.client import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    Backoff,
+    ClientConfig,
+    Phase,
+    run_client,
+)
+from reference.protocol import Mode
+from reference.server import ServerConfig
+from reference.store import MemoryStore
+
+from .oracle import doubling_sum, session_checksum, session_values
+from .support import FakeClock, FixedRandom, RawReader, cutting_connector, running_server
+
+pytestmark = pytest.mark.anyio
+
+WELCOME_BYTES = 3 + 23
+STATEFUL_DATA_BYTES = 3 + 8
+FAST = Backoff(initial=0.01, maximum=0.05, max_retries=20)
+
+
+@dataclass
+class Recorder:
+    """Observer that keeps what the client accepted, for comparison with the uncut sequence."""
+
+    numbers: list[tuple[int, int]] = field(default_factory=list)
+    attempts: list[float] = field(default_factory=list)
+    phases: list[Phase] = field(default_factory=list)
+
+    def phase(self, phase: Phase, detail: str) -> None:
+        self.phases.append(phase)
+
+    def attempt(self, number: int, at: float) -> None:
+        self.attempts.append(at)
+
+    def number(self, index: int, value: int) -> None:
+        self.numbers.append((index, value))
+
+
+def stateless_config(port: int, n: int) -> ClientConfig:
+    return ClientConfig(port=port, mode=Mode.STATELESS, n=n, backoff=FAST)
+
+
+def stateful_config(port: int, n: int, client_id: str | None = None) -> ClientConfig:
+    return ClientConfig(
+        port=port,
+        mode=Mode.STATEFUL,
+        n=n,
+        client_id=client_id or str(uuid.uuid4()),
+        backoff=FAST,
+    )
+
+
+def stateless_frame_end(a: int, k: int) -> int:
+    """Downstream byte offset just after the DATA frame at index k (WELCOME first)."""
+    total = WELCOME_BYTES
+    for i in range(k + 1):
+        total += 3 + 4 + ((a << i).bit_length() + 7) // 8
+    return total
+
+
+@pytest.mark.parametrize("n", [1, 2, 100, 0xFFFF])
+async def test_stateless_sum_is_closed_form(n: int) -> None:
+    async with running_server(random_source=FixedRandom(a=201)) as (_, port):
+        result = await run_client(stateless_config(port, n))
+    assert result.exit_code == EXIT_OK
+    assert result.ok
+    assert result.first == 201
+    assert result.total == doubling_sum(201, n)
+    assert result.reconnects == 0
+
+
+@pytest.mark.parametrize("n", [1, 3, 1000])
+async def test_stateful_checksum_matches_recomputation_from_seed(n: int) -> None:
+    seed = 0xFEEDFACECAFEBEEF
+    recorder = Recorder()
+    async with running_server(random_source=FixedRandom(seeds=[seed])) as (_, port):
+        result = await run_client(stateful_config(port, n), observer=recorder)
+    expected = session_checksum(seed, n)
+    assert result.ok
+    assert result.checksum_expected == expected
+    assert result.checksum_computed == expected
+    assert [value for _, value in recorder.numbers] == session_values(seed, n)
+
+
+async def test_two_sessions_get_different_seeds_from_the_system_source() -> None:
+    from reference.server import NumberServer
+
+    store = MemoryStore()
+    server = NumberServer(ServerConfig(interval=0.0), store)
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(server.serve)
+        first = await run_client(stateful_config(port, 50))
+        second = await run_client(stateful_config(port, 50))
+        tg.cancel_scope.cancel()
+    assert first.ok
+    assert second.ok
+    assert first.checksum_computed != second.checksum_computed
+
+
+@pytest.mark.parametrize("k", [0, 1, 7, 18, 19])
+async def test_stateless_resume_after_cut_at_frame_k(k: int) -> None:
+    """Cut just before frame k, and in the middle of frame k; the sum is unchanged."""
+    n, a = 20, 77
+    start = stateless_frame_end(a, k - 1) if k else WELCOME_BYTES
+    cuts = [start, WELCOME_BYTES + 5]  # then mid-frame k on the resumed connection
+    recorder = Recorder()
+    async with running_server(random_source=FixedRandom(a=a)) as (_, port):
+        result = await run_client(
+            stateless_config(port, n), observer=recorder, connect=cutting_connector(cuts)
+        )
+    assert result.ok
+    assert result.total == doubling_sum(a, n)
+    assert recorder.numbers == [(i, a << i) for i in range(n)]
+    assert result.reconnects == 2
+
+
+@pytest.mark.parametrize("k", [0, 1, 5, 28, 29])
+async def test_stateful_resume_after_cut_at_frame_k(k: int) -> None:
+    """A small interval keeps the server behind the cut, except possibly at the last frame.
+
+    At interval 0 the server would have written FINAL (and deleted the session) before the
+    client read the cut bytes: the spec's final-frame-lost case, tested separately.
+    """
+    n, seed = 30, 987654321
+    start = WELCOME_BYTES + k * STATEFUL_DATA_BYTES
+    cuts = [start, WELCOME_BYTES + 4, 2]  # then mid-frame k, then inside a WELCOME header
+    recorder = Recorder()
+    store = MemoryStore()
+    config = ServerConfig(interval=0.005)
+    async with running_server(config, store=store, random_source=FixedRandom(seeds=[seed])) as (
+        server,
+        port,
+    ):
+        client = stateful_config(port, n)
+        result = await run_client(client, observer=recorder, connect=cutting_connector(cuts))
+        await server.wait_active(0)
+        assert await store.get(client.client_id) is None  # deleted after FINAL
+    accepted = [value for _, value in recorder.numbers]
+    assert [index for index, _ in recorder.numbers] == list(range(len(accepted)))
+    assert accepted == session_values(seed, n)[: len(accepted)]
+    if not result.ok:  # allowed only if FINAL was already written when the cut came
+        assert k == n - 1
+        assert result.final_frame_lost
+        assert result.error == "SESSION_UNKNOWN"
+        assert server.stats.streams_completed == 1
+        return
+    assert result.checksum_expected == session_checksum(seed, n)
+    assert len(accepted) == n
+
+
+async def test_cut_before_welcome_starts_a_fresh_stateless_stream() -> None:
+    async with running_server(random_source=FixedRandom(a=5)) as (_, port):
+        result = await run_client(stateless_config(port, 10), connect=cutting_connector([0, 10]))
+    assert result.ok
+    assert result.total == doubling_sum(5, 10)
+
+
+# --- session lifecycle -------------------------------------------------------------------------
+
+
+async def _open_raw(port: int) -> tuple[anyio.abc.SocketStream, RawReader]:
+    stream = await anyio.connect_tcp("127.0.0.1", port)
+    return stream, RawReader(stream)
+
+
+async def _take(reader: RawReader, count: int) -> list[int]:
+    """Read WELCOME (if first) and ``count`` numbers; return the frame types seen."""
+    types = []
+    for _ in range(count):
+        item = await reader.next()
+        assert item is not None
+        types.append(item.type)
+    return types
+
+
+async def _stateful_drop_after(port: int, client_id: str, n: int, frames: int, **kw: int) -> None:
+    from .support import stateful_hello
+
+    stream, reader = await _open_raw(port)
+    async with stream:
+        await stream.send(stateful_hello(client_id, n, **kw))  # type: ignore[arg-type]
+        types = await _take(reader, frames)
+        assert types[0] == 0x02
+
+
+async def _resume_error(port: int, client_id: str, n: int, next_index: int) -> int | None:
+    """Resume and return the ERROR code, or None if the server WELCOMEs the resume."""
+    from .support import stateful_hello
+
+    stream, reader = await _open_raw(port)
+    async with stream:
+        await stream.send(stateful_hello(client_id, n, resume=True, next_index=next_index))
+        first = await reader.next()
+        assert first is not None
+        return None if first.type == 0x02 else first.error_code
+
+
+def _lifecycle_server(clock: FakeClock, **kw: float) -> tuple[ServerConfig, MemoryStore]:
+    config = ServerConfig(interval=0.05, session_ttl=5.0, **kw)  # type: ignore[arg-type]
+    return config, MemoryStore(clock=clock)
+
+
+async def test_resume_before_ttl_works_and_after_ttl_is_rejected() -> None:
+    clock = FakeClock()
+    config, store = _lifecycle_server(clock)
+    cid = str(uuid.uuid4())
+    async with running_server(config, store=store) as (server, port):
+        await _stateful_drop_after(port, cid, 100, 3)
+        await server.wait_active(0)
+        clock.advance(4.9)
+        assert await _resume_error(port, cid, 100, 2) is None  # within the TTL
+        await server.wait_active(0)
+        clock.advance(5.1)
+        assert await _resume_error(port, cid, 100, 2) == 20  # SESSION_UNKNOWN
+
+
+async def test_session_that_resumed_and_dropped_again_still_expires() -> None:
+    clock = FakeClock()
+    config, store = _lifecycle_server(clock)
+    cid = str(uuid.uuid4())
+    async with running_server(config, store=store) as (server, port):
+        await _stateful_drop_after(port, cid, 100, 2)
+        await server.wait_active(0)
+        clock.advance(3)
+        await _stateful_drop_after(port, cid, 100, 2, resume=True, next_index=1)
+        await server.wait_active(0)
+        clock.advance(4)  # 7 s after the first drop, 4 s after the second: still alive
+        assert await store.get(cid) is not None
+        clock.advance(1.1)  # 5.1 s after the second drop: gone
+        assert await store.get(cid) is None
+        assert await _resume_error(port, cid, 100, 2) == 20
+
+
+async def test_session_is_deleted_right_after_final_frame() -> None:
+    """The fake clock never moves: the session can only be gone because it was deleted."""
+    from .support import stateful_hello
+
+    clock = FakeClock()
+    config, store = _lifecycle_server(clock)
+    config = ServerConfig(interval=0.0, session_ttl=5.0)
+    cid = str(uuid.uuid4())
+    async with running_server(config, store=store) as (server, port):
+        stream, reader = await _open_raw(port)
+        async with stream:
+            await stream.send(stateful_hello(cid, 3))
+            types = await _take(reader, 4)
+            assert types == [0x02, 0x03, 0x03, 0x04]
+            await server.wait_active(0)
+        assert await store.get(cid) is None
+        # The final frame counts as lost if a client now resumes: the spec's SESSION_UNKNOWN.
+        assert await _resume_error(port, cid, 3, 2) == 20
+
+
+async def test_second_connection_for_same_client_id_takes_over() -> None:
+    """Latest wins: the older connection gets SESSION_SUPERSEDED, the newer one completes."""
+    from .support import stateful_hello
+
+    seed = 42
+    config = ServerConfig(interval=0.02, session_ttl=5.0, lease_refresh=0.05)
+    cid = str(uuid.uuid4())
+    n = 40
+    async with running_server(config, random_source=FixedRandom(seeds=[seed])) as (_, port):
+        old, old_reader = await _open_raw(port)
+        async with old:
+            await old.send(stateful_hello(cid, n))
+            await _take(old_reader, 3)  # WELCOME and two numbers
+            recorder = Recorder()
+            takeover = ClientConfig(port=port, mode=Mode.STATEFUL, n=n, client_id=cid, backoff=FAST)
+            result = await run_client(takeover, observer=recorder)
+            codes = []
+            while (item := await old_reader.next()) is not None:
+                codes.append(item.type)
+                last = item
+            assert codes[-1] == 0x05
+            assert last.error_code == 22  # SESSION_SUPERSEDED
+    assert result.ok
+    assert result.checksum_computed == session_checksum(seed, n)
+
+
+async def test_fresh_hello_with_other_n_is_a_mismatch_and_leaves_session_alone() -> None:
+    from .support import stateful_hello
+
+    clock = FakeClock()
+    config, store = _lifecycle_server(clock)
+    cid = str(uuid.uuid4())
+    async with running_server(config, store=store) as (server, port):
+        await _stateful_drop_after(port, cid, 100, 2)
+        await server.wait_active(0)
+        stream, reader = await _open_raw(port)
+        async with stream:
+            await stream.send(stateful_hello(cid, 99))
+            item = await reader.next()
+            assert item is not None
+            assert item.error_code == 21  # SESSION_MISMATCH
+        assert await _resume_error(port, cid, 100, 1) is None
+
+
+# --- backoff -------------------------------------------------------------------------------------
+
+
+async def _attempt_times(port: int, backoff: Backoff) -> tuple[list[float], int]:
+    recorder = Recorder()
+    config = ClientConfig(port=port, mode=Mode.STATELESS, n=5, backoff=backoff, connect_timeout=1.0)
+    result = await run_client(config, observer=recorder, rng=random.Random(7))
+    return recorder.attempts, result.exit_code
+
+
+def _assert_schedule(times: list[float], backoff: Backoff) -> None:
+    assert len(times) == backoff.max_retries + 1
+    for retry, (earlier, later) in enumerate(itertools.pairwise(times)):
+        floor = min(backoff.initial * backoff.multiplier**retry, backoff.maximum)
+        assert later - earlier >= floor * (1 - backoff.jitter) * 0.99, (retry, later - earlier)
+
+
+BACKOFF = Backoff(initial=0.02, multiplier=2.0, jitter=0.2, maximum=0.1, max_retries=5)
+
+
+async def test_backoff_when_nothing_listens() -> None:
+    with anyio.CancelScope():
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
+        await listener.aclose()  # the port is now closed: every connect is refused
+    times, code = await _attempt_times(port, BACKOFF)
+    assert code == 4
+    _assert_schedule(times, BACKOFF)
+
+
+@pytest.mark.parametrize("reset", [False, True])
+async def test_backoff_when_listener_accepts_then_closes(reset: bool) -> None:
+    import socket
+
+    async def slam(stream: anyio.abc.SocketStream) -> None:
+        if reset:
+            raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, slam)
+        times, code = await _attempt_times(port, BACKOFF)
+        tg.cancel_scope.cancel()
+    assert code == 4
+    _assert_schedule(times, BACKOFF)
+
+
+# --- bad input from a raw socket ---------------------------------------------------------------
+
+
+BAD_INPUTS = {
+    "garbage": (b"GET / HTTP/1.1\r\n\r\n", 1),
+    "too_long_frame": (struct.pack(">BH", 0x01, 0xFFFF), 2),
+    "n_zero": (None, 6),
+    "n_too_big": (None, 6),
+    "resume_a_zero": (None, 7),
+    "resume_a_256": (None, 7),
+    "invalid_uuid": (None, 9),
+    "unknown_version": (None, 4),
+    "welcome_from_client": (None, 3),
+}
+
+
+def _bad_bytes(name: str) -> bytes:
+    from .support import frame, stateful_hello, stateless_hello
+
+    if name == "n_zero":
+        return stateless_hello(0)
+    if name == "n_too_big":
+        return stateless_hello(0x10000)
+    if name == "resume_a_zero":
+        return stateless_hello(10, resume=True, next_index=1, a=0)
+    if name == "resume_a_256":
+        return stateless_hello(10, resume=True, next_index=1, a=256)
+    if name == "invalid_uuid":
+        return stateful_hello("not-a-uuid-at-all-but-36-characters!", 10)
+    if name == "unknown_version":
+        return frame(0x01, bytes([2]) + b"\x00" * 30)
+    if name == "welcome_from_client":
+        return frame(0x02, b"\x00" * 23)
+    data = BAD_INPUTS[name][0]
+    assert data is not None
+    return data
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+async def test_bad_input_gets_error_frame_and_others_are_unaffected(name: str) -> None:
+    expected_code = BAD_INPUTS[name][1]
+    config = ServerConfig(interval=0.001, handshake_timeout=5.0)
+    outcome: dict[str, object] = {}
+    async with (
+        running_server(config, random_source=FixedRandom(a=3)) as (_, port),
+        anyio.create_task_group() as tg,
+    ):
+
+        async def good_client() -> None:
+            outcome["result"] = await run_client(stateless_config(port, 200))
+
+        tg.start_soon(good_client)
+        stream, reader = await _open_raw(port)
+        async with stream:
+            await stream.send(_bad_bytes(name))
+            item = await reader.next()
+            assert item is not None
+            assert item.error_code == expected_code
+            assert await reader.next() is None  # and the server closed
+    result = outcome["result"]
+    assert getattr(result, "ok", False)
+    assert getattr(result, "total", None) == doubling_sum(3, 200)
+
+
+async def test_silent_client_gets_handshake_timeout() -> None:
+    config = ServerConfig(interval=0.0, handshake_timeout=0.2)
+    async with running_server(config) as (_, port):
+        stream, reader = await _open_raw(port)
+        async with stream:
+            item = await reader.next()
+            assert item is not None
+            assert item.error_code == 10
+            assert await reader.next() is None
+
+
+async def test_bytes_after_hello_are_rejected() -> None:
+    from .support import stateless_hello
+
+    config = ServerConfig(interval=0.5)
+    async with running_server(config) as (_, port):
+        stream, reader = await _open_raw(port)
+        async with stream:
+            await stream.send(stateless_hello(100))
+            await _take(reader, 2)
+            await stream.send(b"\x01")
+            last = None
+            while (item := await reader.next()) is not None:
+                last = item
+            assert last is not None
+            assert last.error_code == 3
+
+
+async def test_server_restricted_to_one_mode_rejects_the_other() -> None:
+    from .support import stateful_hello
+
+    config = ServerConfig(interval=0.0, modes=frozenset({Mode.STATELESS}))
+    async with running_server(config) as (_, port):
+        stream, reader = await _open_raw(port)
+        async with stream:
+            await stream.send(stateful_hello(str(uuid.uuid4()), 5))
+            item = await reader.next()
+            assert item is not None
+            assert item.error_code == 5
+        result = await run_client(stateful_config(port, 5))
+    assert result.exit_code == EXIT_REJECTED
+    assert result.error == "UNSUPPORTED_MODE"
+
+
+async def test_connection_limit_answers_server_busy() -> None:
+    config = ServerConfig(interval=1.0, max_connections=1)
+    async with running_server(config) as (_, port):
+        from .support import stateless_hello
+
+        first, first_reader = await _open_raw(port)
+        async with first:
+            await first.send(stateless_hello(5))
+            await _take(first_reader, 1)
+            second, second_reader = await _open_raw(port)
+            async with second:
+                item = await second_reader.next()
+                assert item is not None
+                assert item.error_code == 31
