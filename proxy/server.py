@@ -140,7 +140,7 @@ class ChaosProxy:
             for listener in listeners.listeners:
                 assert isinstance(listener, SocketListener)  # typed loosely by MultiListener
                 tg.start_soon(self._accept_loop, listener, tg)
-            task_status.started(listeners.extra(SocketAttribute.local_port))  # noqa: S610 (anyio)
+            task_status.started(listeners.extra(SocketAttribute.local_port))
 
     async def _accept_loop(self, listener: SocketListener, tg: TaskGroup) -> None:
         while True:
@@ -256,9 +256,11 @@ class ChaosProxy:
                             socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
                         )
             case FaultKind.BLACKHOLE:
+                # Like a partition: the server's FIN is swallowed too, so only the client giving
+                # up (its silence detection) ends the connection.
                 async with anyio.create_task_group() as tg:
-                    for stream in (conn.client, conn.upstream):
-                        tg.start_soon(_discard_until_closed, stream, tg.cancel_scope)
+                    tg.start_soon(_discard_until_closed, conn.upstream, None)
+                    tg.start_soon(_discard_until_closed, conn.client, tg.cancel_scope)
 
     async def _pump(
         self, conn: _Connection, direction: Direction, source: SocketStream, sink: SocketStream
@@ -387,12 +389,13 @@ async def _read(
             conn.scope.cancel()
 
 
-async def _discard_until_closed(stream: SocketStream, scope: anyio.CancelScope) -> None:
-    """Blackhole: read only to notice the peer closing, then end the whole connection."""
+async def _discard_until_closed(stream: SocketStream, scope: anyio.CancelScope | None) -> None:
+    """Blackhole: read only to notice the peer closing; ``scope`` set: that ends the connection."""
     with contextlib.suppress(*_BROKEN):
         async for _ in stream:
             pass
-    scope.cancel()
+    if scope is not None:
+        scope.cancel()
 
 
 async def _flush(*streams: SocketStream) -> None:
@@ -412,7 +415,7 @@ def _unsent_bytes(stream: SocketStream) -> int:
 
 
 def _raw_socket(stream: SocketStream) -> socket.socket:
-    return stream.extra(SocketAttribute.raw_socket)  # noqa: S610 (anyio)
+    return stream.extra(SocketAttribute.raw_socket)
 
 
 async def _aclose(stream: SocketStream) -> None:

@@ -55,8 +55,9 @@ _RECEIVE_SIZE = 262144
 class Backoff:
     """Reconnection delays after gRPC's connection-backoff, with a cap below the session TTL.
 
-    The r-th consecutive reconnection without progress waits
-    ``min(initial * multiplier**r, maximum) * uniform(1 - jitter, 1 + jitter)``.
+    After k attempts in a row without progress, the next one waits
+    ``min(initial * multiplier**k, maximum) * uniform(1 - jitter, 1 + jitter)``; the client gives
+    up when k reaches ``max_retries``.
     """
 
     initial: float = 1.0
@@ -181,6 +182,7 @@ class _Receiver:
         self.expected: bytes | None = None
         self.done = False
         self.interval = 0.0
+        self.session_ttl = 0.0
 
     def hello(self) -> Hello:
         cfg = self.config
@@ -204,6 +206,7 @@ class _Receiver:
     def welcome(self, welcome: Welcome) -> None:
         self.welcomed = True
         self.interval = welcome.interval_ms / 1000
+        self.session_ttl = welcome.session_ttl_ms / 1000
         if self.config.mode is Mode.STATELESS:
             self.a = welcome.a
 
@@ -245,6 +248,7 @@ async def run_client(
     result = ClientResult(mode=config.mode, n=config.n, client_id=config.client_id)
     retries_without_progress = 0
     attempts = 0
+    dropped_at = -math.inf
     while True:
         attempts += 1
         obs.attempt(attempts, anyio.current_time())
@@ -254,17 +258,18 @@ async def run_client(
             await _one_connection(config, receiver, dial, obs)
         except _Retry as why:
             reason = str(why)
+            dropped_at = anyio.current_time()
         except _Fatal as fatal:
             name = _code_name(fatal.code)
             result.error = name
             result.exit_code = EXIT_REJECTED
             if (
                 fatal.code == ErrorCode.SESSION_UNKNOWN
-                and config.mode is Mode.STATEFUL
-                and receiver.received == config.n - 1
+                and receiver.welcomed
+                and anyio.current_time() - dropped_at < receiver.session_ttl
             ):
                 result.final_frame_lost = True
-                log.error("final frame lost: the session completed on the server: %s", fatal)
+                log.error("final frame lost: the session completed while FINAL was in flight")
             else:
                 log.error("server rejected the request: %s %s", name, fatal)
             break
@@ -275,14 +280,11 @@ async def run_client(
             break
         else:
             break
-        # r counts reconnections in a row that follow a connection which delivered nothing.
-        if receiver.received > before or attempts == 1:
-            retries_without_progress = 0
-        else:
-            retries_without_progress += 1
+        # k counts attempts in a row that delivered no new number (spec/PROTOCOL.md §15).
+        retries_without_progress = 0 if receiver.received > before else retries_without_progress + 1
         if retries_without_progress >= config.backoff.max_retries:
             log.error(
-                "giving up after %d reconnections without progress (last: %s)",
+                "giving up after %d attempts in a row without progress (last: %s)",
                 retries_without_progress,
                 reason,
             )

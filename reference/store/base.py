@@ -4,7 +4,7 @@ Every operation is atomic by contract: a store shared by several server processe
 implement each one as a single server-side step, never read-then-write from the caller. Times are
 milliseconds because that is what shared stores (Redis ``PX``) count in.
 
-Lifecycle of one session (spec/PROTOCOL.md, "Session state"):
+Lifecycle of one session (spec/PROTOCOL.md §16; Redis layout in spec/STORE-REDIS.md):
 
 * ``open_session`` creates it (or, if it exists, claims it) for the connection ``owner``;
 * while a connection streams, the owner holds a *lease*: the session cannot expire, and
@@ -17,6 +17,10 @@ Lifecycle of one session (spec/PROTOCOL.md, "Session state"):
 
 Every owner-qualified call does nothing and returns False when ``owner`` no longer holds the
 session: a superseded connection can never delete, expire or extend its successor's session.
+
+Owners are non-empty strings unique per connection (a shared store uses "" for "nobody").
+Durations are whole milliseconds in 0..999_999_999_999 (12 digits, what the Redis scripts
+accept); every backend raises ValueError outside that range.
 """
 
 from __future__ import annotations
@@ -25,6 +29,19 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 SEED_MAX = (1 << 64) - 1
+
+
+MAX_DURATION_MS = 999_999_999_999
+
+
+def check_owner_and_duration(owner: str, ms: int | None = None) -> None:
+    """Argument checks every backend applies, so they all reject the same calls."""
+    if not owner:
+        raise ValueError("owner must be a non-empty string")
+    if ms is not None and (
+        isinstance(ms, bool) or not isinstance(ms, int) or not 0 <= ms <= MAX_DURATION_MS
+    ):
+        raise ValueError(f"a duration must be an int of 0..{MAX_DURATION_MS} ms, not {ms!r}")
 
 
 class StoreError(Exception):

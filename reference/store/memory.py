@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .base import SessionRecord
+from .base import SessionRecord, check_owner_and_duration
 
 Clock = Callable[[], float]
 
@@ -51,6 +51,7 @@ class MemoryStore:
     async def open_session(
         self, client_id: str, fresh: SessionRecord, owner: str, lease_ms: int
     ) -> tuple[SessionRecord, bool]:
+        check_owner_and_duration(owner, lease_ms)
         entry = self._live(client_id)
         created = entry is None
         if entry is None:
@@ -61,6 +62,7 @@ class MemoryStore:
         return entry.record, created
 
     async def claim(self, client_id: str, owner: str, lease_ms: int) -> SessionRecord | None:
+        check_owner_and_duration(owner, lease_ms)
         entry = self._live(client_id)
         if entry is None:
             return None
@@ -73,6 +75,7 @@ class MemoryStore:
         return entry if entry is not None and entry.owner == owner else None
 
     async def refresh(self, client_id: str, owner: str, lease_ms: int) -> bool:
+        check_owner_and_duration(owner, lease_ms)
         entry = self._owned(client_id, owner)
         if entry is None:
             return False
@@ -80,6 +83,7 @@ class MemoryStore:
         return True
 
     async def release(self, client_id: str, owner: str, ttl_ms: int) -> bool:
+        check_owner_and_duration(owner, ttl_ms)
         entry = self._owned(client_id, owner)
         if entry is None:
             return False
@@ -88,6 +92,7 @@ class MemoryStore:
         return True
 
     async def complete(self, client_id: str, owner: str) -> bool:
+        check_owner_and_duration(owner)
         if self._owned(client_id, owner) is None:
             return False
         del self._entries[client_id]

@@ -1,0 +1,117 @@
+"""Throwaway ``redis-server`` processes for tests: no persistence, loopback only, own temp dir.
+
+* :func:`redis_server` is a plain context manager yielding ``redis://127.0.0.1:PORT/0``; it raises
+  :class:`RedisServerMissingError` when no ``redis-server`` binary is on PATH.
+* :func:`redis_server_or_skip` applies the test policy on top: a missing binary skips the test
+  with a visible reason on a developer machine, and fails it when ``CI`` is set (CI must have it).
+
+A session-scoped pytest fixture is three lines::
+
+    @pytest.fixture(scope="session")
+    def redis_url() -> Iterator[str]:
+        with redis_server_or_skip() as url:
+            yield url
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+__all__ = ["RedisServerMissingError", "free_port", "redis_server", "redis_server_or_skip"]
+
+_STARTUP_TIMEOUT = 10.0
+_STOP_TIMEOUT = 5.0
+_PORT_ATTEMPTS = 5
+
+
+class RedisServerMissingError(RuntimeError):
+    """No ``redis-server`` binary to start."""
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now (another process may take it later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _pong(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _start(exe: str, workdir: Path, startup_timeout: float) -> tuple[subprocess.Popen[bytes], int]:
+    """Start one server; retries with a new port if another process took the one we picked."""
+    log = workdir / "redis.log"
+    for _ in range(_PORT_ATTEMPTS):
+        log.unlink(missing_ok=True)
+        port = free_port()
+        argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
+        argv += ["no", "--dir", str(workdir), "--logfile", str(log)]
+        proc = subprocess.Popen(
+            argv, cwd=workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + startup_timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            if _pong(port):
+                return proc, port
+            time.sleep(0.02)
+        _stop(proc)
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if "Address already in use" not in text:
+            raise RuntimeError(
+                f"redis-server on port {port} did not answer PING within {startup_timeout} s "
+                f"(exit code {proc.returncode}); its log:\n{text[-2000:]}"
+            )
+    raise RuntimeError(f"no free port for redis-server after {_PORT_ATTEMPTS} attempts")
+
+
+@contextlib.contextmanager
+def redis_server(*, startup_timeout: float = _STARTUP_TIMEOUT) -> Iterator[str]:
+    """Run a throwaway redis-server until the block ends; yields its ``redis://`` URL."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RedisServerMissingError("redis-server is not on PATH")
+    with tempfile.TemporaryDirectory(prefix="nsp-redis-") as tmp:
+        proc, port = _start(exe, Path(tmp), startup_timeout)
+        try:
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            _stop(proc)
+
+
+@contextlib.contextmanager
+def redis_server_or_skip(*, startup_timeout: float = _STARTUP_TIMEOUT) -> Iterator[str]:
+    """:func:`redis_server`, but a missing binary skips (fails under ``CI``) the test."""
+    if shutil.which("redis-server") is None:
+        reason = "redis-server is not installed (apt-get install redis-server)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must run the Redis-backed tests", pytrace=False)
+        pytest.skip(reason)
+    with redis_server(startup_timeout=startup_timeout) as url:
+        yield url
