@@ -45,7 +45,7 @@ class EchoServer:
 
     async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
-            task_status.started(listener.extra(SocketAttribute.local_port))  # noqa: S610 (anyio)
+            task_status.started(listener.extra(SocketAttribute.local_port))
             await listener.serve(self._echo)
 
     async def _echo(self, stream: SocketStream) -> None:
