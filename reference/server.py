@@ -355,15 +355,16 @@ class NumberServer:
         checksum: Checksum | None = None
         if job.session is not None:
             checksum = stateful_prefix_checksum(job.session.seed, job.start)
-        pending = bytearray(conn.send(welcome))
+        pending = [conn.send(welcome)]
+        pending_bytes = 0
         t0 = anyio.current_time()
         for j, index in enumerate(range(job.start, n)):
             deadline = t0 + j * interval
             now = anyio.current_time()
             if deadline > now:
                 if pending:
-                    await _send_bounded(stream, pending)
-                    pending = bytearray()
+                    await _send_bounded(stream, b"".join(pending))
+                    pending, pending_bytes = [], 0
                 await anyio.sleep_until(deadline)
             elif interval > 0 and now - deadline > interval:
                 t0 = now - j * interval  # fell a whole interval behind: re-anchor, never burst
@@ -373,11 +374,14 @@ class NumberServer:
             if checksum is not None:
                 checksum.update(value)
                 digest = checksum.digest() if final else None
-            pending += conn.send(Number(index=index, value=value, final=final, checksum=digest))
-            if len(pending) >= _BATCH_BYTES:
-                await _send_bounded(stream, pending)
-                pending = bytearray()
-        await _send_bounded(stream, pending)
+            frame = conn.send(Number(index=index, value=value, final=final, checksum=digest))
+            pending.append(frame)
+            pending_bytes += len(frame)
+            if pending_bytes >= _BATCH_BYTES:
+                await _send_bounded(stream, b"".join(pending))
+                pending, pending_bytes = [], 0
+        if pending:
+            await _send_bounded(stream, b"".join(pending))
         if job.session is not None:
             with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
                 await self._complete(job)
@@ -464,9 +468,9 @@ class _Outcome:
     rejection: _Rejected | None = None
 
 
-async def _send_bounded(stream: anyio.abc.ByteStream, data: bytes | bytearray) -> None:
+async def _send_bounded(stream: anyio.abc.ByteStream, data: bytes) -> None:
     with anyio.fail_after(_WRITE_STALL_TIMEOUT):
-        await stream.send(bytes(data) if isinstance(data, bytearray) else data)
+        await stream.send(data)
 
 
 async def _receive_or_eof(stream: anyio.abc.ByteStream) -> bytes:

@@ -150,5 +150,7 @@ async def test_stateful_checksum_survives_any_schedule(
     assert schedule, "a run without faults must succeed"
     assert run.result.error == "SESSION_UNKNOWN"
     assert run.result.final_frame_lost
-    assert run.completed_streams == 1
+    # At least one server connection wrote FINAL (more than one when the client never saw the
+    # first WELCOME and its fresh HELLO started the stream again).
+    assert run.completed_streams >= 1
     assert len(accepted) < n

@@ -8,7 +8,7 @@ is exactly the one at index n-1, and WELCOME agrees with the HELLO it answers.
 
 from __future__ import annotations
 
-from enum import Enum, auto
+from enum import IntEnum, auto
 
 from .constants import ErrorCode, FrameType, Mode
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
@@ -35,12 +35,12 @@ from .frames import (
 )
 
 
-class Role(Enum):
+class Role(IntEnum):
     CLIENT = auto()
     SERVER = auto()
 
 
-class State(Enum):
+class State(IntEnum):
     IDLE = auto()  # client: nothing sent yet
     AWAIT_HELLO = auto()  # server: waiting for the client's HELLO
     AWAIT_WELCOME = auto()  # client: HELLO sent
@@ -51,8 +51,12 @@ class State(Enum):
     ERROR = auto()  # a protocol violation happened; nothing more may pass
 
 
-class Kind(Enum):
-    """Event kinds as the table sees them (a Number splits into DATA and FINAL)."""
+class Kind(IntEnum):
+    """Event kinds as the table sees them (a Number splits into DATA and FINAL).
+
+    IntEnums, like Role and State, because the table is consulted for every number and int
+    hashing is several times faster than Enum's.
+    """
 
     HELLO = auto()
     WELCOME = auto()
@@ -140,8 +144,7 @@ class _Connection:
         target = TRANSITIONS.get((self.role, self._state, kind, direction))
         if target is None:
             previous = self._state
-            self._state = State.ERROR
-            self._peer_broke = error is RemoteProtocolError
+            self._enter_error(peer_broke=error is RemoteProtocolError)
             raise error(
                 f"{self.role.name.lower()} cannot {direction} {kind.name} in state {previous.name}",
                 ErrorCode.UNEXPECTED_FRAME,
@@ -149,9 +152,15 @@ class _Connection:
         self._state = target
 
     def _fail(self, exc: ProtocolError) -> ProtocolError:
-        self._state = State.ERROR
-        self._peer_broke = isinstance(exc, RemoteProtocolError)
+        self._enter_error(peer_broke=isinstance(exc, RemoteProtocolError))
         return exc
+
+    def _enter_error(self, *, peer_broke: bool) -> None:
+        """ERROR is terminal, except that a side which could send ERROR may still explain why."""
+        self._peer_broke = peer_broke and (
+            (self.role, self._state, Kind.ERROR, "send") in TRANSITIONS
+        )
+        self._state = State.ERROR
 
     # --- receiving ----------------------------------------------------------------------------
 

@@ -144,7 +144,13 @@ class Error:
     def __post_init__(self) -> None:
         if not 0 <= self.code <= 0xFFFF:
             raise _invalid(f"error code {self.code} does not fit in u16", ErrorCode.MALFORMED_FRAME)
-        if len(self.message.encode("utf-8")) > MAX_ERROR_MESSAGE:
+        try:
+            encoded = self.message.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _invalid(
+                "error message is not valid Unicode text", ErrorCode.MALFORMED_FRAME
+            ) from None
+        if len(encoded) > MAX_ERROR_MESSAGE:
             raise _invalid("error message longer than 1024 bytes", ErrorCode.MALFORMED_FRAME)
 
 

@@ -269,6 +269,7 @@ class FrameReader:
             if self._eof:
                 raise _malformed(f"connection closed inside a frame ({len(buffer)} of {end} bytes)")
             return None
-        payload = bytes(buffer[HEADER_SIZE:end])
+        with memoryview(buffer) as view:
+            payload = bytes(view[HEADER_SIZE:end])  # one copy; slicing the bytearray makes two
         del buffer[:end]
         return FrameType(frame_type), payload
