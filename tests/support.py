@@ -159,3 +159,10 @@ def cutting_connector(
         return stream if limit is None else CuttingStream(stream, limit)
 
     return connect
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float) -> None:
+    """Wait (bounded) for a condition of another process, such as Redis, that sends no event."""
+    with anyio.fail_after(timeout):
+        while not await check():
+            await anyio.sleep(0.05)  # noqa: ASYNC110 - polling is the only way to observe it

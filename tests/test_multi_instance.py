@@ -24,7 +24,7 @@ from reference.store import SessionStore, open_store
 
 from .oracle import session_checksum, session_values
 from .redis_fixture import free_port, redis_server_or_skip
-from .support import RawReader, stateful_hello
+from .support import RawReader, eventually, stateful_hello
 from .test_e2e import Recorder
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -222,9 +222,11 @@ async def _run_farm(url: str, store: SessionStore) -> None:
             (seed,) = seeds[slot]
             assert result.checksum_expected == session_checksum(seed, N)
             assert [value for _, value in recorders[slot].numbers] == session_values(seed, N)
-        with anyio.fail_after(10):  # each session is deleted right after its FINAL
-            while await store.count():
-                await anyio.sleep(0.05)
+
+        async def no_sessions() -> bool:
+            return await store.count() == 0
+
+        await eventually(no_sessions, timeout=10)  # each is deleted right after its FINAL
 
         # An expired session is refused by every server, including the restarted one.
         client_id = str(uuid.uuid4())
@@ -233,15 +235,12 @@ async def _run_farm(url: str, store: SessionStore) -> None:
             reader = RawReader(stream)
             assert (await reader.next()) is not None  # WELCOME
             assert (await reader.next()) is not None  # number 0
-        with anyio.fail_after(TTL + 10):  # wait for the event "the session expired"
-            assert await _exists_after_drop(store, client_id)
-            while await store.get(client_id) is not None:
-                await anyio.sleep(0.05)
+        assert await store.get(client_id) is not None  # the TTL has only just started
+
+        async def expired() -> bool:
+            return await store.get(client_id) is None
+
+        await eventually(expired, timeout=TTL + 10)
         for server in servers:
             assert await resume_answer(server.port, client_id, 50, 1) == 20  # SESSION_UNKNOWN
         tg.cancel_scope.cancel()
-
-
-async def _exists_after_drop(store: SessionStore, client_id: str) -> bool:
-    """Right after the drop the session must still be there (the TTL has only just started)."""
-    return await store.get(client_id) is not None
