@@ -7,7 +7,6 @@ this module only moves bytes, keeps time and talks to the session store.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import itertools
 import logging
@@ -329,7 +328,7 @@ class NumberServer:
         )
         outcome = _Outcome()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._watch_client, stream, conn, outcome, tg.cancel_scope)
+            tg.start_soon(self._watch_client, stream, outcome, tg.cancel_scope)
             if job.session is not None:
                 tg.start_soon(self._keep_lease, job, outcome, tg.cancel_scope)
             try:
@@ -387,26 +386,19 @@ class NumberServer:
                 await self._complete(job)
 
     async def _watch_client(
-        self,
-        stream: anyio.abc.ByteStream,
-        conn: ServerConnection,
-        outcome: _Outcome,
-        scope: anyio.CancelScope,
+        self, stream: anyio.abc.ByteStream, outcome: _Outcome, scope: anyio.CancelScope
     ) -> None:
         """A client sends nothing after HELLO: EOF means it left, any byte is a violation.
 
         The violation is reported on the first byte, without waiting for a whole frame, because
-        no frame from a client is acceptable here whatever it turns out to be.
+        no frame from a client is acceptable here whatever it turns out to be. The connection
+        object is left alone: the sender task owns it, and feeding it EOF here could close it
+        under a send that is about to run before the cancellation lands.
         """
-        data = await _receive_or_eof(stream)
-        if data:
+        if await _receive_or_eof(stream):
             outcome.rejection = _Rejected(
                 ErrorCode.UNEXPECTED_FRAME, "a client sends nothing after its HELLO"
             )
-        else:
-            with contextlib.suppress(LocalProtocolError):
-                conn.receive_data(b"")
-                conn.next_event()
         outcome.client_gone = True
         scope.cancel()
 

@@ -161,8 +161,8 @@ def cutting_connector(
     return connect
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], *, within: float) -> None:
     """Wait (bounded) for a condition of another process, such as Redis, that sends no event."""
-    with anyio.fail_after(timeout):
-        while not await check():
-            await anyio.sleep(0.05)  # noqa: ASYNC110 - polling is the only way to observe it
+    with anyio.fail_after(within):
+        while not await check():  # noqa: ASYNC110 - polling is the only way to observe it
+            await anyio.sleep(0.05)

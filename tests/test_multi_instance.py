@@ -226,7 +226,7 @@ async def _run_farm(url: str, store: SessionStore) -> None:
         async def no_sessions() -> bool:
             return await store.count() == 0
 
-        await eventually(no_sessions, timeout=10)  # each is deleted right after its FINAL
+        await eventually(no_sessions, within=10)  # each is deleted right after its FINAL
 
         # An expired session is refused by every server, including the restarted one.
         client_id = str(uuid.uuid4())
@@ -240,7 +240,7 @@ async def _run_farm(url: str, store: SessionStore) -> None:
         async def expired() -> bool:
             return await store.get(client_id) is None
 
-        await eventually(expired, timeout=TTL + 10)
+        await eventually(expired, within=TTL + 10)
         for server in servers:
             assert await resume_answer(server.port, client_id, 50, 1) == 20  # SESSION_UNKNOWN
         tg.cancel_scope.cancel()

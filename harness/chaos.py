@@ -1,0 +1,706 @@
+"""``python -m harness.chaos``: real clients through a fault-injecting proxy, every result checked.
+
+A run starts the server(s) and the proxy, runs the clients as subprocesses, verifies each
+client's reported result independently, and exits 0 only if every client verified.
+``run_chaos`` is the same run as an API, for tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import logging
+import random
+import secrets
+import shlex
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TextIO
+
+import anyio
+from rich.console import Console
+
+from proxy import ChaosProxy
+from reference.store import StoreError
+
+from . import processes
+from .clients import CLIENT_PLACEHOLDERS, client_argv, passes_client_id, run_client_process
+from .dashboard import ChaosUI, LiveDashboard, LogUI, NullUI, summary_line, summary_table
+from .model import ChaosOptions, ChaosReport, ClientPhase, ClientSpec, ClientState, RunView
+from .servers import (
+    HOST,
+    SERVER_PLACEHOLDERS,
+    Servers,
+    ServerStartError,
+    in_process_server,
+    subprocess_servers,
+)
+from .verify import verify_result
+
+log = logging.getLogger("harness.chaos")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+#: Dashboard redraws per second.
+REFRESH_RATE = 8
+MAX_N = 0xFFFF
+_STORE_SCHEMES = ("memory", "redis", "rediss", "unix")
+
+
+def check_options(options: ChaosOptions) -> None:
+    """Raise ValueError for a run that cannot make sense, before anything starts."""
+    if options.clients < 1:
+        raise ValueError("--clients must be at least 1")
+    if not 1 <= options.n <= MAX_N:
+        raise ValueError(f"-n must be in 1..{MAX_N}")
+    if options.concurrency is not None and options.concurrency < 1:
+        raise ValueError("--concurrency must be at least 1")
+    if options.interval < 0 or options.session_ttl < 0:
+        raise ValueError("--interval and --session-ttl must be >= 0")
+    if options.timeout is not None and options.timeout <= 0:
+        raise ValueError("--timeout must be > 0")
+    if options.servers < 1:
+        raise ValueError("--servers must be at least 1")
+    if options.kill_interval is not None and options.kill_interval <= 0:
+        raise ValueError("--kill-interval must be > 0")
+    if options.store.partition(":")[0] not in _STORE_SCHEMES:
+        raise ValueError(f"--store {options.store!r}: use memory:// or redis://HOST:PORT/DB")
+    if options.client_cmd is not None:
+        processes.check_template(options.client_cmd, CLIENT_PLACEHOLDERS)
+    if options.server_cmd is not None:
+        processes.check_template(options.server_cmd, SERVER_PLACEHOLDERS)
+    options.fault_config()  # FaultConfig validates rates, sizes and durations
+
+
+def client_specs(options: ChaosOptions, seed: int) -> tuple[int, list[ClientSpec]]:
+    """The proxy seed and every client's parameters, all drawn from the run seed."""
+    rng = random.Random(seed)
+    proxy_seed = rng.getrandbits(32)
+    modes = options.modes
+    specs = [
+        ClientSpec(
+            id=index + 1,
+            mode=modes[index % len(modes)],
+            n=options.n,
+            seed=rng.getrandbits(32),
+            client_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        )
+        for index in range(options.clients)
+    ]
+    return proxy_seed, specs
+
+
+async def run_chaos(
+    options: ChaosOptions, *, ui: ChaosUI | None = None, stop: anyio.Event | None = None
+) -> ChaosReport:
+    """Run every client through the proxy and verify each; never raises for a failed client.
+
+    ``stop`` ends the run early (as Ctrl-C does): running clients are killed and count as
+    failed, and the report is still complete. Raises ValueError for impossible options.
+    """
+    check_options(options)
+    display = ui or NullUI()
+    seed = options.seed if options.seed is not None else secrets.randbits(32)
+    proxy_seed, specs = client_specs(options, seed)
+    states = [ClientState(spec) for spec in specs]
+    now = anyio.current_time()
+    view = RunView(
+        options=options,
+        seed=seed,
+        proxy_seed=proxy_seed,
+        clients=states,
+        started_at=now,
+        now=now,
+    )
+    report = ChaosReport(
+        ok=False,
+        seed=seed,
+        proxy_seed=proxy_seed,
+        duration_s=0.0,
+        options=options,
+        clients=states,
+        proxy={},
+        server={},
+    )
+    try:
+        with contextlib.ExitStack() as files:
+            event_log: TextIO | None = None
+            if options.event_log is not None:
+                # A small local file the proxy writes line by line: blocking I/O is fine here.
+                event_log = files.enter_context(open(options.event_log, "w", encoding="utf-8"))  # noqa: ASYNC230
+            await _run(options, view, report, display, stop, event_log, seed)
+    except* (ServerStartError, StoreError, OSError) as group:
+        report.error = "; ".join(str(exc) for exc in _leaves(group))
+        log.error("run aborted: %s", report.error)
+    view.now = anyio.current_time()
+    report.duration_s = view.elapsed
+    for state in states:
+        if not state.phase.finished:
+            _abandon(state, report)
+            display.client_finished(state)
+    report.ok = (
+        report.error is None
+        and not report.interrupted
+        and not report.timed_out
+        and all(state.ok or _excused(options, state) for state in states)
+    )
+    return report
+
+
+async def _run(
+    options: ChaosOptions,
+    view: RunView,
+    report: ChaosReport,
+    display: ChaosUI,
+    stop: anyio.Event | None,
+    event_log: TextIO | None,
+    seed: int,
+) -> None:
+    async with _servers(options, seed) as servers:
+        proxy = ChaosProxy(
+            [(HOST, port) for port in servers.ports],
+            config=options.fault_config(),
+            seed=view.proxy_seed,
+            event_log=event_log,
+        )
+        async with anyio.create_task_group() as tg:
+            port: int = await tg.start(functools.partial(proxy.serve, host=HOST))
+            view.proxy, view.proxy_port, view.servers = proxy, port, servers
+            display.start(view)
+            try:
+                tg.start_soon(_refresh_loop, view, servers, display)
+                await _run_clients(options, view, report, servers, display, stop)
+            finally:
+                view.now = anyio.current_time()
+                display.stop()
+            report.proxy = proxy.counters.snapshot()
+            report.server = servers.stats()
+            with anyio.move_on_after(2):
+                report.server["sessions_held"] = await servers.sessions_held()
+            report.servers_killed = servers.kills
+            tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def _servers(options: ChaosOptions, seed: int) -> AsyncIterator[Servers]:
+    if options.server_subprocess:
+        async with subprocess_servers(options, random.Random(f"{seed}:kills")) as running:
+            yield running
+    else:
+        async with in_process_server(options) as local:
+            yield local
+
+
+async def _refresh_loop(view: RunView, servers: Servers, display: ChaosUI) -> None:
+    while True:
+        view.now = anyio.current_time()
+        with anyio.move_on_after(1):
+            view.sessions_held = await servers.sessions_held()
+        display.refresh()
+        await anyio.sleep(1 / REFRESH_RATE)
+
+
+async def _run_clients(
+    options: ChaosOptions,
+    view: RunView,
+    report: ChaosReport,
+    servers: Servers,
+    display: ChaosUI,
+    stop: anyio.Event | None,
+) -> None:
+    """At most ``concurrency`` clients at once; the timeout and ``stop`` kill the rest."""
+    assert view.proxy_port is not None
+    limiter = anyio.CapacityLimiter(options.effective_concurrency)
+    with anyio.move_on_after(options.effective_timeout) as deadline:
+        async with anyio.create_task_group() as run:
+
+            async def watch_stop(event: anyio.Event) -> None:
+                await event.wait()
+                report.interrupted = True
+                run.cancel_scope.cancel()
+
+            if stop is not None:
+                run.start_soon(watch_stop, stop)
+            async with anyio.create_task_group() as clients:
+                for state in view.clients:
+                    clients.start_soon(
+                        _one_client, options, state, limiter, view.proxy_port, servers, display
+                    )
+            run.cancel_scope.cancel()
+    report.timed_out = deadline.cancelled_caught and not report.interrupted
+
+
+async def _one_client(
+    options: ChaosOptions,
+    state: ClientState,
+    limiter: anyio.CapacityLimiter,
+    port: int,
+    servers: Servers,
+    display: ChaosUI,
+) -> None:
+    async with limiter:
+        await run_client_process(client_argv(options, state.spec, port), state)
+    if state.reason is None:  # the process ran (a failed start has its reason already)
+        await _judge(options, state, servers)
+    else:
+        state.phase = ClientPhase.FAILED
+    display.client_finished(state)
+
+
+async def _judge(options: ChaosOptions, state: ClientState, servers: Servers) -> None:
+    """Verify off the event loop: recomputing a checksum at n = 65535 takes a while."""
+    spec = state.spec
+    seeds = servers.seeds
+    seed = None
+    completed = None
+    reported_id = state.result.get("client_id") if state.result is not None else None
+    if seeds is not None and spec.mode == "stateful" and isinstance(reported_id, str):
+        record = seeds.get(reported_id)
+        seed = record.seed if record is not None else None
+        completed = servers.completed(reported_id)
+    verdict = await anyio.to_thread.run_sync(
+        functools.partial(
+            verify_result,
+            state.result,
+            mode=spec.mode,
+            n=spec.n,
+            exit_code=state.exit_code,
+            client_id=spec.client_id if passes_client_id(options) else None,
+            seed=seed,
+            seed_known=seeds is not None,
+            completed=completed,
+        )
+    )
+    state.seed_checked = verdict.seed_checked
+    state.reason = verdict.reason
+    if verdict.ok:
+        state.phase = ClientPhase.VERIFIED
+    elif verdict.final_frame_lost:
+        state.phase = ClientPhase.FINAL_LOST
+    else:
+        state.phase = ClientPhase.FAILED
+
+
+def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
+    """The exceptions inside nested task-group errors, for a one-line reason."""
+    found: list[Exception] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found += _leaves(exc)
+        else:
+            found.append(exc)
+    return found
+
+
+def _excused(options: ChaosOptions, state: ClientState) -> bool:
+    """A confirmed final-frame loss is the protocol's documented limit, not a defect."""
+    return state.final_frame_lost and not options.strict
+
+
+def _abandon(state: ClientState, report: ChaosReport) -> None:
+    """A client the run ended before it finished: failed, saying why."""
+    if report.error is not None:
+        why = f"run aborted: {report.error}"
+    elif report.interrupted:
+        why = "interrupted"
+    elif report.timed_out:
+        why = f"run timed out after {report.options.effective_timeout:g} s"
+    else:
+        why = "did not finish"
+    if state.started_at is None:
+        why += " (never started)"
+    elif state.exit_code is not None and state.exit_code < 0:
+        why += f" (killed by signal {-state.exit_code})"
+    state.reason = why
+    state.phase = ClientPhase.FAILED
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+DESCRIPTION = """\
+Chaos run: start a reference server (in-process, or any server via --server-cmd), put the
+fault-injecting proxy in front of it, run --clients real client processes through the proxy,
+and verify every client's result independently: a stateless sum against a*(2^n - 1), a
+stateful checksum against the client's own and against the one recomputed from the seed the
+server handed out. Exit 0 iff every client verified (a stateful client whose final frame a
+fault ate after the server completed its session, spec/PROTOCOL.md §16.6, is excused unless
+--strict).
+
+On a terminal a live dashboard shows every client, the proxy's counters and faults, and the
+server; otherwise one line per client goes to stderr. The verdict (table or summary line)
+goes to stdout."""
+
+EPILOG = """\
+examples:
+  python -m harness.chaos --drop-rate 0.2
+  python -m harness.chaos --clients 20 --reset-rate 0.1 --blackhole-rate 0.05 --seed 7
+  python -m harness.chaos --client-cmd "node client.js --port {port} --mode {mode} -n {n} --json"
+  python -m harness.chaos --servers 3 --kill-interval 2 --store redis://127.0.0.1:6379/0
+
+exit status: 0 every client verified (or lost its final frame in a way the server confirms,
+unless --strict); 1 any client failed, the run timed out, was interrupted
+or could not start; 2 bad arguments.
+The client-result contract for --client-cmd is in harness/README.md."""
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a number >= 0")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a number > 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be an integer >= 1")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} must be a probability in [0, 1]")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text, 0)
+    if not 1 <= value <= MAX_N:
+        raise argparse.ArgumentTypeError(f"n must be in 1..{MAX_N}, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.chaos",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run = parser.add_argument_group("the run")
+    run.add_argument("--clients", type=_positive_int, default=10, help="clients (default 10)")
+    run.add_argument(
+        "--mode",
+        choices=["stateless", "stateful", "both"],
+        default="both",
+        help="variant; both alternates, starting with stateless (default both)",
+    )
+    run.add_argument("-n", type=_count, default=200, help="numbers per client (default 200)")
+    run.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="run seed: derives the proxy's faults and every client's --seed and id "
+        "(default random, printed so the run can be replayed)",
+    )
+    run.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=None,
+        metavar="K",
+        help="at most K clients at once (default: all)",
+    )
+    run.add_argument(
+        "--timeout",
+        type=_positive,
+        default=None,
+        metavar="S",
+        help="bound on the whole run; clients still running are killed and fail "
+        "(default 30 + 4 x n x interval per wave of clients)",
+    )
+    run.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail a run for a stateful client whose FINAL a fault ate after the server "
+        "completed the session (spec/PROTOCOL.md §16.6); by default such a confirmed "
+        "loss is reported but excused, as the protocol cannot avoid it",
+    )
+    run.add_argument("--report", metavar="FILE", help="write the JSON report to FILE")
+    run.add_argument("--event-log", metavar="FILE", help="write proxy faults as JSON lines")
+    run.add_argument(
+        "--ui",
+        choices=["auto", "live", "plain"],
+        default="auto",
+        help="live dashboard or plain lines (default auto: live when stdout is a terminal)",
+    )
+    run.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="warning",
+        help="stderr logging of the in-process server and proxy (default warning)",
+    )
+
+    server = parser.add_argument_group("server")
+    server.add_argument(
+        "--interval",
+        type=_non_negative,
+        default=0.01,
+        metavar="S",
+        help="seconds between numbers (default 0.01)",
+    )
+    server.add_argument(
+        "--session-ttl",
+        type=_non_negative,
+        default=30.0,
+        metavar="S",
+        help="how long a disconnected stateful session is kept (default 30)",
+    )
+    server.add_argument(
+        "--store", default="memory://", metavar="URL", help="session store (default memory://)"
+    )
+    server.add_argument(
+        "--server-cmd",
+        metavar="TEMPLATE",
+        help="run this server instead of the in-process reference; placeholders {port} "
+        "{interval} {ttl} {store}",
+    )
+    server.add_argument(
+        "--servers",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="K server subprocesses behind the proxy's round-robin (default 1, in-process)",
+    )
+    server.add_argument(
+        "--kill-interval",
+        type=_positive,
+        default=None,
+        metavar="S",
+        help="every S seconds SIGKILL a random server subprocess and restart it on its port",
+    )
+
+    client = parser.add_argument_group("clients")
+    client.add_argument(
+        "--client-cmd",
+        metavar="TEMPLATE",
+        help="run this client instead of python -m reference.client; placeholders {port} "
+        "{mode} {n} {client_id} {seed}; it must print the JSON result of harness/README.md",
+    )
+    client.add_argument(
+        "--client-args",
+        default="",
+        metavar="ARGS",
+        help='extra arguments appended to every client command, e.g. --client-args="--log-level '
+        'debug"',
+    )
+
+    faults = parser.add_argument_group(
+        "faults (see python -m proxy --help)",
+        "Terminal faults hit a connection at a downstream byte offset drawn uniformly from "
+        "[0, --fault-window); the default window is the size of one whole stream of the "
+        "largest mode, so every part of a stream, first and final frames included, gets hit.",
+    )
+    faults.add_argument("--drop-rate", type=_rate, default=0.0, metavar="P", help="FIN both ways")
+    faults.add_argument("--reset-rate", type=_rate, default=0.0, metavar="P", help="RST both ways")
+    faults.add_argument(
+        "--blackhole-rate",
+        type=_rate,
+        default=0.0,
+        metavar="P",
+        help="stop forwarding, keep sockets open",
+    )
+    faults.add_argument(
+        "--fault-window",
+        type=_positive_int,
+        default=None,
+        metavar="BYTES",
+        help="terminal fault offsets are drawn below this (default: one whole stream)",
+    )
+    faults.add_argument(
+        "--refuse-rate",
+        type=_rate,
+        default=0.0,
+        metavar="P",
+        help="probability a connection starts a refuse period",
+    )
+    faults.add_argument(
+        "--refuse-duration",
+        type=_non_negative,
+        default=0.5,
+        metavar="S",
+        help="length of a refuse period (default 0.5)",
+    )
+    faults.add_argument(
+        "--limit-data",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="close every connection after this many downstream bytes",
+    )
+    faults.add_argument(
+        "--latency", type=_non_negative, default=0.0, metavar="S", help="delay per chunk"
+    )
+    faults.add_argument(
+        "--jitter", type=_non_negative, default=0.0, metavar="S", help="+/- S on each delay"
+    )
+    faults.add_argument(
+        "--bandwidth",
+        type=_positive_int,
+        default=None,
+        metavar="BPS",
+        help="bytes per second per direction",
+    )
+    faults.add_argument(
+        "--slice",
+        type=_positive_int,
+        default=None,
+        dest="slice_size",
+        metavar="BYTES",
+        help="deliver downstream bytes in pieces of at most BYTES",
+    )
+    faults.add_argument(
+        "--slice-delay", type=_non_negative, default=0.0, metavar="S", help="pause between slices"
+    )
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> ChaosOptions:
+    return ChaosOptions(
+        clients=args.clients,
+        mode=args.mode,
+        n=args.n,
+        seed=args.seed,
+        interval=args.interval,
+        session_ttl=args.session_ttl,
+        store=args.store,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        drop_rate=args.drop_rate,
+        reset_rate=args.reset_rate,
+        blackhole_rate=args.blackhole_rate,
+        fault_window=args.fault_window,
+        refuse_rate=args.refuse_rate,
+        refuse_duration=args.refuse_duration,
+        limit_data=args.limit_data,
+        latency=args.latency,
+        jitter=args.jitter,
+        bandwidth=args.bandwidth,
+        slice_size=args.slice_size,
+        slice_delay=args.slice_delay,
+        client_cmd=args.client_cmd,
+        client_args=tuple(shlex.split(args.client_args)),
+        server_cmd=args.server_cmd,
+        servers=args.servers,
+        kill_interval=args.kill_interval,
+        event_log=args.event_log,
+        strict=args.strict,
+    )
+
+
+async def _watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
+    """First Ctrl-C: stop clients and report what happened. Second: abandon the report."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if stop.is_set():
+                log.error("%s again: aborting", signal.Signals(signum).name)
+                scope.cancel()
+                return
+            log.warning(
+                "%s: stopping clients, then summarising (again to abort)",
+                signal.Signals(signum).name,
+            )
+            stop.set()
+
+
+async def _main(options: ChaosOptions, ui: ChaosUI) -> ChaosReport | None:
+    stop = anyio.Event()
+    report = None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_watch_signals, stop, tg.cancel_scope)
+        report = await run_chaos(options, ui=ui, stop=stop)
+        tg.cancel_scope.cancel()
+    return report
+
+
+def _configure_logging(level: str, handler: logging.Handler) -> None:
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    harness = logging.getLogger("harness")
+    harness.setLevel(min(logging.INFO, root.level))
+
+
+def _write_report(path: str, report: ChaosReport) -> bool:
+    try:
+        Path(path).write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        print(f"chaos: cannot write report {path}: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+def _warn_about(options: ChaosOptions) -> None:
+    shared = not options.store.startswith("memory:")
+    if "stateful" in options.modes and options.server_subprocess and not shared:
+        if options.servers > 1:
+            log.warning(
+                "%d servers with a memory:// store: a stateful resume that lands on another "
+                "server fails (use --store redis://...)",
+                options.servers,
+            )
+        if options.kill_interval is not None:
+            log.warning("killed servers lose memory:// sessions: stateful clients may fail")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    options = options_from_args(args)
+    try:
+        check_options(options)
+    except ValueError as exc:
+        parser.error(str(exc))
+    for path, flag in ((args.report, "--report"), (args.event_log, "--event-log")):
+        if path is not None and not Path(path).resolve().parent.is_dir():
+            parser.error(f"{flag}: directory of {path} does not exist")
+
+    live = args.ui == "live" or (args.ui == "auto" and sys.stdout.isatty())
+    ui: ChaosUI
+    handler: logging.Handler
+    console = Console()
+    if live:
+        dashboard = LiveDashboard(console)
+        ui = dashboard
+        handler = (
+            dashboard.log_handler() if sys.stderr.isatty() else logging.StreamHandler(sys.stderr)
+        )
+    else:
+        ui = LogUI()
+        handler = logging.StreamHandler(sys.stderr)
+    _configure_logging(args.log_level, handler)
+    _warn_about(options)
+
+    try:
+        report = anyio.run(_main, options, ui)
+    except KeyboardInterrupt:  # before the signal handler was installed: nothing ran yet
+        report = None
+    if report is None:
+        print("chaos: aborted", file=sys.stderr)
+        return EXIT_FAILED
+    written = args.report is None or _write_report(args.report, report)
+    if live:
+        console.print(summary_table(report))
+        console.print(summary_line(report), highlight=False, soft_wrap=True)
+    else:
+        print(summary_line(report), flush=True)
+    return EXIT_OK if report.ok and written else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

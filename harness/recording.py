@@ -1,0 +1,53 @@
+"""A session store wrapper that remembers every seed handed out and every session completed.
+
+A completed session is deleted from the store at once, so after a client finishes the store can
+no longer say which seed it had. Recording the record in force at ``open_session`` lets the
+harness recompute a stateful checksum from the seed instead of trusting the client's; recording
+``complete`` lets it confirm a client's "final frame lost" (spec/PROTOCOL.md §16.6): the server
+did write FINAL, so a fault must have eaten it.
+"""
+
+from __future__ import annotations
+
+from reference.store import SessionRecord, SessionStore
+
+
+class RecordingStore:
+    """Delegates every operation; notes only what ``open_session`` and ``complete`` did."""
+
+    def __init__(self, inner: SessionStore) -> None:
+        self.inner = inner
+        self.sessions: dict[str, SessionRecord] = {}
+        self.completed: set[str] = set()
+
+    async def open_session(
+        self, client_id: str, fresh: SessionRecord, owner: str, lease_ms: int
+    ) -> tuple[SessionRecord, bool]:
+        record, created = await self.inner.open_session(client_id, fresh, owner, lease_ms)
+        # The record in force, not ``fresh``: when the session existed, its seed is the truth.
+        self.sessions[client_id] = record
+        return record, created
+
+    async def claim(self, client_id: str, owner: str, lease_ms: int) -> SessionRecord | None:
+        return await self.inner.claim(client_id, owner, lease_ms)
+
+    async def refresh(self, client_id: str, owner: str, lease_ms: int) -> bool:
+        return await self.inner.refresh(client_id, owner, lease_ms)
+
+    async def release(self, client_id: str, owner: str, ttl_ms: int) -> bool:
+        return await self.inner.release(client_id, owner, ttl_ms)
+
+    async def complete(self, client_id: str, owner: str) -> bool:
+        done = await self.inner.complete(client_id, owner)
+        if done:
+            self.completed.add(client_id)
+        return done
+
+    async def get(self, client_id: str) -> SessionRecord | None:
+        return await self.inner.get(client_id)
+
+    async def count(self) -> int:
+        return await self.inner.count()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

@@ -1,0 +1,317 @@
+"""The servers behind the proxy: one in-process reference server, or supervised subprocesses.
+
+In-process is the default because only then can the harness watch the store hand out seeds and
+so recompute every stateful checksum. Subprocesses run any implementation (``--server-cmd``),
+several instances behind the proxy's round-robin (``--servers``), and can be SIGKILLed and
+restarted on their port (``--kill-interval``) to test resumption across a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import random
+import socket
+import subprocess
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.abc import Process, TaskStatus
+
+from reference.server import NumberServer, ServerConfig
+from reference.store import SessionRecord, SessionStore, StoreError, open_store
+
+from . import processes
+from .model import ChaosOptions, ServerInstance
+from .recording import RecordingStore
+
+log = logging.getLogger("harness.servers")
+
+HOST = "127.0.0.1"
+SERVER_PLACEHOLDERS = ("port", "interval", "ttl", "store")
+#: Arguments of ``python -m reference.server`` when no ``--server-cmd`` is given.
+DEFAULT_SERVER_ARGS = (
+    "--port {port} --interval {interval} --session-ttl {ttl} --store {store} --log-level warning"
+)
+#: Server stderr lines kept per instance, to explain a server that would not start.
+SERVER_LOG_LINES = 20
+#: Pause between readiness probes of a starting server: a bounded poll, since a foreign
+#: implementation has no way to tell us it is listening other than by accepting.
+READY_POLL = 0.05
+
+
+class ServerStartError(Exception):
+    """A server did not accept connections in time; the run cannot start."""
+
+
+class InProcessServers:
+    """A NumberServer on this event loop, with a store that records seeds."""
+
+    def __init__(self, server: NumberServer, store: RecordingStore, port: int) -> None:
+        self.server = server
+        self.store = store
+        self._port = port
+
+    @property
+    def ports(self) -> list[int]:
+        return [self._port]
+
+    @property
+    def kills(self) -> int:
+        return 0
+
+    @property
+    def seeds(self) -> Mapping[str, SessionRecord]:
+        return self.store.sessions
+
+    def completed(self, client_id: str) -> bool | None:
+        """Whether the server wrote FINAL for this session (and so deleted it)."""
+        return client_id in self.store.completed
+
+    def stats(self) -> dict[str, Any]:
+        doc = dataclasses.asdict(self.server.stats)
+        doc["kind"] = "in-process"
+        doc["ports"] = self.ports
+        return doc
+
+    def instances(self) -> list[ServerInstance]:
+        return []
+
+    async def sessions_held(self) -> int | None:
+        try:
+            return await self.store.count()
+        except StoreError:
+            return None
+
+
+@asynccontextmanager
+async def in_process_server(options: ChaosOptions) -> AsyncIterator[InProcessServers]:
+    store = RecordingStore(await open_store(options.store))
+    try:
+        config = ServerConfig(host=HOST, interval=options.interval, session_ttl=options.session_ttl)
+        server = NumberServer(config, store)
+        async with anyio.create_task_group() as tg:
+            port: int = await tg.start(server.serve)
+            yield InProcessServers(server, store, port)
+            tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await store.aclose()
+
+
+@dataclass(slots=True, eq=False)
+class _Instance:
+    port: int
+    argv: list[str]
+    process: Process | None = None
+    up: bool = False
+    restarts: int = 0
+    crashes: int = 0
+    killing: bool = False
+    log: deque[str] = field(default_factory=lambda: deque(maxlen=SERVER_LOG_LINES))
+
+
+class SubprocessServers:
+    """K server processes, each restarted on its own port whenever it dies."""
+
+    def __init__(self, options: ChaosOptions, instances: list[_Instance]) -> None:
+        self._options = options
+        self._instances = instances
+        self._kills = 0
+        self._store: SessionStore | None = None
+
+    @property
+    def ports(self) -> list[int]:
+        return [instance.port for instance in self._instances]
+
+    @property
+    def kills(self) -> int:
+        return self._kills
+
+    @property
+    def seeds(self) -> Mapping[str, SessionRecord] | None:
+        """Not observable: the seed is chosen inside another process."""
+        return None
+
+    def completed(self, client_id: str) -> bool | None:
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "kind": "subprocess",
+            "ports": self.ports,
+            "instances": len(self._instances),
+            "up": sum(instance.up for instance in self._instances),
+            "kills": self._kills,
+            "restarts": sum(instance.restarts for instance in self._instances),
+            "unexpected_exits": sum(instance.crashes for instance in self._instances),
+        }
+
+    def instances(self) -> list[ServerInstance]:
+        return [
+            ServerInstance(
+                port=instance.port,
+                pid=instance.process.pid if instance.process is not None else None,
+                up=instance.up,
+                restarts=instance.restarts,
+            )
+            for instance in self._instances
+        ]
+
+    async def sessions_held(self) -> int | None:
+        if self._store is None:
+            return None
+        try:
+            return await self._store.count()
+        except StoreError:
+            return None
+
+    async def supervise(
+        self, instance: _Instance, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run one instance until cancelled, restarting it after every exit."""
+        first = True
+        while True:
+            process = await processes.start(instance.argv, stdout=subprocess.DEVNULL)
+            instance.process = process
+            instance.killing = False
+            drained = anyio.Event()
+
+            async def drain(process: Process = process, drained: anyio.Event = drained) -> None:
+                await processes.read_lines(process.stderr, instance.log.append)
+                drained.set()
+
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(drain)
+                    try:
+                        await self._wait_ready(instance, process, drained)
+                    except ServerStartError:
+                        tg.cancel_scope.cancel()  # a hung server would keep its stderr open
+                        if first:
+                            raise
+                        log.error("server on port %d did not come back; left down", instance.port)
+                        return
+                    instance.up = True
+                    if first:
+                        task_status.started()
+                        first = False
+                    await process.wait()
+                    instance.up = False
+            finally:
+                instance.up = False
+                await processes.stop(process, grace=processes.TERMINATE_GRACE)
+            if not instance.killing:
+                instance.crashes += 1
+                log.warning(
+                    "server on port %d exited by itself (status %s): %s",
+                    instance.port,
+                    process.returncode,
+                    " | ".join(instance.log) or "no output",
+                )
+            instance.restarts += 1
+
+    async def _wait_ready(
+        self, instance: _Instance, process: Process, drained: anyio.Event
+    ) -> None:
+        """Poll until the port accepts a connection, the process dies, or time runs out.
+
+        ``drained`` is set once the server's stderr is read to its end: a server that exits
+        at once is reported with its last words.
+        """
+        with anyio.move_on_after(self._options.server_start_timeout):
+            while process.returncode is None:
+                try:
+                    stream = await anyio.connect_tcp(HOST, instance.port)
+                except OSError:
+                    await anyio.sleep(READY_POLL)
+                    continue
+                await stream.aclose()
+                return
+            with anyio.move_on_after(1):
+                await drained.wait()
+            raise ServerStartError(
+                f"server on port {instance.port} exited with status {process.returncode}: "
+                + (" | ".join(instance.log) or "no output")
+            )
+        raise ServerStartError(
+            f"server on port {instance.port} did not accept connections within "
+            f"{self._options.server_start_timeout:g} s: "
+            + (" | ".join(instance.log) or "no output")
+        )
+
+    async def kill_loop(self, interval: float, rng: random.Random) -> None:
+        """Every ``interval`` seconds SIGKILL one running server; its supervisor restarts it."""
+        while True:
+            await anyio.sleep(interval)
+            running = [i for i in self._instances if i.up and i.process is not None]
+            if not running:
+                continue
+            victim = rng.choice(running)
+            assert victim.process is not None
+            victim.killing = True
+            processes.kill_group(victim.process)
+            self._kills += 1
+            log.info("killed server on port %d (pid %d)", victim.port, victim.process.pid)
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel calls free right now; all held open together, so they are distinct."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((HOST, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
+def server_argv(options: ChaosOptions, port: int) -> list[str]:
+    values = {
+        "port": port,
+        "interval": f"{options.interval:g}",
+        "ttl": f"{options.session_ttl:g}",
+        "store": options.store,
+    }
+    template = options.server_cmd or DEFAULT_SERVER_ARGS
+    argv = processes.render_template(template, values)
+    if options.server_cmd is None:
+        return processes.python_command("reference.server", *argv)
+    return argv
+
+
+@asynccontextmanager
+async def subprocess_servers(
+    options: ChaosOptions, rng: random.Random
+) -> AsyncIterator[SubprocessServers]:
+    """Start every instance (concurrently; each must answer in time) and supervise them."""
+    ports = free_ports(options.servers)
+    servers = SubprocessServers(
+        options, [_Instance(port=port, argv=server_argv(options, port)) for port in ports]
+    )
+    if not options.store.startswith("memory:"):
+        try:
+            servers._store = await open_store(options.store)
+        except (StoreError, ValueError, OSError) as exc:
+            log.warning("cannot open %s to count sessions: %s", options.store, exc)
+    try:
+        async with anyio.create_task_group() as tg:
+            for instance in servers._instances:
+                await tg.start(servers.supervise, instance)
+            if options.kill_interval is not None:
+                tg.start_soon(servers.kill_loop, options.kill_interval, rng)
+            yield servers
+            tg.cancel_scope.cancel()
+    finally:
+        if servers._store is not None:
+            with anyio.CancelScope(shield=True):
+                await servers._store.aclose()
+
+
+#: Whichever way the servers run; ``seeds`` is None when the harness cannot observe them.
+Servers = InProcessServers | SubprocessServers

@@ -1,0 +1,382 @@
+"""The chaos harness: verification rejects forgeries, runs pass under faults, the CLI holds."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from harness.chaos import client_specs, run_chaos
+from harness.model import ChaosOptions, ClientPhase, ClientSpec, ClientState, RunView
+from harness.recording import RecordingStore
+from harness.verify import parse_result, verify_result, verify_stateful, verify_stateless
+from proxy.faults import TERMINAL_KINDS, plan_connection
+from reference.numbers import to_decimal
+from reference.protocol.sequences import stateful_checksum, stateless_sum
+from reference.store import MemoryStore, SessionRecord
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = 0x5EED
+CLIENT_ID = "3f2c8a4e-9b1d-4c7e-a5f0-6d8e2b7c1a90"
+
+
+# --- verification -------------------------------------------------------------------------------
+
+
+def stateless_doc(a: int, count: int, **overrides: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "mode": "stateless",
+        "n": count,
+        "ok": True,
+        "reconnects": 0,
+        "first": str(a),
+        "sum": to_decimal(stateless_sum(a, count)),
+    }
+    doc.update(overrides)
+    return doc
+
+
+def stateful_doc(seed: int, count: int, **overrides: Any) -> dict[str, Any]:
+    digest = stateful_checksum(seed, count).hex()
+    doc: dict[str, Any] = {
+        "mode": "stateful",
+        "n": count,
+        "ok": True,
+        "reconnects": 0,
+        "client_id": CLIENT_ID,
+        "checksum_expected": digest,
+        "checksum_computed": digest,
+    }
+    doc.update(overrides)
+    return doc
+
+
+def test_stateless_sum_verified_beyond_python_int_text_limit() -> None:
+    # 19,730 digits: int(str) would refuse it; the harness compares decimal text instead.
+    doc = stateless_doc(255, 0xFFFF)
+    assert len(doc["sum"]) > 4300
+    assert verify_stateless(doc, n=0xFFFF).ok
+    assert verify_result(doc, mode="stateless", n=0xFFFF, exit_code=0).ok
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"sum": "1234"}, "sum is wrong"),
+        ({"sum": to_decimal(stateless_sum(23, 30) + 1)}, "sum is wrong"),
+        ({"first": "0", "sum": "0"}, "outside 1..255"),
+        ({"first": "256", "sum": to_decimal(stateless_sum(256, 30))}, "outside 1..255"),
+        ({"first": "-1"}, "decimal string"),
+        ({"first": None}, "decimal string"),
+        ({"sum": stateless_sum(23, 30)}, "decimal string"),
+    ],
+)
+def test_forged_stateless_results_fail(overrides: dict[str, Any], fragment: str) -> None:
+    verdict = verify_result(stateless_doc(23, 30, **overrides), mode="stateless", n=30, exit_code=0)
+    assert not verdict.ok
+    assert verdict.reason is not None
+    assert fragment in verdict.reason
+
+
+def test_stateless_sum_is_checked_against_the_requested_n() -> None:
+    # A correct sum for another n (the client asked for fewer numbers) is still wrong.
+    doc = stateless_doc(23, 29, n=30)
+    assert not verify_result(doc, mode="stateless", n=30, exit_code=0).ok
+
+
+def test_stateful_checksums_must_agree() -> None:
+    other = stateful_checksum(SEED + 1, 30).hex()
+    verdict = verify_stateful(stateful_doc(SEED, 30, checksum_computed=other), n=30, seed=None)
+    assert not verdict.ok
+    assert verdict.reason is not None
+    assert "differ" in verdict.reason
+
+
+def test_stateful_checksum_must_match_the_seed_the_server_chose() -> None:
+    # Both checksums agree with each other, but not with the session's real seed.
+    forged = stateful_doc(SEED + 1, 30)
+    verdict = verify_result(forged, mode="stateful", n=30, exit_code=0, seed=SEED, seed_known=True)
+    assert not verdict.ok
+    assert verdict.reason is not None
+    assert "seed" in verdict.reason
+
+    honest = verify_result(
+        stateful_doc(SEED, 30), mode="stateful", n=30, exit_code=0, seed=SEED, seed_known=True
+    )
+    assert honest.ok
+    assert honest.seed_checked
+
+
+@pytest.mark.parametrize(
+    ("doc", "kwargs", "fragment"),
+    [
+        (stateful_doc(SEED, 30, checksum_computed="zz"), {}, "64 hex digits"),
+        (stateful_doc(SEED, 30), {"seed_known": True}, "never opened a session"),
+        (stateful_doc(SEED, 30), {"client_id": "another"}, "was given"),
+        (stateful_doc(SEED, 30), {"exit_code": 1}, "exit code 1"),
+        (stateful_doc(SEED, 30, ok=False), {}, "ok = False"),
+        (stateful_doc(SEED, 30, n=31), {}, "n is 31"),
+        (stateful_doc(SEED, 30, mode="stateless"), {}, "mode is"),
+        (None, {}, "no JSON result"),
+    ],
+)
+def test_forged_or_failed_stateful_results_fail(
+    doc: dict[str, Any] | None, kwargs: dict[str, Any], fragment: str
+) -> None:
+    args: dict[str, Any] = {"exit_code": 0, **kwargs}
+    verdict = verify_result(doc, mode="stateful", n=30, **args)
+    assert not verdict.ok
+    assert verdict.reason is not None
+    assert fragment in verdict.reason
+
+
+def test_final_frame_loss_is_excused_only_when_the_server_completed_the_session() -> None:
+    lost = stateful_doc(
+        SEED,
+        30,
+        ok=False,
+        error="SESSION_UNKNOWN",
+        final_frame_lost=True,
+        checksum_expected=None,
+        checksum_computed=None,
+    )
+    common: dict[str, Any] = {"mode": "stateful", "n": 30, "exit_code": 3, "seed": SEED}
+    confirmed = verify_result(lost, completed=True, **common)
+    assert not confirmed.ok
+    assert confirmed.final_frame_lost
+    assert not verify_result(lost, completed=False, **common).final_frame_lost
+    assert not verify_result(lost, completed=None, **common).final_frame_lost
+    claims_success = verify_result({**lost, "ok": True}, completed=True, **common)
+    assert not claims_success.final_frame_lost
+
+
+def test_parse_result_takes_the_last_json_line_and_survives_garbage() -> None:
+    assert parse_result(b'noise\n{"ok": true}\n') == {"ok": True}
+    assert parse_result(b"") is None
+    assert parse_result(b"not json") is None
+    assert parse_result(b"[1, 2]") is None
+    # An integer too long for Python 3.11 to convert must not crash the harness.
+    assert parse_result(b'{"sum": ' + b"9" * 5000 + b"}") is None
+
+
+def test_client_state_reads_events_and_keeps_other_lines() -> None:
+    spec = ClientSpec(id=1, mode="stateless", n=30, seed=1, client_id=CLIENT_ID)
+    state = ClientState(spec)
+    state.feed_line('{"event": "attempt", "attempt": 2}')
+    state.feed_line('{"event": "phase", "phase": "streaming", "detail": "x", "received": 7}')
+    state.feed_line('{"event": "progress", "received": 12}')
+    state.feed_line("WARNING reference.client: connection lost")
+    state.feed_line("{broken json")
+    assert state.phase is ClientPhase.CONNECTED
+    assert (state.received, state.reconnects) == (12, 1)
+    assert list(state.diagnostics) == ["WARNING reference.client: connection lost", "{broken json"]
+
+
+@pytest.mark.anyio
+async def test_recording_store_remembers_seeds_and_completions() -> None:
+    store = RecordingStore(MemoryStore())
+    record = SessionRecord(seed=SEED, n=30)
+    await store.open_session(CLIENT_ID, record, "owner", 1000)
+    # Re-opening keeps the seed in force, not the new candidate's.
+    await store.open_session(CLIENT_ID, SessionRecord(seed=1, n=30), "owner2", 1000)
+    assert store.sessions[CLIENT_ID] == record
+    assert await store.complete(CLIENT_ID, "owner2")
+    assert CLIENT_ID in store.completed
+    assert await store.get(CLIENT_ID) is None
+    await store.aclose()
+
+
+# --- runs ---------------------------------------------------------------------------------------
+
+
+def seed_with_early_faults(options: ChaosOptions, clients: int, below: int) -> int:
+    """A run seed whose first ``clients`` proxy connections each get a terminal fault before
+    ``below`` bytes: every client's first connection carries more, so faults surely fire."""
+    config = options.fault_config()
+    for seed in range(10_000):
+        proxy_seed, _ = client_specs(options, seed)
+        plans = [
+            plan_connection(i, config=config, schedule=(), seed=proxy_seed) for i in range(clients)
+        ]
+        if all(
+            any(t.kind in TERMINAL_KINDS and t.offset < below for t in plan.triggers)
+            for plan in plans
+        ):
+            return seed
+    raise AssertionError("no suitable seed")
+
+
+SMALL = ChaosOptions(clients=4, n=30, interval=0.002, drop_rate=0.3, reset_rate=0.2, timeout=30)
+#: A stateless stream of 30 numbers with a = 1 is 308 bytes; stateful 388.
+FIRST_CONNECTION_BYTES = 300
+
+
+@pytest.mark.anyio
+async def test_small_chaos_run_verifies_every_client() -> None:
+    seed = seed_with_early_faults(SMALL, SMALL.clients, FIRST_CONNECTION_BYTES)
+    options = ChaosOptions(**{**_fields(SMALL), "seed": seed})
+    report = await run_chaos(options)
+    assert report.ok, [c.to_json() for c in report.clients]
+    assert report.error is None
+    assert set(report.faults) <= {"drop", "reset"}
+    assert sum(report.faults.values()) >= SMALL.clients
+    assert sum(c.reconnects for c in report.clients) >= SMALL.clients
+    for client in report.clients:
+        # A confirmed final-frame loss (spec §16.6) is the only excused outcome, stateful only.
+        assert client.ok or (client.final_frame_lost and client.spec.mode == "stateful")
+        assert client.exit_code == 0 or client.final_frame_lost
+        if client.ok and client.spec.mode == "stateful":
+            assert client.seed_checked
+    doc = report.to_json()
+    json.dumps(doc)
+    assert doc["seed"] == seed
+    assert doc["server"]["sessions_held"] == 0
+    assert {c["mode"] for c in doc["clients"]} == {"stateless", "stateful"}
+
+
+@pytest.mark.anyio
+async def test_timeout_kills_clients_and_fails_them() -> None:
+    options = ChaosOptions(clients=2, n=5000, interval=0.01, timeout=0.5, seed=1)
+    report = await run_chaos(options)
+    assert not report.ok
+    assert report.timed_out
+    for client in report.clients:
+        assert not client.ok
+        assert client.exit_code is not None  # killed and reaped, not orphaned
+        assert client.reason is not None
+        assert "timed out" in client.reason
+
+
+class StopOnProgress:
+    """A UI that ends the run as soon as any client has received a number."""
+
+    def __init__(self, stop: anyio.Event) -> None:
+        self.stop_event = stop
+        self.view: RunView | None = None
+        self.finished: list[int] = []
+
+    def start(self, view: RunView) -> None:
+        self.view = view
+
+    def refresh(self) -> None:
+        assert self.view is not None
+        if any(client.received > 0 for client in self.view.clients):
+            self.stop_event.set()
+
+    def client_finished(self, client: ClientState) -> None:
+        self.finished.append(client.spec.id)
+
+    def stop(self) -> None:
+        pass
+
+
+@pytest.mark.anyio
+async def test_stop_ends_the_run_with_a_partial_report() -> None:
+    stop = anyio.Event()
+    ui = StopOnProgress(stop)
+    options = ChaosOptions(clients=3, n=5000, interval=0.01, seed=2)
+    report = await run_chaos(options, ui=ui, stop=stop)
+    assert report.interrupted
+    assert not report.ok
+    assert sorted(ui.finished) == [1, 2, 3]
+    assert all(c.reason == "interrupted (killed by signal 9)" for c in report.clients)
+
+
+@pytest.mark.anyio
+async def test_server_subprocesses_with_kills() -> None:
+    python = shlex.quote(sys.executable)
+    server = f"{python} -m reference.server --port {{port}} --interval {{interval}}"
+    options = ChaosOptions(
+        clients=2,
+        mode="stateless",
+        n=60,
+        interval=0.01,
+        servers=2,
+        server_cmd=server,
+        kill_interval=0.2,
+        seed=3,
+        timeout=30,
+    )
+    report = await run_chaos(options)
+    assert report.ok, [c.to_json() for c in report.clients]
+    assert report.server["kind"] == "subprocess"
+    assert report.servers_killed >= 1
+    assert all(not c.seed_checked for c in report.clients)
+
+
+def _fields(options: ChaosOptions) -> dict[str, Any]:
+    return {name: getattr(options, name) for name in options.__dataclass_fields__}
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness.chaos", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_cli_help() -> None:
+    done = run_cli("--help")
+    assert done.returncode == 0
+    assert "--drop-rate" in done.stdout
+    assert "--client-cmd" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--drop-rate", "2"],
+        ["--drop-rate", "0.6", "--reset-rate", "0.6"],
+        ["--clients", "0"],
+        ["-n", "70000"],
+        ["--client-cmd", "client --port {nope}"],
+        ["--store", "bogus://"],
+        ["--no-such-flag"],
+    ],
+)
+def test_cli_bad_arguments_exit_2(args: list[str]) -> None:
+    done = run_cli(*args)
+    assert done.returncode == 2, done.stderr
+    assert "error" in done.stderr
+
+
+def test_cli_run_writes_report(tmp_path: Path) -> None:
+    report_path = tmp_path / "report.json"
+    events_path = tmp_path / "events.jsonl"
+    options = ChaosOptions(clients=4, mode="stateless", n=30, interval=0.002, drop_rate=0.4)
+    seed = seed_with_early_faults(options, 4, FIRST_CONNECTION_BYTES)
+    done = run_cli(
+        *("--clients", "4", "--mode", "stateless", "-n", "30", "--interval", "0.002"),
+        *("--drop-rate", "0.4", "--seed", str(seed), "--timeout", "30"),
+        *("--report", str(report_path), "--event-log", str(events_path)),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("chaos: 4/4 clients verified"), done.stdout
+    assert f"seed {seed}" in done.stdout
+    report = json.loads(report_path.read_text())
+    assert report["ok"] is True
+    assert report["seed"] == seed
+    assert report["proxy"]["faults"]["drop"] >= 4
+    assert [c["id"] for c in report["clients"]] == [1, 2, 3, 4]
+    for client in report["clients"]:
+        assert client["ok"] is True
+        assert client["exit_code"] == 0
+        assert client["result"]["mode"] == "stateless"
+        assert "reason" not in client
+    events = [json.loads(line) for line in events_path.read_text().splitlines()]
+    assert len(events) == report["proxy"]["faults"]["drop"]
+    # Non-tty: one stderr line per client, then nothing but the summary on stdout.
+    assert done.stderr.count("verified:") == 4
