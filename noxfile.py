@@ -52,8 +52,29 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def soak(session: nox.Session) -> None:
-    """Many more property examples and a long chaos run, for depth."""
+    """Many more property examples, then a long chaos run with every terminal fault on."""
     _install(session, "test")
     session.run(
-        "pytest", "-m", "slow or not slow", *session.posargs, env={"HYPOTHESIS_PROFILE": "soak"}
+        "pytest",
+        "tests/test_chaos_properties.py",
+        "tests/test_store_model.py",
+        *session.posargs,
+        env={"HYPOTHESIS_PROFILE": "soak", "PROPERTY_EXAMPLES": "500"},
+    )
+    session.run(
+        "python",
+        "-m",
+        "harness.chaos",
+        "--clients",
+        "200",
+        "--concurrency",
+        "50",
+        "--drop-rate",
+        "0.3",
+        "--reset-rate",
+        "0.1",
+        "--blackhole-rate",
+        "0.05",
+        "--report",
+        "soak-report.json",
     )

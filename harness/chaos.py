@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -33,6 +34,7 @@ from . import processes
 from .clients import CLIENT_PLACEHOLDERS, client_argv, passes_client_id, run_client_process
 from .dashboard import ChaosUI, LiveDashboard, LogUI, NullUI, summary_line, summary_table
 from .model import ChaosOptions, ChaosReport, ClientPhase, ClientSpec, ClientState, RunView
+from .redis_server import throwaway_redis
 from .servers import (
     HOST,
     SERVER_PLACEHOLDERS,
@@ -70,8 +72,13 @@ def check_options(options: ChaosOptions) -> None:
         raise ValueError("--servers must be at least 1")
     if options.kill_interval is not None and options.kill_interval <= 0:
         raise ValueError("--kill-interval must be > 0")
-    if options.store.partition(":")[0] not in _STORE_SCHEMES:
-        raise ValueError(f"--store {options.store!r}: use memory:// or redis://HOST:PORT/DB")
+    if options.store not in ("memory", "redis") and (
+        options.store.partition(":")[0] not in _STORE_SCHEMES
+    ):
+        raise ValueError(
+            f"--store {options.store!r}: use memory, redis (a throwaway redis-server), "
+            "memory:// or redis://HOST:PORT/DB"
+        )
     if options.client_cmd is not None:
         processes.check_template(options.client_cmd, CLIENT_PLACEHOLDERS)
     if options.server_cmd is not None:
@@ -106,6 +113,8 @@ async def run_chaos(
     failed, and the report is still complete. Raises ValueError for impossible options.
     """
     check_options(options)
+    if options.store == "memory":
+        options = dataclasses.replace(options, store="memory://")
     display = ui or NullUI()
     seed = options.seed if options.seed is not None else secrets.randbits(32)
     proxy_seed, specs = client_specs(options, seed)
@@ -135,7 +144,13 @@ async def run_chaos(
             if options.event_log is not None:
                 # A small local file the proxy writes line by line: blocking I/O is fine here.
                 event_log = files.enter_context(open(options.event_log, "w", encoding="utf-8"))  # noqa: ASYNC230
-            await _run(options, view, report, display, stop, event_log, seed)
+            async with contextlib.AsyncExitStack() as services:
+                if options.store == "redis":
+                    url = await services.enter_async_context(throwaway_redis())
+                    log.info("started a throwaway redis-server at %s", url)
+                    options = dataclasses.replace(options, store=url)
+                    view.options = report.options = options
+                await _run(options, view, report, display, stop, event_log, seed)
     except* (ServerStartError, StoreError, OSError) as group:
         report.error = "; ".join(str(exc) for exc in _leaves(group))
         log.error("run aborted: %s", report.error)
@@ -342,7 +357,7 @@ examples:
   python -m harness.chaos --drop-rate 0.2
   python -m harness.chaos --clients 20 --reset-rate 0.1 --blackhole-rate 0.05 --seed 7
   python -m harness.chaos --client-cmd "node client.js --port {port} --mode {mode} -n {n} --json"
-  python -m harness.chaos --servers 3 --kill-interval 2 --store redis://127.0.0.1:6379/0
+  python -m harness.chaos --servers 3 --store redis --kill-interval 2 --drop-rate 0.2
 
 exit status: 0 every client verified (or lost its final frame in a way the server confirms,
 unless --strict); 1 any client failed, the run timed out, was interrupted
@@ -461,7 +476,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a disconnected stateful session is kept (default 30)",
     )
     server.add_argument(
-        "--store", default="memory://", metavar="URL", help="session store (default memory://)"
+        "--store",
+        default="memory://",
+        metavar="STORE",
+        help="session store: memory (or memory://), redis (the harness starts a throwaway "
+        "redis-server) or redis://HOST:PORT/DB (default memory://)",
+    )
+    server.add_argument(
+        "--redis-url",
+        default=None,
+        metavar="URL",
+        help="use this Redis instead of a throwaway one (implies --store URL)",
     )
     server.add_argument(
         "--server-cmd",
@@ -577,7 +602,7 @@ def options_from_args(args: argparse.Namespace) -> ChaosOptions:
         seed=args.seed,
         interval=args.interval,
         session_ttl=args.session_ttl,
-        store=args.store,
+        store=args.redis_url or ("memory://" if args.store == "memory" else args.store),
         concurrency=args.concurrency,
         timeout=args.timeout,
         drop_rate=args.drop_rate,

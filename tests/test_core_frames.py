@@ -153,6 +153,11 @@ def decode(frame_type: FrameType, payload: bytes, mode: Mode) -> Frame:
     return decode_number(payload, final=frame_type is FrameType.FINAL, mode=mode)
 
 
+def state_of(conn: ServerConnection) -> State:
+    """The state, read through a call so that the type checker does not narrow it."""
+    return conn.state
+
+
 def drain(reader: FrameReader) -> Iterator[tuple[FrameType, bytes]]:
     while (item := reader.next_frame()) is not None:
         yield item
@@ -617,6 +622,14 @@ def test_hello_validation(payload: bytes, code: ErrorCode) -> None:
         server.next_event()
     assert info.value.error_code is code
     assert server.state is State.ERROR
+    # The server still tells the client why, once, with that code; then the side is closed.
+    answer = Error(code=code, message=str(info.value)[:200])
+    assert server.send(answer) == frame(
+        T_ERROR, struct.pack(">H", int(code)) + answer.message.encode()
+    )
+    assert state_of(server) is State.CLOSED
+    with pytest.raises(LocalProtocolError):
+        server.send(answer)
 
 
 @pytest.mark.parametrize(

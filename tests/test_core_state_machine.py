@@ -581,6 +581,36 @@ def test_eof_inside_a_frame_is_malformed(setup: Setup, mode: Mode, data: st.Data
     assert conn.state is State.ERROR
 
 
+@given(
+    st.sampled_from(NON_ERROR_SETUPS),
+    st.sampled_from(Mode),
+    st.binary(max_size=200),
+    st.booleans(),
+)
+@settings(max_examples=300)
+def test_garbage_from_the_peer_only_raises_remote_protocol_error(
+    setup: Setup, mode: Mode, garbage: bytes, then_eof: bool
+) -> None:
+    conn = setup(mode)
+    conn.receive_data(garbage)
+    if then_eof:
+        conn.receive_data(b"")
+    events: list[Event] = []
+    code: ErrorCode | None = None
+    try:
+        while not isinstance(event := conn.next_event(), _NeedData):
+            events.append(event)
+            assert len(events) < 200
+    except RemoteProtocolError as exc:
+        code = exc.error_code
+    if code is not None:
+        assert code in set(ErrorCode)
+        assert conn.state is State.ERROR
+    else:
+        assert conn.state is not State.ERROR
+        assert conn.state is State.CLOSED or not then_eof
+
+
 messages = st.text(st.characters(codec="utf-8"), max_size=300).filter(
     lambda s: len(s.encode("utf-8")) <= 1024
 )
