@@ -27,7 +27,14 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["RedisServerMissingError", "free_port", "redis_server", "redis_server_or_skip"]
+__all__ = [
+    "RedisServerMissingError",
+    "free_port",
+    "redis_process",
+    "redis_server",
+    "redis_server_or_skip",
+    "skip_without_redis",
+]
 
 _STARTUP_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
@@ -92,26 +99,40 @@ def _start(exe: str, workdir: Path, startup_timeout: float) -> tuple[subprocess.
 
 
 @contextlib.contextmanager
-def redis_server(*, startup_timeout: float = _STARTUP_TIMEOUT) -> Iterator[str]:
-    """Run a throwaway redis-server until the block ends; yields its ``redis://`` URL."""
+def redis_process(
+    *, startup_timeout: float = _STARTUP_TIMEOUT
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run a throwaway redis-server; yields its URL and process (to pause it, for outages)."""
     exe = shutil.which("redis-server")
     if exe is None:
         raise RedisServerMissingError("redis-server is not on PATH")
     with tempfile.TemporaryDirectory(prefix="nsp-redis-") as tmp:
         proc, port = _start(exe, Path(tmp), startup_timeout)
         try:
-            yield f"redis://127.0.0.1:{port}/0"
+            yield f"redis://127.0.0.1:{port}/0", proc
         finally:
             _stop(proc)
 
 
 @contextlib.contextmanager
-def redis_server_or_skip(*, startup_timeout: float = _STARTUP_TIMEOUT) -> Iterator[str]:
-    """:func:`redis_server`, but a missing binary skips (fails under ``CI``) the test."""
+def redis_server(*, startup_timeout: float = _STARTUP_TIMEOUT) -> Iterator[str]:
+    """Run a throwaway redis-server until the block ends; yields its ``redis://`` URL."""
+    with redis_process(startup_timeout=startup_timeout) as (url, _):
+        yield url
+
+
+def skip_without_redis() -> None:
+    """A missing binary skips the test on a developer machine and fails it under ``CI``."""
     if shutil.which("redis-server") is None:
         reason = "redis-server is not installed (apt-get install redis-server)"
         if os.environ.get("CI"):
             pytest.fail(f"{reason}; CI must run the Redis-backed tests", pytrace=False)
         pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def redis_server_or_skip(*, startup_timeout: float = _STARTUP_TIMEOUT) -> Iterator[str]:
+    """:func:`redis_server`, but a missing binary skips (fails under ``CI``) the test."""
+    skip_without_redis()
     with redis_server(startup_timeout=startup_timeout) as url:
         yield url

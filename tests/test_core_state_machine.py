@@ -550,14 +550,6 @@ def test_closed_by_eof_then_refuses_more_data(setup: Setup, mode: Mode) -> None:
         conn.receive_data(b"\x05")  # bytes after EOF: the I/O layer's bug, not the peer's
 
 
-@pytest.mark.parametrize("setup", [client_idle])
-def test_eof_before_hello_sent_is_an_error_for_a_client(setup: Setup) -> None:
-    client = setup(Mode.STATELESS)
-    with pytest.raises(RemoteProtocolError):
-        receive(client, b"")
-    assert client.state is State.ERROR
-
-
 @given(
     st.sampled_from([client_streaming, client_await_welcome, server_await_hello]),
     st.sampled_from(Mode),
