@@ -28,6 +28,15 @@ import anyio
 from rich.console import Console
 
 from proxy import ChaosProxy
+from proxy.cli import add_fault_arguments, fault_values
+from reference.cli import (
+    add_common_arguments,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    stream_length,
+)
+from reference.protocol import MAX_N
 from reference.store import StoreError
 
 from . import processes
@@ -52,7 +61,6 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 #: Dashboard redraws per second.
 REFRESH_RATE = 8
-MAX_N = 0xFFFF
 _STORE_SCHEMES = ("memory", "redis", "rediss", "unix")
 
 
@@ -365,41 +373,6 @@ or could not start; 2 bad arguments.
 The client-result contract for --client-cmd is in harness/README.md."""
 
 
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be a number >= 0")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be a number > 0")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be an integer >= 1")
-    return value
-
-
-def _rate(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} must be a probability in [0, 1]")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text, 0)
-    if not 1 <= value <= MAX_N:
-        raise argparse.ArgumentTypeError(f"n must be in 1..{MAX_N}, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m harness.chaos",
@@ -408,14 +381,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run = parser.add_argument_group("the run")
-    run.add_argument("--clients", type=_positive_int, default=10, help="clients (default 10)")
+    run.add_argument("--clients", type=positive_int, default=10, help="clients (default 10)")
     run.add_argument(
         "--mode",
         choices=["stateless", "stateful", "both"],
         default="both",
         help="variant; both alternates, starting with stateless (default both)",
     )
-    run.add_argument("-n", type=_count, default=200, help="numbers per client (default 200)")
+    run.add_argument("-n", type=stream_length, default=200, help="numbers per client (default 200)")
     run.add_argument(
         "--seed",
         type=int,
@@ -425,14 +398,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="K",
         help="at most K clients at once (default: all)",
     )
     run.add_argument(
         "--timeout",
-        type=_positive,
+        type=positive_float,
         default=None,
         metavar="S",
         help="bound on the whole run; clients still running are killed and fail "
@@ -453,24 +426,24 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="live dashboard or plain lines (default auto: live when stdout is a terminal)",
     )
-    run.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        default="warning",
-        help="stderr logging of the in-process server and proxy (default warning)",
+    add_common_arguments(
+        run,
+        log_level_default="warning",
+        log_level_help="stderr logging of the in-process server and proxy (default warning)",
+        backend=False,
     )
 
     server = parser.add_argument_group("server")
     server.add_argument(
         "--interval",
-        type=_non_negative,
+        type=non_negative_float,
         default=0.01,
         metavar="S",
         help="seconds between numbers (default 0.01)",
     )
     server.add_argument(
         "--session-ttl",
-        type=_non_negative,
+        type=non_negative_float,
         default=30.0,
         metavar="S",
         help="how long a disconnected stateful session is kept (default 30)",
@@ -496,14 +469,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.add_argument(
         "--servers",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="K",
         help="K server subprocesses behind the proxy's round-robin (default 1, in-process)",
     )
     server.add_argument(
         "--kill-interval",
-        type=_positive,
+        type=positive_float,
         default=None,
         metavar="S",
         help="every S seconds SIGKILL a random server subprocess and restart it on its port",
@@ -524,72 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
         'debug"',
     )
 
-    faults = parser.add_argument_group(
-        "faults (see python -m proxy --help)",
-        "Terminal faults hit a connection at a downstream byte offset drawn uniformly from "
-        "[0, --fault-window); the default window is the size of one whole stream of the "
-        "largest mode, so every part of a stream, first and final frames included, gets hit.",
-    )
-    faults.add_argument("--drop-rate", type=_rate, default=0.0, metavar="P", help="FIN both ways")
-    faults.add_argument("--reset-rate", type=_rate, default=0.0, metavar="P", help="RST both ways")
-    faults.add_argument(
-        "--blackhole-rate",
-        type=_rate,
-        default=0.0,
-        metavar="P",
-        help="stop forwarding, keep sockets open",
-    )
-    faults.add_argument(
-        "--fault-window",
-        type=_positive_int,
-        default=None,
-        metavar="BYTES",
-        help="terminal fault offsets are drawn below this (default: one whole stream)",
-    )
-    faults.add_argument(
-        "--refuse-rate",
-        type=_rate,
-        default=0.0,
-        metavar="P",
-        help="probability a connection starts a refuse period",
-    )
-    faults.add_argument(
-        "--refuse-duration",
-        type=_non_negative,
-        default=0.5,
-        metavar="S",
-        help="length of a refuse period (default 0.5)",
-    )
-    faults.add_argument(
-        "--limit-data",
-        type=int,
-        default=None,
-        metavar="BYTES",
-        help="close every connection after this many downstream bytes",
-    )
-    faults.add_argument(
-        "--latency", type=_non_negative, default=0.0, metavar="S", help="delay per chunk"
-    )
-    faults.add_argument(
-        "--jitter", type=_non_negative, default=0.0, metavar="S", help="+/- S on each delay"
-    )
-    faults.add_argument(
-        "--bandwidth",
-        type=_positive_int,
-        default=None,
-        metavar="BPS",
-        help="bytes per second per direction",
-    )
-    faults.add_argument(
-        "--slice",
-        type=_positive_int,
-        default=None,
-        dest="slice_size",
-        metavar="BYTES",
-        help="deliver downstream bytes in pieces of at most BYTES",
-    )
-    faults.add_argument(
-        "--slice-delay", type=_non_negative, default=0.0, metavar="S", help="pause between slices"
+    add_fault_arguments(
+        parser,
+        fault_window_default=None,
+        fault_window_help="terminal fault offsets are drawn below this (default: the size of one "
+        "whole stream of the largest mode, so every part of a stream, first and final frames "
+        "included, gets hit)",
     )
     return parser
 
@@ -605,18 +518,7 @@ def options_from_args(args: argparse.Namespace) -> ChaosOptions:
         store=args.redis_url or ("memory://" if args.store == "memory" else args.store),
         concurrency=args.concurrency,
         timeout=args.timeout,
-        drop_rate=args.drop_rate,
-        reset_rate=args.reset_rate,
-        blackhole_rate=args.blackhole_rate,
-        fault_window=args.fault_window,
-        refuse_rate=args.refuse_rate,
-        refuse_duration=args.refuse_duration,
-        limit_data=args.limit_data,
-        latency=args.latency,
-        jitter=args.jitter,
-        bandwidth=args.bandwidth,
-        slice_size=args.slice_size,
-        slice_delay=args.slice_delay,
+        **fault_values(args),
         client_cmd=args.client_cmd,
         client_args=tuple(shlex.split(args.client_args)),
         server_cmd=args.server_cmd,

@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Any, Literal, Protocol
 
 from proxy import FaultConfig, FaultEvent
+from proxy.cli import fault_config_from_args
 
 Mode = Literal["stateless", "stateful"]
 ModeChoice = Literal["stateless", "stateful", "both"]
@@ -148,20 +149,7 @@ class ChaosOptions:
 
     def fault_config(self) -> FaultConfig:
         """Raises ValueError for impossible settings (the CLI turns it into exit status 2)."""
-        return FaultConfig(
-            drop_rate=self.drop_rate,
-            reset_rate=self.reset_rate,
-            blackhole_rate=self.blackhole_rate,
-            fault_window=self.fault_window_bytes,
-            refuse_rate=self.refuse_rate,
-            refuse_duration=self.refuse_duration,
-            limit_data=self.limit_data,
-            latency=self.latency,
-            jitter=self.jitter,
-            bandwidth=self.bandwidth,
-            slice_size=self.slice_size,
-            slice_delay=self.slice_delay,
-        )
+        return fault_config_from_args(self, fault_window=self.fault_window_bytes)
 
     def client_timing(self) -> ClientTiming:
         """Timeouts long enough for the configured shaping, short enough to notice a blackhole."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import anyio
 
@@ -16,6 +18,8 @@ from proxy.faults import FaultConfig
 from proxy.server import ChaosProxy
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T", int, float)
 
 DESCRIPTION = """\
 Fault-injecting TCP proxy. Listens on 127.0.0.1:PORT and relays every client connection to
@@ -45,6 +49,154 @@ def _host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _checked(text: str, convert: Callable[[str], _T], ok: Callable[[_T], bool], why: str) -> _T:
+    """The proxy's own value types (it imports nothing of ``reference``): one message per option
+    for both an unparsable and an out-of-range value."""
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text} {why}") from None
+    if not ok(value):  # `not`, so that NaN fails every range
+        raise argparse.ArgumentTypeError(f"{text} {why}")
+    return value
+
+
+def _probability(text: str) -> float:
+    return _checked(text, float, lambda value: 0 <= value <= 1, "must be a probability in [0, 1]")
+
+
+def _seconds(text: str) -> float:
+    return _checked(text, float, lambda value: value >= 0, "must be a number >= 0")
+
+
+def _bytes(text: str) -> int:
+    return _checked(text, int, lambda value: value >= 0, "must be an integer >= 0")
+
+
+def _positive_bytes(text: str) -> int:
+    return _checked(text, int, lambda value: value >= 1, "must be an integer >= 1")
+
+
+def add_fault_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    fault_window_default: int | None = 4096,
+    fault_window_help: str = "offsets are drawn below this many downstream bytes "
+    "(default %(default)s)",
+) -> None:
+    """Add the fault options, in three groups, one dest per ``FaultConfig`` field.
+
+    Shared by the proxy's command line and the chaos harness, which passes them on to the proxy
+    (with its own default window, sized to the streams it runs); ``fault_config_from_args``
+    turns them into a ``FaultConfig``.
+    """
+    ends = parser.add_argument_group(
+        "terminal faults",
+        "At most one per connection, at a downstream offset drawn uniformly from\n"
+        "[0, --fault-window): the rates are exclusive probabilities summing to at most 1.",
+    )
+    ends.add_argument(
+        "--drop-rate",
+        metavar="P",
+        type=_probability,
+        default=0.0,
+        help="close both sides with a FIN",
+    )
+    ends.add_argument(
+        "--reset-rate",
+        metavar="P",
+        type=_probability,
+        default=0.0,
+        help="abort both sides with an RST (SO_LINGER 0)",
+    )
+    ends.add_argument(
+        "--blackhole-rate",
+        metavar="P",
+        type=_probability,
+        default=0.0,
+        help="stop forwarding both ways but keep both sockets open until a peer closes",
+    )
+    ends.add_argument(
+        "--fault-window",
+        metavar="BYTES",
+        type=_positive_bytes,
+        default=fault_window_default,
+        help=fault_window_help,
+    )
+    ends.add_argument(
+        "--limit-data",
+        metavar="BYTES",
+        type=_bytes,
+        help="close every connection (FIN) once this many bytes went downstream",
+    )
+
+    refuse = parser.add_argument_group("refusal")
+    refuse.add_argument(
+        "--refuse-rate",
+        metavar="P",
+        type=_probability,
+        default=0.0,
+        help="probability that a new connection starts a refuse period",
+    )
+    refuse.add_argument(
+        "--refuse-duration",
+        metavar="S",
+        type=_seconds,
+        default=0.5,
+        help="seconds during which every new connection is accepted and closed at once"
+        " (default 0.5)",
+    )
+
+    shaping = parser.add_argument_group("shaping (bytes arrive intact, only later or in pieces)")
+    shaping.add_argument(
+        "--latency",
+        metavar="S",
+        type=_seconds,
+        default=0.0,
+        help="delay added to each chunk, both ways, order kept",
+    )
+    shaping.add_argument(
+        "--jitter", metavar="S", type=_seconds, default=0.0, help="uniform +/- S on each delay"
+    )
+    shaping.add_argument(
+        "--bandwidth",
+        metavar="BPS",
+        type=_positive_bytes,
+        help="bytes per second, per direction per connection",
+    )
+    shaping.add_argument(
+        "--slice",
+        metavar="BYTES",
+        type=_positive_bytes,
+        dest="slice_size",
+        help="send downstream bytes in pieces of at most BYTES",
+    )
+    shaping.add_argument(
+        "--slice-delay",
+        metavar="S",
+        type=_seconds,
+        default=0.0,
+        help="pause between slices",
+    )
+
+
+FAULT_FIELDS = tuple(field.name for field in dataclasses.fields(FaultConfig))
+"""The dests ``add_fault_arguments`` fills: ``FaultConfig``'s field names."""
+
+
+def fault_values(args: object) -> dict[str, Any]:
+    """The fault options' values by ``FaultConfig`` field, from parsed arguments (or from any
+    object with those attributes, such as the harness's ``ChaosOptions``)."""
+    return {name: getattr(args, name) for name in FAULT_FIELDS}
+
+
+def fault_config_from_args(args: object, *, fault_window: int) -> FaultConfig:
+    """The ``FaultConfig`` the fault options ask for, with ``fault_window`` resolved by the caller
+    (the harness's default depends on the run). Raises ValueError for settings no single
+    option's type rejects, such as rates summing above 1."""
+    return FaultConfig(**(fault_values(args) | {"fault_window": fault_window}))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m proxy",
@@ -71,90 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="stderr logging; each fault is logged at info (default warning)",
     )
 
-    ends = parser.add_argument_group(
-        "terminal faults",
-        "At most one per connection, at a downstream offset drawn uniformly from\n"
-        "[0, --fault-window): the rates are exclusive probabilities summing to at most 1.",
-    )
-    ends.add_argument(
-        "--drop-rate", metavar="P", type=float, default=0.0, help="close both sides with a FIN"
-    )
-    ends.add_argument(
-        "--reset-rate",
-        metavar="P",
-        type=float,
-        default=0.0,
-        help="abort both sides with an RST (SO_LINGER 0)",
-    )
-    ends.add_argument(
-        "--blackhole-rate",
-        metavar="P",
-        type=float,
-        default=0.0,
-        help="stop forwarding both ways but keep both sockets open until a peer closes",
-    )
-    ends.add_argument(
-        "--fault-window",
-        metavar="BYTES",
-        type=int,
-        default=4096,
-        help="offsets are drawn below this many downstream bytes (default 4096)",
-    )
-    ends.add_argument(
-        "--limit-data",
-        metavar="BYTES",
-        type=int,
-        help="close every connection (FIN) once this many bytes went downstream",
-    )
-
-    refuse = parser.add_argument_group("refusal")
-    refuse.add_argument(
-        "--refuse-rate",
-        metavar="P",
-        type=float,
-        default=0.0,
-        help="probability that a new connection starts a refuse period",
-    )
-    refuse.add_argument(
-        "--refuse-duration",
-        metavar="S",
-        type=float,
-        default=0.5,
-        help="seconds during which every new connection is accepted and closed at once"
-        " (default 0.5)",
-    )
-
-    shaping = parser.add_argument_group("shaping (bytes arrive intact, only later or in pieces)")
-    shaping.add_argument(
-        "--latency",
-        metavar="S",
-        type=float,
-        default=0.0,
-        help="delay added to each chunk, both ways, order kept",
-    )
-    shaping.add_argument(
-        "--jitter", metavar="S", type=float, default=0.0, help="uniform +/- S on each delay"
-    )
-    shaping.add_argument(
-        "--bandwidth",
-        metavar="BPS",
-        type=int,
-        help="bytes per second, per direction per connection",
-    )
-    shaping.add_argument(
-        "--slice",
-        metavar="BYTES",
-        type=int,
-        dest="slice_size",
-        help="send downstream bytes in pieces of at most BYTES",
-    )
-    shaping.add_argument(
-        "--slice-delay",
-        metavar="S",
-        type=float,
-        default=0.0,
-        help="pause between slices",
-    )
+    add_fault_arguments(parser)
     return parser
 
 
@@ -162,21 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = FaultConfig(
-            drop_rate=args.drop_rate,
-            reset_rate=args.reset_rate,
-            blackhole_rate=args.blackhole_rate,
-            fault_window=args.fault_window,
-            refuse_rate=args.refuse_rate,
-            refuse_duration=args.refuse_duration,
-            limit_data=args.limit_data,
-            latency=args.latency,
-            jitter=args.jitter,
-            bandwidth=args.bandwidth,
-            slice_size=args.slice_size,
-            slice_delay=args.slice_delay,
-        )
-    except ValueError as exc:
+        config = fault_config_from_args(args, fault_window=args.fault_window)
+    except ValueError as exc:  # what no single option's type can catch: rates summing above 1
         parser.error(str(exc))
     logging.basicConfig(
         level=args.log_level.upper(),

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import anyio
 import anyio.abc
 
+from .cli import add_common_arguments, connect_port, positive_float, stream_length
 from .numbers import to_decimal
 from .protocol import (
     MAX_N,
@@ -477,14 +478,14 @@ def build_parser() -> argparse.ArgumentParser:
             "too many reconnections without progress; 130 interrupted."
         ),
     )
-    parser.add_argument("--port", type=_port, required=True, help="server port on --host")
+    parser.add_argument("--port", type=connect_port, required=True, help="server port on --host")
     parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
     parser.add_argument(
         "--mode", choices=["stateless", "stateful"], required=True, help="protocol variant"
     )
     parser.add_argument(
         "-n",
-        type=_count,
+        type=stream_length,
         default=None,
         help=f"numbers to receive, 1..{MAX_N} (required for stateless; stateful default: random)",
     )
@@ -504,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--silence-timeout",
-        type=_positive,
+        type=positive_float,
         default=None,
         metavar="SECONDS",
         help="treat a connection as dead after this long without a frame "
@@ -512,28 +513,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--min-silence",
-        type=_positive,
+        type=positive_float,
         default=2.0,
         metavar="SECONDS",
         help="floor of the default silence timeout (default 2)",
     )
     parser.add_argument(
         "--connect-timeout",
-        type=_positive,
+        type=positive_float,
         default=5.0,
         metavar="SECONDS",
         help="bound on each connect and on waiting for the WELCOME (default 5)",
     )
     parser.add_argument(
         "--backoff-initial",
-        type=_positive,
+        type=positive_float,
         default=1.0,
         metavar="SECONDS",
         help="first reconnection delay (default 1.0; grows x1.6 per retry without progress)",
     )
     parser.add_argument(
         "--backoff-max",
-        type=_positive,
+        type=positive_float,
         default=10.0,
         metavar="SECONDS",
         help="largest reconnection delay (default 10)",
@@ -548,33 +549,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seed", type=int, default=None, help="seed for backoff jitter and the random n/id"
     )
-    parser.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        default="info",
-        help="stderr log verbosity (default info; reconnects are logged at warning)",
-    )
-    parser.add_argument(
-        "--backend",
-        choices=["asyncio", "trio"],
-        default="asyncio",
-        help="anyio event loop backend (default asyncio)",
+    add_common_arguments(
+        parser,
+        log_level_help="stderr log verbosity (default info; reconnects are logged at warning)",
     )
     return parser
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (1..65535)")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text, 0)
-    if not 1 <= value <= MAX_N:
-        raise argparse.ArgumentTypeError(f"n must be in 1..{MAX_N}, got {value}")
-    return value
 
 
 def _client_id(text: str) -> str:
@@ -582,13 +561,6 @@ def _client_id(text: str) -> str:
         return str(uuid.UUID(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a UUID") from None
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be a number > 0")
-    return value
 
 
 def config_from_args(args: argparse.Namespace, rng: random.Random) -> ClientConfig:

@@ -21,6 +21,7 @@ import anyio
 import anyio.abc
 from anyio.abc import TaskStatus
 
+from .cli import add_common_arguments, listen_port, non_negative_float, positive_float
 from .protocol import (
     NEED_DATA,
     Checksum,
@@ -439,7 +440,8 @@ class NumberServer:
         """Best effort: the peer may already be gone, which is fine."""
         self.stats.errors_sent[code.name] = self.stats.errors_sent.get(code.name, 0) + 1
         try:
-            data = conn.send(Error(code=code, message=message[:1024]))
+            text = message.encode("utf-8")[:1024].decode("utf-8", errors="ignore")  # bytes cap
+            data = conn.send(Error(code=code, message=text))
         except LocalProtocolError:
             return  # already closed or errored: nothing may be sent
         try:
@@ -488,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 after a clean shutdown (SIGINT/SIGTERM), 1 if the port or the "
         "store cannot be opened, 2 for bad arguments.",
     )
-    parser.add_argument("--port", type=_port, required=True, help="TCP port on 127.0.0.1")
+    parser.add_argument("--port", type=listen_port, required=True, help="TCP port on 127.0.0.1")
     parser.add_argument(
         "--mode",
         choices=["both", "stateless", "stateful"],
@@ -497,14 +499,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--interval",
-        type=_non_negative,
+        type=non_negative_float,
         default=1.0,
         metavar="SECONDS",
         help="time between numbers (default 1.0; 0 streams as fast as the client reads)",
     )
     parser.add_argument(
         "--session-ttl",
-        type=_non_negative,
+        type=non_negative_float,
         default=30.0,
         metavar="SECONDS",
         help="how long a disconnected stateful session is kept for a resume (default 30)",
@@ -518,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--handshake-timeout",
-        type=_positive,
+        type=positive_float,
         default=5.0,
         metavar="SECONDS",
         help="how long a new connection may take to send its HELLO (default 5)",
@@ -530,40 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="concurrent connections served; beyond this, SERVER_BUSY (default 1024)",
     )
-    parser.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        default="info",
-        help="stderr log verbosity (default info)",
-    )
-    parser.add_argument(
-        "--backend",
-        choices=["asyncio", "trio"],
-        default="asyncio",
-        help="anyio event loop backend (default asyncio)",
-    )
+    add_common_arguments(parser)
     return parser
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (0..65535)")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be a number >= 0")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be a number > 0")
-    return value
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
