@@ -220,7 +220,6 @@ class NumberServer:
         self._notify_activity()
         conn = ServerConnection()
         job: _Stream | None = None
-        completed = False
         try:
             if self.stats.connections_active > self.config.max_connections:
                 raise _Rejected(ErrorCode.SERVER_BUSY, "connection limit reached; retry later")
@@ -228,7 +227,7 @@ class NumberServer:
             if hello is None:
                 return
             job = await self._admit(hello, conn_id)
-            completed = await self._run_stream(stream, conn, job)
+            await self._run_stream(stream, conn, job)
         except _Rejected as rejection:
             await self._send_error(stream, conn, rejection.code, str(rejection))
         except RemoteProtocolError as exc:
@@ -246,7 +245,7 @@ class NumberServer:
             await self._send_error(stream, conn, ErrorCode.INTERNAL_ERROR, "internal error")
         finally:
             with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
-                if job is not None and job.holds_session and not completed:
+                if job is not None and job.holds_session:  # not completed, not taken over
                     await self._release(job)
                 await stream.aclose()
             self.stats.connections_active -= 1
@@ -315,8 +314,8 @@ class NumberServer:
 
     async def _run_stream(
         self, stream: anyio.abc.ByteStream, conn: ServerConnection, job: _Stream
-    ) -> bool:
-        """Stream until FINAL (True) or until the client leaves (False)."""
+    ) -> None:
+        """Stream until FINAL or until the client leaves; raises _Rejected for a violation."""
         cfg = self.config
         hello = job.hello
         welcome = Welcome(
@@ -335,16 +334,14 @@ class NumberServer:
             try:
                 await self._send_numbers(stream, conn, welcome, job)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, TimeoutError):
-                outcome.client_gone = True
+                pass  # the client is gone (or stopped reading): its session gets released
             else:
                 outcome.completed = True
             tg.cancel_scope.cancel()
         if outcome.completed:
             self.stats.streams_completed += 1
-            return True
-        if outcome.rejection is not None:
+        elif outcome.rejection is not None:
             raise outcome.rejection
-        return False
 
     async def _send_numbers(
         self, stream: anyio.abc.ByteStream, conn: ServerConnection, welcome: Welcome, job: _Stream
@@ -400,7 +397,6 @@ class NumberServer:
             outcome.rejection = _Rejected(
                 ErrorCode.UNEXPECTED_FRAME, "a client sends nothing after its HELLO"
             )
-        outcome.client_gone = True
         scope.cancel()
 
     async def _keep_lease(self, job: _Stream, outcome: _Outcome, scope: anyio.CancelScope) -> None:
@@ -457,8 +453,9 @@ class NumberServer:
 
 @dataclass(slots=True)
 class _Outcome:
+    """How the streaming task group ended, as its tasks found out."""
+
     completed: bool = False
-    client_gone: bool = False
     rejection: _Rejected | None = None
 
 
