@@ -184,6 +184,8 @@ class _Receiver:
         self.done = False
         self.interval = 0.0
         self.session_ttl = 0.0
+        #: Whether the current connection got a WELCOME (so its loss starts the session TTL).
+        self.session_held = False
 
     def hello(self) -> Hello:
         cfg = self.config
@@ -206,6 +208,7 @@ class _Receiver:
 
     def welcome(self, welcome: Welcome) -> None:
         self.welcomed = True
+        self.session_held = True
         self.interval = welcome.interval_ms / 1000
         self.session_ttl = welcome.session_ttl_ms / 1000
         if self.config.mode is Mode.STATELESS:
@@ -259,7 +262,8 @@ async def run_client(
             await _one_connection(config, receiver, dial, obs)
         except _Retry as why:
             reason = str(why)
-            dropped_at = anyio.current_time()
+            if receiver.session_held:  # the TTL runs from losing a WELCOMEd connection
+                dropped_at = anyio.current_time()
         except _Fatal as fatal:
             name = _code_name(fatal.code)
             result.error = name
@@ -354,6 +358,7 @@ async def _one_connection(
         raise _Retry(f"connect failed: {exc.strerror or exc}") from None
     try:
         conn = ClientConnection()
+        receiver.session_held = False
         await stream.send(conn.send(receiver.hello()))
         timeout = config.handshake_timeout
         while not receiver.done:

@@ -483,3 +483,34 @@ async def test_connection_limit_answers_server_busy() -> None:
                 item = await second_reader.next()
                 assert item is not None
                 assert item.error_code == 31
+
+
+async def test_client_reports_final_frame_lost_when_session_completed_in_flight() -> None:
+    """Interval 0: the server writes everything and deletes the session before the cut lands."""
+    async with running_server(ServerConfig(interval=0.0, session_ttl=30.0)) as (server, port):
+        config = stateful_config(port, 5)
+        result = await run_client(config, connect=cutting_connector([WELCOME_BYTES]))
+    assert not result.ok
+    assert result.exit_code == EXIT_REJECTED
+    assert result.error == "SESSION_UNKNOWN"
+    assert result.final_frame_lost
+    assert server.stats.streams_completed == 1
+
+
+async def test_client_reports_expiry_not_final_loss_after_the_ttl() -> None:
+    """The client waits longer than the announced TTL before resuming: an expiry, not a loss."""
+    config = ServerConfig(interval=0.05, session_ttl=0.2)
+    async with running_server(config) as (server, port):
+        client = ClientConfig(
+            port=port,
+            mode=Mode.STATEFUL,
+            n=50,
+            client_id=str(uuid.uuid4()),
+            backoff=Backoff(initial=0.6, jitter=0.0, max_retries=3),
+        )
+        cut = WELCOME_BYTES + 2 * STATEFUL_DATA_BYTES
+        result = await run_client(client, connect=cutting_connector([cut]))
+    assert result.exit_code == EXIT_REJECTED
+    assert result.error == "SESSION_UNKNOWN"
+    assert not result.final_frame_lost
+    assert server.stats.streams_completed == 0
