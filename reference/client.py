@@ -158,7 +158,15 @@ def _hex(digest: bytes | None) -> str | None:
 
 
 class _Retry(Exception):
-    """This connection ended before FINAL in a way that allows a reconnect."""
+    """This connection ended before FINAL in a way that allows a reconnect.
+
+    ``told`` is True when the server ended it with an ERROR frame: it said why it stopped, so
+    it did not write FINAL on this connection.
+    """
+
+    def __init__(self, message: str, *, told: bool = False) -> None:
+        super().__init__(message)
+        self.told = told
 
 
 class _Fatal(Exception):
@@ -263,7 +271,8 @@ async def run_client(
         except _Retry as why:
             reason = str(why)
             if receiver.session_held:  # the TTL runs from losing a WELCOMEd connection
-                dropped_at = anyio.current_time()
+                # A drop may have eaten FINAL; an ERROR frame means the server stopped short.
+                dropped_at = -math.inf if why.told else anyio.current_time()
         except _Fatal as fatal:
             name = _code_name(fatal.code)
             result.error = name
@@ -383,7 +392,9 @@ async def _one_connection(
                     obs.phase(Phase.STREAMING, f"from index {event.next_index}")
                 elif isinstance(event, Error):
                     if is_retryable(event.code):
-                        raise _Retry(f"server error {_code_name(event.code)}: {event.message}")
+                        raise _Retry(
+                            f"server error {_code_name(event.code)}: {event.message}", told=True
+                        )
                     raise _Fatal(event.code, event.message)
                 elif isinstance(event, ConnectionClosed):
                     raise _Retry("connection closed by peer")

@@ -259,6 +259,10 @@ class NumberServer:
             while True:
                 event = conn.next_event()
                 if isinstance(event, Hello):
+                    if conn.trailing_data:  # arrived in the same read as the HELLO
+                        raise _Rejected(
+                            ErrorCode.UNEXPECTED_FRAME, "a client sends nothing after its HELLO"
+                        )
                     return event
                 if isinstance(event, ConnectionClosed):
                     return None

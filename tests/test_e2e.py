@@ -24,7 +24,7 @@ from reference.server import ServerConfig
 from reference.store import MemoryStore
 
 from .oracle import doubling_sum, session_checksum, session_values
-from .support import FakeClock, FixedRandom, RawReader, cutting_connector, running_server
+from .support import FakeClock, FixedRandom, RawReader, cutting_connector, frame, running_server
 
 pytestmark = pytest.mark.anyio
 
@@ -374,6 +374,8 @@ BAD_INPUTS = {
     "invalid_uuid": (None, 9),
     "unknown_version": (None, 4),
     "welcome_from_client": (None, 3),
+    "byte_after_hello_same_write": (None, 3),
+    "second_hello_same_write": (None, 3),
 }
 
 
@@ -394,6 +396,10 @@ def _bad_bytes(name: str) -> bytes:
         return frame(0x01, bytes([2]) + b"\x00" * 30)
     if name == "welcome_from_client":
         return frame(0x02, b"\x00" * 23)
+    if name == "byte_after_hello_same_write":
+        return stateless_hello(10) + b"\x00"
+    if name == "second_hello_same_write":
+        return stateless_hello(10) + stateless_hello(10)
     data = BAD_INPUTS[name][0]
     assert data is not None
     return data
@@ -514,3 +520,26 @@ async def test_client_reports_expiry_not_final_loss_after_the_ttl() -> None:
     assert result.error == "SESSION_UNKNOWN"
     assert not result.final_frame_lost
     assert server.stats.streams_completed == 0
+
+
+async def test_session_unknown_after_a_server_error_is_not_a_lost_final_frame() -> None:
+    """WELCOME, then SHUTTING_DOWN; the resume is refused: the server said it stopped short."""
+    welcome = frame(0x02, struct.pack(">BBBIIIII", 1, 2, 0, 10, 0, 0, 0, 30000))
+    shutting_down = frame(0x05, struct.pack(">H", 32) + b"bye")
+    unknown = frame(0x05, struct.pack(">H", 20) + b"no session")
+    answers = iter([welcome + shutting_down, unknown])
+
+    async def scripted(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await stream.receive()  # the HELLO
+            await stream.send(next(answers))
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, scripted)
+        result = await run_client(stateful_config(port, 10))
+        tg.cancel_scope.cancel()
+    assert result.exit_code == EXIT_REJECTED
+    assert result.error == "SESSION_UNKNOWN"
+    assert not result.final_frame_lost

@@ -140,6 +140,11 @@ class _Connection:
     def n(self) -> int:
         return self._n
 
+    @property
+    def trailing_data(self) -> int:
+        """Bytes received but not yet consumed by any event (as h11's ``trailing_data``)."""
+        return self._reader.buffered
+
     def _move(self, kind: Kind, direction: str, error: type[ProtocolError]) -> None:
         target = TRANSITIONS.get((self.role, self._state, kind, direction))
         if target is None:
