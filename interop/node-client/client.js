@@ -1,0 +1,194 @@
+#!/usr/bin/env node
+'use strict';
+// NSP v1 client (spec/PROTOCOL.md), Node.js standard library only.
+// Results go to stdout (text, or one JSON object with --json); logs to stderr.
+
+const crypto = require('crypto');
+
+const { Mode, isValidClientId } = require('./lib/frames');
+const { runStream, Exit } = require('./lib/stream');
+const { BACKOFF_DEFAULTS } = require('./lib/backoff');
+const { seededRandom, secureRandom, randomInt } = require('./lib/random');
+
+const USAGE = `usage: node client.js --port PORT --mode stateless|stateful [options]
+
+  --port PORT             server port (required)
+  --host HOST             server address (default 127.0.0.1)
+  --mode MODE             stateless or stateful (required)
+  -n N                    numbers to receive, 1..65535 (default: uniform random, §7.1)
+  --client-id UUID        stateful: session id, lower-case canonical UUID
+                          (default: a random v4 UUID; ignored in stateless mode)
+  --json                  print one JSON result object instead of text
+  --events                write JSON progress events to stderr
+  --seed N                seed the client's own randomness (jitter, random n)
+  --backoff-initial S     INITIAL_BACKOFF (default ${BACKOFF_DEFAULTS.initial})
+  --backoff-max S         MAX_BACKOFF (default ${BACKOFF_DEFAULTS.max})
+  --max-retries K         attempts without progress before giving up (default ${BACKOFF_DEFAULTS.maxAttemptsWithoutProgress})
+  --min-silence S         floor of the silence timeout max(3 x interval, S) (default 2)
+  --silence-timeout S     fixed silence timeout, overriding the formula
+  --connect-timeout S     connect timeout (default 5)
+  --handshake-timeout S   WELCOME/ERROR timeout after connecting (default 5)
+  --log-level LEVEL       debug, info, warning or error (default info)
+  -h, --help              this help
+
+exit status: 0 verified, 1 verification failed, 2 usage error,
+             3 rejected by the server, 4 gave up, 130 interrupted`;
+
+class UsageError extends Error {}
+
+// name -> [key, parser]; flags have no parser.
+const seconds = (positive) => (v, name) => {
+  const x = Number(v);
+  if (v === '' || !Number.isFinite(x) || x < 0 || (positive && x === 0)) {
+    throw new UsageError(`${name}: expected ${positive ? 'a positive' : 'a non-negative'} number of seconds, got '${v}'`);
+  }
+  return x;
+};
+const integer = (lo, hi) => (v, name) => {
+  if (!/^\d+$/.test(v) || Number(v) < lo || Number(v) > hi) throw new UsageError(`${name}: expected an integer in ${lo}..${hi}, got '${v}'`);
+  return Number(v);
+};
+const OPTIONS = {
+  '--port': ['port', integer(1, 65535)],
+  '--host': ['host', (v) => v],
+  '--mode': [
+    'mode',
+    (v, name) => {
+      if (v === 'stateless') return Mode.STATELESS;
+      if (v === 'stateful') return Mode.STATEFUL;
+      throw new UsageError(`${name}: expected stateless or stateful, got '${v}'`);
+    },
+  ],
+  '-n': ['n', integer(1, 65535)],
+  '--client-id': ['clientId', (v) => v],
+  '--json': ['json'],
+  '--events': ['events'],
+  '--seed': ['seed', (v, name) => {
+    if (!/^-?\d+$/.test(v)) throw new UsageError(`${name}: expected an integer, got '${v}'`);
+    return BigInt(v);
+  }],
+  '--backoff-initial': ['backoffInitial', seconds(true)],
+  '--backoff-max': ['backoffMax', seconds(true)],
+  '--max-retries': ['maxRetries', integer(1, 2 ** 31)],
+  '--min-silence': ['minSilence', seconds(false)],
+  '--silence-timeout': ['silenceTimeout', seconds(true)],
+  '--connect-timeout': ['connectTimeout', seconds(true)],
+  '--handshake-timeout': ['handshakeTimeout', seconds(true)],
+  '--log-level': [
+    'logLevel',
+    (v, name) => {
+      if (!(v in LEVELS)) throw new UsageError(`${name}: expected one of ${Object.keys(LEVELS).join(', ')}`);
+      return v;
+    },
+  ],
+};
+const LEVELS = { debug: 10, info: 20, warning: 30, error: 40 };
+
+function parseArgs(argv) {
+  const opts = {
+    host: '127.0.0.1',
+    json: false,
+    events: false,
+    backoffInitial: BACKOFF_DEFAULTS.initial,
+    backoffMax: BACKOFF_DEFAULTS.max,
+    maxRetries: BACKOFF_DEFAULTS.maxAttemptsWithoutProgress,
+    minSilence: 2,
+    silenceTimeout: null,
+    connectTimeout: 5,
+    handshakeTimeout: 5,
+    logLevel: 'info',
+  };
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i];
+    if (arg === '-h' || arg === '--help') return null;
+    let value;
+    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
+    if (eq > 0) [arg, value] = [arg.slice(0, eq), arg.slice(eq + 1)];
+    const spec = OPTIONS[arg];
+    if (!spec) throw new UsageError(`unknown option '${arg}'`);
+    const [key, parse] = spec;
+    if (!parse) {
+      if (value !== undefined) throw new UsageError(`${arg} takes no value`);
+      opts[key] = true;
+      continue;
+    }
+    if (value === undefined) {
+      if (i + 1 >= argv.length) throw new UsageError(`${arg} needs a value`);
+      value = argv[++i];
+    }
+    opts[key] = parse(value, arg);
+  }
+  if (opts.port === undefined) throw new UsageError('--port is required');
+  if (opts.mode === undefined) throw new UsageError('--mode is required');
+  if (opts.mode === Mode.STATEFUL && opts.clientId !== undefined && !isValidClientId(opts.clientId)) {
+    throw new UsageError(`--client-id: not a lower-case canonical UUID: '${opts.clientId}'`);
+  }
+  if (opts.backoffMax < opts.backoffInitial) throw new UsageError('--backoff-max must be at least --backoff-initial');
+  return opts;
+}
+
+function makeLogger(level) {
+  const threshold = LEVELS[level];
+  const emit = (lvl, label) => (msg) => {
+    if (LEVELS[lvl] >= threshold) process.stderr.write(`nsp-client ${label}: ${msg}\n`);
+  };
+  return { debug: emit('debug', 'debug'), info: emit('info', 'info'), warn: emit('warning', 'warning'), error: emit('error', 'error') };
+}
+
+function formatText(result) {
+  if (result.mode === 'stateless') {
+    return result.ok ? `${result.sum}\n` : result.error === null ? '' : `FAILURE: ${result.error}\n`;
+  }
+  const lines = [];
+  if (result.checksum_expected !== null) lines.push(`checksum expected (server): ${result.checksum_expected}`);
+  if (result.checksum_computed !== null) lines.push(`checksum computed (client): ${result.checksum_computed}`);
+  lines.push(result.ok ? 'SUCCESS' : `FAILURE: ${result.error}`);
+  return lines.join('\n') + '\n';
+}
+
+function output(opts, result, exitCode) {
+  const text = opts.json ? JSON.stringify(result) + '\n' : formatText(result);
+  // Exit only once stdout has taken the whole result (a sum can be ~20 kB).
+  process.stdout.write(text, () => process.exit(exitCode));
+}
+
+async function main() {
+  let opts;
+  try {
+    opts = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`nsp-client: ${err.message} (--help for usage)\n`);
+    process.exit(Exit.USAGE);
+  }
+  if (opts === null) {
+    process.stdout.write(USAGE + '\n');
+    process.exit(Exit.OK);
+  }
+
+  const log = makeLogger(opts.logLevel);
+  log.debug(`argv: ${process.argv.slice(2).join(' ')}`);
+  const events = { emit: opts.events ? (e) => process.stderr.write(JSON.stringify(e) + '\n') : () => {} };
+  const random = opts.seed === undefined ? secureRandom : seededRandom(opts.seed);
+  if (opts.n === undefined) {
+    opts.n = randomInt(random, 1, 65535); // §7.1: the client draws n unless the user fixes it
+    log.info(`drew n = ${opts.n}`);
+  }
+  if (opts.mode === Mode.STATEFUL) opts.clientId ??= crypto.randomUUID(); // CSPRNG, v4, lower-case
+  else if (opts.clientId !== undefined) log.debug('--client-id ignored in stateless mode');
+
+  let finished = false;
+  process.once('SIGINT', () => {
+    if (finished) return;
+    log.error('interrupted');
+    const result = { mode: opts.mode === Mode.STATEFUL ? 'stateful' : 'stateless', n: opts.n, ok: false, error: 'interrupted' };
+    if (opts.json) output(opts, result, Exit.INTERRUPTED);
+    else process.exit(Exit.INTERRUPTED);
+  });
+
+  const { exitCode, result } = await runStream(opts, { log, events, random });
+  finished = true;
+  output(opts, result, exitCode);
+}
+
+main();

@@ -1,0 +1,127 @@
+'use strict';
+// The client side of one NSP connection as a pure state machine (PROTOCOL.md §5.4,
+// §5.5, §4.3): bytes in, events out, ProtocolError on any violation. No I/O, so the
+// vectors can drive it directly.
+
+const {
+  Type,
+  TYPE_NAMES,
+  Mode,
+  Code,
+  ProtocolError,
+  FrameDecoder,
+  decodeWelcome,
+  decodeNumber,
+  decodeError,
+} = require('./frames');
+
+const State = Object.freeze({
+  AWAITING_WELCOME: 'awaiting_welcome',
+  STREAMING: 'streaming',
+  DONE: 'done', // FINAL received: only EOF may follow
+  CLOSED: 'closed', // ERROR received
+});
+
+class ClientConnection {
+  /** `hello` is the HELLO this connection sent: {version?, mode, resume, n, nextIndex, a?}. */
+  constructor(hello) {
+    this.hello = { version: 1, ...hello };
+    this.state = State.AWAITING_WELCOME;
+    this.welcome = null;
+    this.expectedIndex = null; // next index allowed on this connection
+    this._decoder = new FrameDecoder();
+  }
+
+  /**
+   * Yields, in order, {kind:'welcome', welcome}, {kind:'number', ...} and
+   * {kind:'error', code, codeName, message} events for the complete frames of
+   * `chunk`. Throws a ProtocolError at the first violation; events already yielded
+   * stay valid (§12.3: the numbers before the offending frame are intact).
+   */
+  *receive(chunk) {
+    for (const { type, payload } of this._decoder.frames(chunk)) {
+      yield this._onFrame(type, payload);
+    }
+  }
+
+  /** Called on EOF. Throws MALFORMED_FRAME when EOF cuts a frame (§3 rule 3). */
+  end() {
+    this._decoder.end();
+  }
+
+  _onFrame(type, payload) {
+    if (this.state === State.DONE || this.state === State.CLOSED) {
+      throw new ProtocolError(Code.UNEXPECTED_FRAME, `${TYPE_NAMES[type]} after the conversation ended`);
+    }
+    switch (type) {
+      case Type.WELCOME:
+        if (this.state !== State.AWAITING_WELCOME) {
+          throw new ProtocolError(Code.UNEXPECTED_FRAME, 'a second WELCOME');
+        }
+        return this._onWelcome(decodeWelcome(payload));
+      case Type.DATA:
+      case Type.FINAL:
+        if (this.state !== State.STREAMING) {
+          throw new ProtocolError(Code.UNEXPECTED_FRAME, `${TYPE_NAMES[type]} before WELCOME`);
+        }
+        return this._onNumber(decodeNumber(payload, this.welcome.mode, type === Type.FINAL));
+      case Type.ERROR: {
+        const error = decodeError(payload);
+        this.state = State.CLOSED;
+        return { kind: 'error', ...error };
+      }
+      default: // HELLO: a server never sends one
+        throw new ProtocolError(Code.UNEXPECTED_FRAME, `${TYPE_NAMES[type]} from the server`);
+    }
+  }
+
+  // §5.4. The codes only classify the failure (§12.3); they follow the ones
+  // listed in vectors/invalid_frames.json.
+  _onWelcome(w) {
+    const h = this.hello;
+    if (w.version !== h.version) {
+      throw new ProtocolError(Code.UNSUPPORTED_VERSION, `WELCOME version ${w.version}, HELLO version ${h.version}`);
+    }
+    if (w.mode !== Mode.STATELESS && w.mode !== Mode.STATEFUL) {
+      throw new ProtocolError(Code.UNSUPPORTED_MODE, `WELCOME mode ${w.mode}`);
+    }
+    if (w.flags !== 0) throw new ProtocolError(Code.MALFORMED_FRAME, `WELCOME flags 0x${w.flags.toString(16)}`);
+    if (w.mode !== h.mode) throw new ProtocolError(Code.MALFORMED_FRAME, `WELCOME mode ${w.mode} ≠ HELLO mode ${h.mode}`);
+    if (w.n !== h.n) throw new ProtocolError(Code.MALFORMED_FRAME, `WELCOME n ${w.n} ≠ HELLO n ${h.n}`);
+    if (w.nextIndex !== h.nextIndex) {
+      throw new ProtocolError(Code.INVALID_INDEX, `WELCOME next_index ${w.nextIndex} ≠ HELLO next_index ${h.nextIndex}`);
+    }
+    if (w.mode === Mode.STATELESS) {
+      if (w.a < 1 || w.a > 255) throw new ProtocolError(Code.INVALID_A, `stateless WELCOME a = ${w.a}`);
+      if (h.resume && w.a !== h.a) throw new ProtocolError(Code.MALFORMED_FRAME, `WELCOME a ${w.a} ≠ resumed a ${h.a}`);
+      if (w.sessionTtlMs !== 0) {
+        throw new ProtocolError(Code.MALFORMED_FRAME, `stateless WELCOME session_ttl_ms = ${w.sessionTtlMs}`);
+      }
+    } else if (w.a !== 0) {
+      throw new ProtocolError(Code.INVALID_A, `stateful WELCOME a = ${w.a}`);
+    }
+    this.welcome = w;
+    this.expectedIndex = w.nextIndex;
+    this.state = State.STREAMING;
+    return { kind: 'welcome', welcome: w };
+  }
+
+  // §5.5 (indices go up by exactly one), §4.3 (FINAL exactly at n − 1).
+  _onNumber(num) {
+    if (num.index !== this.expectedIndex) {
+      throw new ProtocolError(Code.INVALID_INDEX, `index ${num.index}, expected ${this.expectedIndex}`);
+    }
+    const last = this.welcome.n - 1;
+    if (num.final && num.index !== last) {
+      throw new ProtocolError(Code.UNEXPECTED_FRAME, `FINAL at index ${num.index}, n − 1 = ${last}`);
+    }
+    if (!num.final && num.index === last) {
+      throw new ProtocolError(Code.UNEXPECTED_FRAME, `DATA at the last index ${last}`);
+    }
+    this.expectedIndex++;
+    if (num.final) this.state = State.DONE;
+    return { kind: 'number', ...num };
+  }
+}
+
+module.exports = { ClientConnection, State };

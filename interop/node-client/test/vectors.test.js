@@ -1,0 +1,319 @@
+'use strict';
+// Checks the client's codec and connection rules against spec/vectors/*.json
+// (PROTOCOL.md §21.1). Run: node --test interop/node-client/test/
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const crypto = require('node:crypto');
+
+const {
+  Mode,
+  Type,
+  TYPE_NAMES,
+  ProtocolError,
+  FrameDecoder,
+  encodeHello,
+  decodeHello,
+  decodeError,
+  isValidClientId,
+} = require('../lib/frames');
+const { ClientConnection } = require('../lib/connection');
+const { Stream } = require('../lib/stream');
+
+const VECTORS = path.join(__dirname, '..', '..', '..', 'spec', 'vectors');
+const load = (name) => JSON.parse(fs.readFileSync(path.join(VECTORS, name), 'utf8'));
+const hex = (h) => Buffer.from(h, 'hex');
+const MODES = { stateless: Mode.STATELESS, stateful: Mode.STATEFUL };
+
+/** A client connection in the state of a vector's context.hello. */
+function connectionFor(helloHex) {
+  const frames = new FrameDecoder().push(hex(helloHex));
+  assert.equal(frames.length, 1);
+  return new ClientConnection(decodeHello(frames[0].payload));
+}
+
+/** Feed `bytes` in pieces of `size` (Infinity: one chunk); collect the events. */
+function feed(conn, bytes, size = Infinity) {
+  const events = [];
+  for (let off = 0; off < bytes.length; off += size) {
+    for (const ev of conn.receive(bytes.subarray(off, Math.min(bytes.length, off + size)))) events.push(ev);
+  }
+  return events;
+}
+
+// Split sizes: whole, byte by byte, and awkward pieces across header/payload edges.
+const CHUNKINGS = [Infinity, 1, 2, 3, 7, 4096];
+
+test('frames.json: HELLO frames encode to their hex', async (t) => {
+  for (const f of load('frames.json').frames.filter((f) => f.type === 'HELLO')) {
+    await t.test(f.name, () => {
+      const x = f.fields;
+      const hello = { mode: x.mode, resume: x.resume, n: x.n, nextIndex: x.next_index };
+      if (x.mode === Mode.STATELESS) hello.a = x.a;
+      else hello.clientId = x.client_id;
+      const bytes = encodeHello(hello);
+      assert.equal(bytes.toString('hex'), f.hex);
+      assert.equal(bytes.length, f.size);
+      assert.equal(crypto.createHash('sha256').update(bytes).digest('hex'), f.sha256);
+      // ...and decode back to the same fields.
+      const [{ type, payload }] = new FrameDecoder().push(bytes);
+      assert.equal(type, Type.HELLO);
+      const back = decodeHello(payload);
+      assert.equal(back.flags, x.flags);
+      assert.equal(back.version, x.version);
+      assert.equal(back.n, x.n);
+      assert.equal(back.nextIndex, x.next_index);
+    });
+  }
+});
+
+test('frames.json: server-to-client frames decode to their fields', async (t) => {
+  for (const f of load('frames.json').frames.filter((f) => f.direction === 'server-to-client')) {
+    for (const size of CHUNKINGS) {
+      await t.test(`${f.name} (chunks of ${size})`, () => {
+        const conn = connectionFor(f.context.hello);
+        if (f.context.welcome) {
+          const [w] = feed(conn, hex(f.context.welcome));
+          assert.equal(w.kind, 'welcome');
+        }
+        const events = feed(conn, hex(f.hex), size);
+        assert.equal(events.length, 1);
+        const ev = events[0];
+        const x = f.fields;
+        switch (f.type) {
+          case 'WELCOME':
+            assert.equal(ev.kind, 'welcome');
+            assert.deepEqual(ev.welcome, {
+              version: x.version,
+              mode: x.mode,
+              flags: x.flags,
+              n: x.n,
+              nextIndex: x.next_index,
+              intervalMs: x.interval_ms,
+              a: x.a,
+              sessionTtlMs: x.session_ttl_ms,
+            });
+            break;
+          case 'DATA':
+          case 'FINAL':
+            assert.equal(ev.kind, 'number');
+            assert.equal(ev.final, f.type === 'FINAL');
+            assert.equal(ev.index, x.index);
+            if (f.mode === 'stateless') {
+              assert.equal(ev.value, BigInt(x.value));
+              assert.equal(ev.valueBytes.length, x.value_bytes);
+            } else {
+              assert.equal(ev.value, x.value);
+              if (f.type === 'FINAL') assert.equal(ev.checksum.toString('hex'), x.checksum);
+            }
+            break;
+          case 'ERROR':
+            assert.equal(ev.kind, 'error');
+            assert.equal(ev.code, x.code);
+            assert.equal(ev.message, x.message);
+            if (x.code_name) assert.equal(ev.codeName, x.code_name);
+            break;
+          default:
+            assert.fail(`unexpected type ${f.type}`);
+        }
+        assert.doesNotThrow(() => conn.end()); // the frame ended on a boundary
+      });
+    }
+  }
+});
+
+test('invalid_frames.json: client-side cases are rejected with the listed code', async (t) => {
+  for (const c of load('invalid_frames.json').cases) {
+    if (c.decoder !== 'client') {
+      await t.test(c.name, { skip: 'server-side vector' }, () => {});
+      continue;
+    }
+    for (const size of CHUNKINGS) {
+      await t.test(`${c.name} (chunks of ${size})`, () => {
+        const conn = connectionFor(c.context.hello);
+        feed(conn, hex(c.context.received)); // valid frames: must not throw
+        assert.throws(
+          () => {
+            feed(conn, hex(c.hex), size);
+            if (c.eof) conn.end();
+          },
+          (err) => {
+            assert.ok(err instanceof ProtocolError, `${err}`);
+            assert.equal(err.codeName, c.error.name, `${c.why}: ${err.message}`);
+            assert.equal(err.code, c.error.code);
+            return true;
+          },
+        );
+      });
+    }
+  }
+});
+
+test('invalid_frames.json: header errors are reported before the payload arrives', () => {
+  // §3 rule 1: FRAME_TOO_LARGE / MALFORMED_FRAME as soon as the header is in.
+  const d = new FrameDecoder();
+  assert.throws(() => d.push(hex('034001')), { codeName: 'FRAME_TOO_LARGE' });
+  assert.throws(() => new FrameDecoder().push(hex('06')), { codeName: 'MALFORMED_FRAME' }); // first byte suffices
+});
+
+test('sessions.json: whole conversations give the expected result', async (t) => {
+  for (const s of load('sessions.json').sessions) {
+    await t.test(s.name, () => {
+      const p = s.parameters;
+      const stream = new Stream({ mode: MODES[s.mode], n: p.n, clientId: p.client_id });
+      let outcome = null;
+      for (const c of s.connections) {
+        // Our client must send exactly the HELLO of the vector, given its state.
+        assert.equal(c.client_sends.length, 1);
+        const hello = stream.nextHello();
+        assert.equal(encodeHello(hello).toString('hex'), c.client_sends[0]);
+        const conn = new ClientConnection(hello);
+        for (const f of c.server_sends) {
+          const events = feed(conn, hex(f.hex));
+          assert.equal(events.length, 1);
+          const ev = events[0];
+          assert.equal(ev.kind === 'number' ? (ev.final ? 'FINAL' : 'DATA') : ev.kind.toUpperCase(), f.type);
+          if (ev.kind === 'welcome') stream.onWelcome(ev.welcome);
+          else if (ev.kind === 'number') outcome = stream.onNumber(ev);
+          else outcome = { kind: 'error', code: ev.code };
+        }
+      }
+      assert.equal(stream.received, s.values.length);
+      const r = s.result;
+      if (r.exit_status === 0) {
+        assert.deepEqual(outcome, { kind: 'complete' });
+        if (r.sum !== undefined) assert.equal(stream.sum.toString(), r.sum);
+        if (r.checksum !== undefined) {
+          assert.equal(stream.checksumComputed, r.checksum);
+          assert.equal(stream.checksumExpected, r.checksum);
+        }
+      } else {
+        // The final-frame-lost case: a final ERROR (exit 3) answering a RESUME.
+        assert.equal(r.exit_status, 3);
+        assert.equal(outcome.kind, 'error');
+        assert.equal(outcome.code, 20);
+        assert.equal(stream.received, s.parameters.n - 1);
+      }
+    });
+  }
+});
+
+test('checksum.json: incremental SHA-256 over big-endian u32 values', async (t) => {
+  const v = load('checksum.json');
+  for (const s of v.sequences) {
+    await t.test(s.name, () => {
+      const h = crypto.createHash('sha256');
+      const bytes = Buffer.alloc(4 * s.values.length);
+      s.values.forEach((x, i) => {
+        bytes.writeUInt32BE(x, 4 * i);
+        h.update(bytes.subarray(4 * i, 4 * i + 4)); // one value at a time, as the client does
+      });
+      assert.equal(bytes.toString('hex'), s.bytes_hex);
+      assert.equal(h.digest('hex'), s.sha256);
+    });
+  }
+  // The sessions' checksums can be checked by a client only through a full stream;
+  // checking the first elements' encoding is what remains for us.
+  for (const s of v.sessions.filter((s) => s.n === s.first_elements.length)) {
+    await t.test(`session seed ${s.seed_hex} n=${s.n}`, () => {
+      const stream = new Stream({ mode: Mode.STATEFUL, n: s.n, clientId: '00000000-0000-4000-8000-000000000000' });
+      stream.onWelcome({ sessionTtlMs: 30000 });
+      let outcome;
+      s.first_elements.forEach((value, index) => {
+        const valueBytes = Buffer.alloc(4);
+        valueBytes.writeUInt32BE(value);
+        const final = index === s.n - 1;
+        const num = { index, value, valueBytes, final };
+        if (final) num.checksum = hex(s.sha256);
+        outcome = stream.onNumber(num);
+      });
+      assert.deepEqual(outcome, { kind: 'complete' });
+      assert.equal(stream.checksumComputed, s.sha256);
+    });
+  }
+});
+
+test('stateless_sums.json: BigInt sums and value sizes', async (t) => {
+  for (const c of load('stateless_sums.json').cases) {
+    await t.test(`a=${c.a} n=${c.n}`, () => {
+      const stream = new Stream({ mode: Mode.STATELESS, n: c.n });
+      stream.onWelcome({ a: c.a });
+      let outcome;
+      let last;
+      for (let k = 0; k < c.n; k++) {
+        const value = BigInt(c.a) << BigInt(k);
+        last = value;
+        outcome = stream.onNumber({ index: k, value, final: k === c.n - 1 });
+      }
+      assert.deepEqual(outcome, { kind: 'complete' });
+      assert.equal(stream.sum.toString(), c.sum);
+      assert.equal(stream.sum.toString(2).length, c.sum_bits);
+      assert.equal(c.sum.length, c.sum_digits);
+      assert.equal(Math.ceil(last.toString(2).length / 8), c.last_value_bytes);
+    });
+  }
+});
+
+test('a stateless value other than a·2^index is a verification failure (§6.3)', () => {
+  const stream = new Stream({ mode: Mode.STATELESS, n: 3 });
+  stream.onWelcome({ a: 23 });
+  assert.equal(stream.onNumber({ index: 0, value: 24n, final: false }).kind, 'verify_failed');
+});
+
+test('a stateful checksum mismatch is a verification failure (§7.5)', () => {
+  const stream = new Stream({ mode: Mode.STATEFUL, n: 1, clientId: '00000000-0000-4000-8000-000000000000' });
+  stream.onWelcome({ sessionTtlMs: 30000 });
+  const out = stream.onNumber({ index: 0, value: 1, valueBytes: hex('00000001'), final: true, checksum: Buffer.alloc(32) });
+  assert.equal(out.kind, 'verify_failed');
+});
+
+test('decoder: many frames in one chunk, and a frame split anywhere', () => {
+  const frames = load('frames.json').frames.filter((f) => f.direction === 'server-to-client');
+  const all = Buffer.concat(frames.map((f) => hex(f.hex)));
+  for (const size of [1, 2, 3, 5, 11, 100, 8199, 8200, 8201, all.length]) {
+    const d = new FrameDecoder();
+    const got = [];
+    for (let off = 0; off < all.length; off += size) {
+      for (const f of d.frames(all.subarray(off, off + size))) {
+        got.push(Buffer.concat([Buffer.from([f.type, f.payload.length >> 8, f.payload.length & 0xff]), f.payload]));
+      }
+    }
+    d.end();
+    assert.deepEqual(
+      got.map((b) => b.toString('hex')),
+      frames.map((f) => f.hex),
+      `chunks of ${size}`,
+    );
+  }
+});
+
+test('decoder: EOF inside a header or a payload is MALFORMED_FRAME (§3 rule 3)', () => {
+  for (const partial of ['03', '0300', '030008', '03000800000000157a38']) {
+    const d = new FrameDecoder();
+    d.push(hex(partial));
+    assert.throws(() => d.end(), { codeName: 'MALFORMED_FRAME' }, partial);
+  }
+});
+
+test('decoder: a zero-length payload is a complete frame', () => {
+  // e.g. an (invalid) ERROR with no payload: framing is fine, the payload is not.
+  for (const size of [1, 3]) {
+    const d = new FrameDecoder();
+    const got = [];
+    const bytes = hex('050000');
+    for (let off = 0; off < bytes.length; off += size) got.push(...d.push(bytes.subarray(off, off + size)));
+    assert.equal(got.length, 1);
+    assert.equal(TYPE_NAMES[got[0].type], 'ERROR');
+    assert.throws(() => decodeError(got[0].payload), { codeName: 'MALFORMED_FRAME' });
+  }
+});
+
+test('client id validation (§4.1)', () => {
+  assert.ok(isValidClientId('3f2c8a4e-9b1d-4c7e-a5f0-6d8e2b7c1a90'));
+  assert.ok(isValidClientId(crypto.randomUUID()));
+  for (const bad of ['3F2C8A4E-9B1D-4C7E-A5F0-6D8E2B7C1A90', '{3f2c8a4e-9b1d-4c7e-a5f0-6d8e2b7c1a9}', '3f2c8a4e9b1d4c7ea5f06d8e2b7c1a90', '']) {
+    assert.ok(!isValidClientId(bad), bad);
+  }
+});
