@@ -284,6 +284,8 @@ async def run_client(
             ):
                 result.final_frame_lost = True
                 log.error("final frame lost: the session completed while FINAL was in flight")
+            elif fatal.code == ErrorCode.SESSION_UNKNOWN:
+                log.error("session expired or unknown: %s", fatal)
             else:
                 log.error("server rejected the request: %s %s", name, fatal)
             break
@@ -369,13 +371,16 @@ async def _one_connection(
         conn = ClientConnection()
         receiver.session_held = False
         await stream.send(conn.send(receiver.hello()))
+        # Timers restart on complete frames only (spec §14.1): a trickle of bytes that never
+        # completes a frame is silence too.
         timeout = config.handshake_timeout
+        deadline = anyio.current_time() + timeout
         while not receiver.done:
             try:
-                with anyio.fail_after(timeout):
+                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
                     data = await stream.receive(_RECEIVE_SIZE)
             except TimeoutError:
-                what = "no WELCOME" if timeout == config.handshake_timeout else "silence"
+                what = "no WELCOME" if not receiver.session_held else "silence"
                 raise _Retry(f"{what} for {timeout:g} s") from None
             except anyio.EndOfStream:
                 data = b""
@@ -384,11 +389,13 @@ async def _one_connection(
                 event = conn.next_event()
                 if event is NEED_DATA:
                     break
+                deadline = anyio.current_time() + timeout
                 if isinstance(event, Number):
                     receiver.number(event)
                 elif isinstance(event, Welcome):
                     receiver.welcome(event)
                     timeout = _silence_timeout(config, receiver.interval)
+                    deadline = anyio.current_time() + timeout
                     obs.phase(Phase.STREAMING, f"from index {event.next_index}")
                 elif isinstance(event, Error):
                     if is_retryable(event.code):

@@ -22,7 +22,7 @@ from rich.table import Table
 from reference.client import ClientConfig, run_client
 from reference.protocol import Mode
 from reference.server import NumberServer, ServerConfig
-from reference.store import MemoryStore, SessionRecord, SessionStore, open_store
+from reference.store import DelegatingStore, MemoryStore, SessionStore, open_store
 
 from .redis_fixture import RedisServerMissingError, redis_server
 from .support import RawReader, stateful_hello
@@ -87,44 +87,15 @@ async def resume_latencies(store: SessionStore, resumes: int) -> list[float]:
     return latencies
 
 
-class CountingStore:
+class CountingStore(DelegatingStore):
     """Delegates to a real store and counts each operation: the per-message cost."""
 
     def __init__(self, inner: SessionStore) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.calls: Counter[str] = Counter()
 
-    async def open_session(
-        self, client_id: str, fresh: SessionRecord, owner: str, lease_ms: int
-    ) -> tuple[SessionRecord, bool]:
-        self.calls["open_session"] += 1
-        return await self.inner.open_session(client_id, fresh, owner, lease_ms)
-
-    async def claim(self, client_id: str, owner: str, lease_ms: int) -> SessionRecord | None:
-        self.calls["claim"] += 1
-        return await self.inner.claim(client_id, owner, lease_ms)
-
-    async def refresh(self, client_id: str, owner: str, lease_ms: int) -> bool:
-        self.calls["refresh"] += 1
-        return await self.inner.refresh(client_id, owner, lease_ms)
-
-    async def release(self, client_id: str, owner: str, ttl_ms: int) -> bool:
-        self.calls["release"] += 1
-        return await self.inner.release(client_id, owner, ttl_ms)
-
-    async def complete(self, client_id: str, owner: str) -> bool:
-        self.calls["complete"] += 1
-        return await self.inner.complete(client_id, owner)
-
-    async def get(self, client_id: str) -> SessionRecord | None:
-        self.calls["get"] += 1
-        return await self.inner.get(client_id)
-
-    async def count(self) -> int:
-        return await self.inner.count()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    def _observe(self, operation: str) -> None:
+        self.calls[operation] += 1
 
 
 async def store_ops_per_message(n: int, interval: float) -> tuple[float, Counter[str]]:

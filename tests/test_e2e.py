@@ -543,3 +543,33 @@ async def test_session_unknown_after_a_server_error_is_not_a_lost_final_frame() 
     assert result.exit_code == EXIT_REJECTED
     assert result.error == "SESSION_UNKNOWN"
     assert not result.final_frame_lost
+
+
+async def test_a_trickle_that_never_completes_a_frame_counts_as_silence() -> None:
+    """Bytes keep coming but no frame completes: the silence timer must still fire (§14.1)."""
+    welcome = frame(0x02, struct.pack(">BBBIIIII", 1, 1, 0, 5, 0, 0, 3, 0))
+
+    async def trickle(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await stream.receive()  # the HELLO
+            await stream.send(welcome + struct.pack(">BHI", 0x03, 16000, 0))
+            while True:  # one more payload byte every 20 ms, never the whole frame
+                await stream.send(b"\x01")
+                await anyio.sleep(0.02)
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
+    config = ClientConfig(
+        port=port,
+        mode=Mode.STATELESS,
+        n=5,
+        silence_timeout=0.3,
+        backoff=Backoff(initial=0.01, max_retries=1),
+    )
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, trickle)
+        with anyio.fail_after(10):  # a timer reset by every byte would never fire
+            result = await run_client(config)
+        tg.cancel_scope.cancel()
+    assert result.exit_code == 4
+    assert result.received == 0

@@ -13,13 +13,16 @@ import anyio
 import pytest
 
 from harness.chaos import client_specs, run_chaos
-from harness.model import ChaosOptions, ClientPhase, ClientSpec, ClientState, RunView
+from harness.model import ChaosOptions, ClientPhase, ClientSpec, ClientState, Mode, RunView
 from harness.recording import RecordingStore
+from harness.servers import SubprocessServers
 from harness.verify import parse_result, verify_result, verify_stateful, verify_stateless
 from proxy.faults import TERMINAL_KINDS, plan_connection
 from reference.numbers import to_decimal
 from reference.protocol.sequences import stateful_checksum, stateless_sum
-from reference.store import MemoryStore, SessionRecord
+from reference.store import DelegatingStore, MemoryStore, SessionRecord, StoreError
+
+from .redis_fixture import skip_without_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 0x5EED
@@ -118,6 +121,7 @@ def test_stateful_checksum_must_match_the_seed_the_server_chose() -> None:
     [
         (stateful_doc(SEED, 30, checksum_computed="zz"), {}, "64 hex digits"),
         (stateful_doc(SEED, 30), {"seed_known": True}, "never opened a session"),
+        (stateful_doc(SEED, 30), {"seed": SEED, "changed_seed": 7}, "session seed changed"),
         (stateful_doc(SEED, 30), {"client_id": "another"}, "was given"),
         (stateful_doc(SEED, 30), {"exit_code": 1}, "exit code 1"),
         (stateful_doc(SEED, 30, ok=False), {}, "ok = False"),
@@ -190,6 +194,71 @@ async def test_recording_store_remembers_seeds_and_completions() -> None:
     assert CLIENT_ID in store.completed
     assert await store.get(CLIENT_ID) is None
     await store.aclose()
+
+
+class FailingGets(DelegatingStore):
+    """A store whose reads fail while ``failing`` is set, as a Redis outage makes them."""
+
+    failing = False
+
+    def _observe(self, operation: str) -> None:
+        if self.failing and operation == "get":
+            raise StoreError("store down")
+
+
+def running(client_id: str, mode: Mode = "stateful", *, started: bool = True) -> ClientState:
+    state = ClientState(ClientSpec(id=1, mode=mode, n=30, seed=1, client_id=client_id))
+    state.started_at = 0.0 if started else None
+    return state
+
+
+@pytest.mark.anyio
+async def test_seed_watcher_reads_running_stateful_sessions_only() -> None:
+    store = FailingGets(MemoryStore())
+    servers = SubprocessServers(ChaosOptions(servers=2, store="redis://shared"), [], store)
+    first, later, finished = running("first"), running("later"), running("finished")
+    finished.ended_at = 1.0
+    clients = [
+        first,
+        later,
+        finished,
+        running("stateless", "stateless"),
+        running("queued", started=False),
+    ]
+    for state in clients:
+        if state is not later:
+            await store.open_session(state.spec.client_id, SessionRecord(seed=11, n=30), "o", 1000)
+
+    await servers.read_seeds(clients)
+    assert servers.seeds == {"first": SessionRecord(seed=11, n=30)}
+
+    # A client whose session opens after the first read is seen by a later one.
+    await store.open_session("later", SessionRecord(seed=12, n=30), "o", 1000)
+    store.failing = True
+    await servers.read_seeds(clients)  # a store error is logged; the watcher goes on
+    store.failing = False
+    await servers.read_seeds(clients)
+    assert servers.seeds == {
+        "first": SessionRecord(seed=11, n=30),
+        "later": SessionRecord(seed=12, n=30),
+    }
+
+    # The first seed stays the truth; a different one later is kept to fail the client.
+    assert await store.complete("first", "o")
+    await store.open_session("first", SessionRecord(seed=13, n=30), "o", 1000)
+    await servers.read_seeds(clients)
+    assert servers.seeds["first"].seed == 11
+    assert servers.seed_changed("first") == SessionRecord(seed=13, n=30)
+    assert servers.seed_changed("later") is None
+    assert not servers.sees_every_seed
+    assert servers.completed("first") is None
+
+
+def test_seeds_are_unobservable_without_a_shared_store_or_known_ids() -> None:
+    store = MemoryStore()
+    assert SubprocessServers(ChaosOptions(servers=2), [], None).seeds is None
+    no_ids = ChaosOptions(servers=2, client_cmd="client --port {port} --mode {mode}")
+    assert SubprocessServers(no_ids, [], store).seeds is None
 
 
 # --- runs ---------------------------------------------------------------------------------------
@@ -308,6 +377,26 @@ async def test_server_subprocesses_with_kills() -> None:
     assert report.server["kind"] == "subprocess"
     assert report.servers_killed >= 1
     assert all(not c.seed_checked for c in report.clients)
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_server_subprocesses_with_a_shared_store_check_seeds() -> None:
+    skip_without_redis()
+    # Seed 8 cuts two or three of the first connections (which clients they are is timing).
+    options = ChaosOptions(
+        clients=4, n=100, servers=2, store="redis", drop_rate=0.3, seed=8, timeout=30
+    )
+    report = await run_chaos(options)
+    assert report.ok, [c.to_json() for c in report.clients]
+    assert report.server["kind"] == "subprocess"
+    assert sum(c.reconnects for c in report.clients) >= 1
+    stateful = [c for c in report.clients if c.spec.mode == "stateful"]
+    assert len(stateful) == 2
+    # At n = 100 and the default interval a stream lasts a second: the watcher, reading the
+    # store every 50 ms, sees every session.
+    assert all(c.seed_checked for c in stateful), [c.to_json() for c in stateful]
+    assert report.server["sessions_held"] == 0
 
 
 def _fields(options: ChaosOptions) -> dict[str, Any]:

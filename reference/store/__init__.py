@@ -5,9 +5,17 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from .base import SessionRecord, SessionStore, StoreError
+from .delegating import DelegatingStore
 from .memory import Clock, MemoryStore
 
-__all__ = ["MemoryStore", "SessionRecord", "SessionStore", "StoreError", "open_store"]
+__all__ = [
+    "DelegatingStore",
+    "MemoryStore",
+    "SessionRecord",
+    "SessionStore",
+    "StoreError",
+    "open_store",
+]
 
 
 async def open_store(url: str) -> SessionStore:
