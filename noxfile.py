@@ -58,6 +58,7 @@ def soak(session: nox.Session) -> None:
         "pytest",
         "tests/test_chaos_properties.py",
         "tests/test_store_model.py",
+        "--timeout=0",  # hundreds of examples take longer than the per-test bound for CI
         *session.posargs,
         env={"HYPOTHESIS_PROFILE": "soak", "PROPERTY_EXAMPLES": "500"},
     )

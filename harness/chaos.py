@@ -186,7 +186,7 @@ async def _run(
     event_log: TextIO | None,
     seed: int,
 ) -> None:
-    async with _servers(options, seed) as servers:
+    async with _servers(options, seed, view.clients) as servers:
         proxy = ChaosProxy(
             [(HOST, port) for port in servers.ports],
             config=options.fault_config(),
@@ -212,9 +212,12 @@ async def _run(
 
 
 @asynccontextmanager
-async def _servers(options: ChaosOptions, seed: int) -> AsyncIterator[Servers]:
+async def _servers(
+    options: ChaosOptions, seed: int, clients: Sequence[ClientState]
+) -> AsyncIterator[Servers]:
     if options.server_subprocess:
-        async with subprocess_servers(options, random.Random(f"{seed}:kills")) as running:
+        kills = random.Random(f"{seed}:kills")
+        async with subprocess_servers(options, kills, clients) as running:
             yield running
     else:
         async with in_process_server(options) as local:
@@ -282,11 +285,14 @@ async def _judge(options: ChaosOptions, state: ClientState, servers: Servers) ->
     spec = state.spec
     seeds = servers.seeds
     seed = None
+    changed_seed = None
     completed = None
     reported_id = state.result.get("client_id") if state.result is not None else None
     if seeds is not None and spec.mode == "stateful" and isinstance(reported_id, str):
         record = seeds.get(reported_id)
         seed = record.seed if record is not None else None
+        changed = servers.seed_changed(reported_id)
+        changed_seed = changed.seed if changed is not None else None
         completed = servers.completed(reported_id)
     verdict = await anyio.to_thread.run_sync(
         functools.partial(
@@ -297,7 +303,8 @@ async def _judge(options: ChaosOptions, state: ClientState, servers: Servers) ->
             exit_code=state.exit_code,
             client_id=spec.client_id if passes_client_id(options) else None,
             seed=seed,
-            seed_known=seeds is not None,
+            seed_known=seeds is not None and servers.sees_every_seed,
+            changed_seed=changed_seed,
             completed=completed,
         )
     )

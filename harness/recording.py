@@ -9,45 +9,27 @@ did write FINAL, so a fault must have eaten it.
 
 from __future__ import annotations
 
-from reference.store import SessionRecord, SessionStore
+from reference.store import DelegatingStore, SessionRecord, SessionStore
 
 
-class RecordingStore:
+class RecordingStore(DelegatingStore):
     """Delegates every operation; notes only what ``open_session`` and ``complete`` did."""
 
     def __init__(self, inner: SessionStore) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.sessions: dict[str, SessionRecord] = {}
         self.completed: set[str] = set()
 
     async def open_session(
         self, client_id: str, fresh: SessionRecord, owner: str, lease_ms: int
     ) -> tuple[SessionRecord, bool]:
-        record, created = await self.inner.open_session(client_id, fresh, owner, lease_ms)
+        record, created = await super().open_session(client_id, fresh, owner, lease_ms)
         # The record in force, not ``fresh``: when the session existed, its seed is the truth.
         self.sessions[client_id] = record
         return record, created
 
-    async def claim(self, client_id: str, owner: str, lease_ms: int) -> SessionRecord | None:
-        return await self.inner.claim(client_id, owner, lease_ms)
-
-    async def refresh(self, client_id: str, owner: str, lease_ms: int) -> bool:
-        return await self.inner.refresh(client_id, owner, lease_ms)
-
-    async def release(self, client_id: str, owner: str, ttl_ms: int) -> bool:
-        return await self.inner.release(client_id, owner, ttl_ms)
-
     async def complete(self, client_id: str, owner: str) -> bool:
-        done = await self.inner.complete(client_id, owner)
+        done = await super().complete(client_id, owner)
         if done:
             self.completed.add(client_id)
         return done
-
-    async def get(self, client_id: str) -> SessionRecord | None:
-        return await self.inner.get(client_id)
-
-    async def count(self) -> int:
-        return await self.inner.count()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()

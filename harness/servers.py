@@ -1,9 +1,11 @@
 """The servers behind the proxy: one in-process reference server, or supervised subprocesses.
 
-In-process is the default because only then can the harness watch the store hand out seeds and
-so recompute every stateful checksum. Subprocesses run any implementation (``--server-cmd``),
-several instances behind the proxy's round-robin (``--servers``), and can be SIGKILLed and
-restarted on their port (``--kill-interval``) to test resumption across a crash.
+In-process is the default because only then can the harness watch the store hand out every
+seed and so recompute every stateful checksum. Subprocesses run any implementation
+(``--server-cmd``), several instances behind the proxy's round-robin (``--servers``), and can be
+SIGKILLed and restarted on their port (``--kill-interval``) to test resumption across a crash;
+with a shared store the harness reads each running client's seed from it, which catches all but
+the sessions that open and complete between two reads.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import random
 import socket
 import subprocess
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +29,8 @@ from reference.server import NumberServer, ServerConfig
 from reference.store import SessionRecord, SessionStore, StoreError, open_store
 
 from . import processes
-from .model import ChaosOptions, ServerInstance
+from .clients import passes_client_id
+from .model import ChaosOptions, ClientState, ServerInstance
 from .recording import RecordingStore
 
 log = logging.getLogger("harness.servers")
@@ -43,6 +46,8 @@ SERVER_LOG_LINES = 20
 #: Pause between readiness probes of a starting server: a bounded poll, since a foreign
 #: implementation has no way to tell us it is listening other than by accepting.
 READY_POLL = 0.05
+#: Pause between reads of the shared store for the seeds of running stateful clients.
+SEED_POLL = 0.05
 
 
 class ServerStartError(Exception):
@@ -68,6 +73,15 @@ class InProcessServers:
     @property
     def seeds(self) -> Mapping[str, SessionRecord]:
         return self.store.sessions
+
+    @property
+    def sees_every_seed(self) -> bool:
+        """Every session the server opens passes through ``seeds``."""
+        return True
+
+    def seed_changed(self, client_id: str) -> SessionRecord | None:
+        """The recording store keeps the record in force; it does not watch for changes."""
+        return None
 
     def completed(self, client_id: str) -> bool | None:
         """Whether the server wrote FINAL for this session (and so deleted it)."""
@@ -117,13 +131,28 @@ class _Instance:
 
 
 class SubprocessServers:
-    """K server processes, each restarted on its own port whenever it dies."""
+    """K server processes, each restarted on its own port whenever it dies.
 
-    def __init__(self, options: ChaosOptions, instances: list[_Instance]) -> None:
+    ``store``: the servers' shared store, when the harness could open it too; it counts the
+    sessions held and, when the clients are told their ids, shows their seeds.
+    """
+
+    def __init__(
+        self,
+        options: ChaosOptions,
+        instances: list[_Instance],
+        store: SessionStore | None = None,
+    ) -> None:
         self._options = options
         self._instances = instances
         self._kills = 0
-        self._store: SessionStore | None = None
+        self._store = store
+        #: First record read for each client id; None when the seeds cannot be watched.
+        self._seeds: dict[str, SessionRecord] | None = (
+            {} if store is not None and passes_client_id(options) else None
+        )
+        #: A later record whose seed differed from the first: a server changed the session.
+        self._seed_changes: dict[str, SessionRecord] = {}
 
     @property
     def ports(self) -> list[int]:
@@ -135,8 +164,20 @@ class SubprocessServers:
 
     @property
     def seeds(self) -> Mapping[str, SessionRecord] | None:
-        """Not observable: the seed is chosen inside another process."""
-        return None
+        """Seeds read from the shared store while their clients ran (``watch_seeds``).
+
+        None when they cannot be: each server has a store of its own, or the clients are not
+        told their ids. A session that opened and completed between two reads is missing.
+        """
+        return self._seeds
+
+    @property
+    def sees_every_seed(self) -> bool:
+        return False
+
+    def seed_changed(self, client_id: str) -> SessionRecord | None:
+        """A record read after the first one, with another seed; None if none was seen."""
+        return self._seed_changes.get(client_id)
 
     def completed(self, client_id: str) -> bool | None:
         return None
@@ -170,6 +211,42 @@ class SubprocessServers:
             return await self._store.count()
         except StoreError:
             return None
+
+    async def watch_seeds(self, clients: Sequence[ClientState]) -> None:
+        """Until cancelled, every ``SEED_POLL`` seconds, read the seeds of running clients."""
+        while True:
+            await self.read_seeds(clients)
+            await anyio.sleep(SEED_POLL)
+
+    async def read_seeds(self, clients: Sequence[ClientState]) -> None:
+        """Read the session of every running stateful client from the shared store.
+
+        A session is in the store from its first WELCOME until its FINAL, so while a client
+        runs its session, once it exists, holds the seed a server chose. The first record
+        read is kept; one with another seed later is kept apart, to fail the client. A store
+        error ends this pass (logged at debug): the next one tries again.
+        """
+        if self._store is None or self._seeds is None:
+            return
+        for state in clients:
+            client_id = state.spec.client_id
+            if state.spec.mode != "stateful" or client_id in self._seed_changes:
+                continue
+            if state.started_at is None or state.ended_at is not None:
+                continue
+            try:
+                record = await self._store.get(client_id)
+            except StoreError as exc:
+                log.debug("cannot read session %s: %s", client_id, exc)
+                return
+            if record is None:
+                continue
+            first = self._seeds.setdefault(client_id, record)
+            if record.seed != first.seed:
+                self._seed_changes[client_id] = record
+                log.warning(
+                    "session %s changed seed from %d to %d", client_id, first.seed, record.seed
+                )
 
     async def supervise(
         self, instance: _Instance, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -287,31 +364,37 @@ def server_argv(options: ChaosOptions, port: int) -> list[str]:
 
 @asynccontextmanager
 async def subprocess_servers(
-    options: ChaosOptions, rng: random.Random
+    options: ChaosOptions, rng: random.Random, clients: Sequence[ClientState]
 ) -> AsyncIterator[SubprocessServers]:
-    """Start every instance (concurrently; each must answer in time) and supervise them."""
-    ports = free_ports(options.servers)
-    servers = SubprocessServers(
-        options, [_Instance(port=port, argv=server_argv(options, port)) for port in ports]
-    )
+    """Start every instance (concurrently; each must answer in time) and supervise them.
+
+    With a shared store, also watch it for the seeds of the running ``clients``.
+    """
+    store = None
     if not options.store.startswith("memory:"):
         try:
-            servers._store = await open_store(options.store)
+            store = await open_store(options.store)
         except (StoreError, ValueError, OSError) as exc:
-            log.warning("cannot open %s to count sessions: %s", options.store, exc)
+            log.warning("cannot open %s to count sessions and read seeds: %s", options.store, exc)
+    ports = free_ports(options.servers)
+    instances = [_Instance(port=port, argv=server_argv(options, port)) for port in ports]
+    servers = SubprocessServers(options, instances, store)
     try:
         async with anyio.create_task_group() as tg:
             for instance in servers._instances:
                 await tg.start(servers.supervise, instance)
             if options.kill_interval is not None:
                 tg.start_soon(servers.kill_loop, options.kill_interval, rng)
+            if servers.seeds is not None and "stateful" in options.modes:
+                tg.start_soon(servers.watch_seeds, clients)
             yield servers
             tg.cancel_scope.cancel()
     finally:
-        if servers._store is not None:
+        if store is not None:
             with anyio.CancelScope(shield=True):
-                await servers._store.aclose()
+                await store.aclose()
 
 
-#: Whichever way the servers run; ``seeds`` is None when the harness cannot observe them.
+#: Whichever way the servers run; ``seeds`` is None when the harness cannot observe them, and
+#: holds every seed handed out only when ``sees_every_seed``.
 Servers = InProcessServers | SubprocessServers

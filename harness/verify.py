@@ -106,6 +106,7 @@ def verify_result(
     client_id: str | None = None,
     seed: int | None = None,
     seed_known: bool = False,
+    changed_seed: int | None = None,
     completed: bool | None = None,
 ) -> Verdict:
     """The whole verdict on one client run.
@@ -113,6 +114,8 @@ def verify_result(
     ``client_id``: the id the client was told to use, if the command passed it on.
     ``seed_known``: the harness records every seed its server hands out; then a stateful
     result naming a session the server never opened is a failure, not an unchecked pass.
+    ``changed_seed``: another seed the harness saw later in the same session (``seed`` being
+    the first); a session's seed never changes, so the servers failed the client.
     ``completed``: whether the server completed (wrote FINAL for) that session; None when the
     harness cannot see it.
     """
@@ -131,6 +134,8 @@ def verify_result(
             return _fail(f"client_id is {reported_id!r}, the client was given {client_id!r}")
         if seed_known and seed is None:
             return _fail(f"the server never opened a session for client_id {reported_id}")
+        if changed_seed is not None:
+            return _fail(f"session seed changed while the client ran: {seed}, then {changed_seed}")
         if result.get("final_frame_lost") is True:
             return _final_frame_lost(result, exit_code, completed)
     if exit_code != 0:

@@ -10,14 +10,15 @@ const { runStream, Exit } = require('./lib/stream');
 const { BACKOFF_DEFAULTS } = require('./lib/backoff');
 const { seededRandom, secureRandom, randomInt } = require('./lib/random');
 
-const USAGE = `usage: node client.js --port PORT --mode stateless|stateful [options]
+const USAGE = `usage: node client.js --port PORT --mode stateless|stateful [-n N] [options]
 
-  --port PORT             server port (required)
+  --port PORT             server port, 1..65535 (required)
   --host HOST             server address (default 127.0.0.1)
   --mode MODE             stateless or stateful (required)
-  -n N                    numbers to receive, 1..65535 (default: uniform random, §7.1)
-  --client-id UUID        stateful: session id, lower-case canonical UUID
-                          (default: a random v4 UUID; ignored in stateless mode)
+  -n N                    numbers to receive, 1..65535; required in stateless mode,
+                          stateful default: uniform random (§7.1)
+  --client-id UUID        stateful: session id (default: a random v4 UUID); any UUID
+                          spelling, sent lower-case canonical; ignored in stateless mode
   --json                  print one JSON result object instead of text
   --events                write JSON progress events to stderr
   --seed N                seed the client's own randomness (jitter, random n)
@@ -26,8 +27,8 @@ const USAGE = `usage: node client.js --port PORT --mode stateless|stateful [opti
   --max-retries K         attempts without progress before giving up (default ${BACKOFF_DEFAULTS.maxAttemptsWithoutProgress})
   --min-silence S         floor of the silence timeout max(3 x interval, S) (default 2)
   --silence-timeout S     fixed silence timeout, overriding the formula
-  --connect-timeout S     connect timeout (default 5)
-  --handshake-timeout S   WELCOME/ERROR timeout after connecting (default 5)
+  --connect-timeout S     connect timeout, and handshake timeout unless given (default 5)
+  --handshake-timeout S   WELCOME/ERROR timeout after connecting (default: --connect-timeout)
   --log-level LEVEL       debug, info, warning or error (default info)
   -h, --help              this help
 
@@ -36,11 +37,12 @@ exit status: 0 verified, 1 verification failed, 2 usage error,
 
 class UsageError extends Error {}
 
-// name -> [key, parser]; flags have no parser.
-const seconds = (positive) => (v, name) => {
+// Appendix A.2: durations are decimal seconds greater than 0.
+const DECIMAL = /^(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+const seconds = (v, name) => {
   const x = Number(v);
-  if (v === '' || !Number.isFinite(x) || x < 0 || (positive && x === 0)) {
-    throw new UsageError(`${name}: expected ${positive ? 'a positive' : 'a non-negative'} number of seconds, got '${v}'`);
+  if (!DECIMAL.test(v) || !Number.isFinite(x) || x <= 0) {
+    throw new UsageError(`${name}: expected a number of seconds greater than 0, got '${v}'`);
   }
   return x;
 };
@@ -48,6 +50,22 @@ const integer = (lo, hi) => (v, name) => {
   if (!/^\d+$/.test(v) || Number(v) < lo || Number(v) > hi) throw new UsageError(`${name}: expected an integer in ${lo}..${hi}, got '${v}'`);
   return Number(v);
 };
+
+/**
+ * Appendix A.1: the lower-case canonical form, and (MAY) other spellings of a UUID:
+ * upper case, braces, a urn:uuid: prefix, no dashes. Returns the canonical form.
+ */
+function canonicalUuid(v, name) {
+  const m = /^(?:urn:uuid:)?(\{)?([0-9a-f]{8})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{12})(\})?$/i.exec(v);
+  const dashes = (v.match(/-/g) || []).length;
+  if (!m || Boolean(m[1]) !== Boolean(m[7]) || (dashes !== 0 && dashes !== 4)) {
+    throw new UsageError(`${name}: not a UUID: '${v}'`);
+  }
+  const id = m.slice(2, 7).join('-').toLowerCase();
+  if (!isValidClientId(id)) throw new UsageError(`${name}: not a UUID: '${v}'`);
+  return id;
+}
+
 const OPTIONS = {
   '--port': ['port', integer(1, 65535)],
   '--host': ['host', (v) => v],
@@ -60,20 +78,20 @@ const OPTIONS = {
     },
   ],
   '-n': ['n', integer(1, 65535)],
-  '--client-id': ['clientId', (v) => v],
+  '--client-id': ['clientId', canonicalUuid],
   '--json': ['json'],
   '--events': ['events'],
   '--seed': ['seed', (v, name) => {
     if (!/^-?\d+$/.test(v)) throw new UsageError(`${name}: expected an integer, got '${v}'`);
     return BigInt(v);
   }],
-  '--backoff-initial': ['backoffInitial', seconds(true)],
-  '--backoff-max': ['backoffMax', seconds(true)],
+  '--backoff-initial': ['backoffInitial', seconds],
+  '--backoff-max': ['backoffMax', seconds],
   '--max-retries': ['maxRetries', integer(1, 2 ** 31)],
-  '--min-silence': ['minSilence', seconds(false)],
-  '--silence-timeout': ['silenceTimeout', seconds(true)],
-  '--connect-timeout': ['connectTimeout', seconds(true)],
-  '--handshake-timeout': ['handshakeTimeout', seconds(true)],
+  '--min-silence': ['minSilence', seconds],
+  '--silence-timeout': ['silenceTimeout', seconds],
+  '--connect-timeout': ['connectTimeout', seconds],
+  '--handshake-timeout': ['handshakeTimeout', seconds],
   '--log-level': [
     'logLevel',
     (v, name) => {
@@ -95,7 +113,7 @@ function parseArgs(argv) {
     minSilence: 2,
     silenceTimeout: null,
     connectTimeout: 5,
-    handshakeTimeout: 5,
+    handshakeTimeout: null, // A.2: --connect-timeout sets both unless this is given
     logLevel: 'info',
   };
   for (let i = 0; i < argv.length; i++) {
@@ -120,10 +138,8 @@ function parseArgs(argv) {
   }
   if (opts.port === undefined) throw new UsageError('--port is required');
   if (opts.mode === undefined) throw new UsageError('--mode is required');
-  if (opts.mode === Mode.STATEFUL && opts.clientId !== undefined && !isValidClientId(opts.clientId)) {
-    throw new UsageError(`--client-id: not a lower-case canonical UUID: '${opts.clientId}'`);
-  }
-  if (opts.backoffMax < opts.backoffInitial) throw new UsageError('--backoff-max must be at least --backoff-initial');
+  if (opts.mode === Mode.STATELESS && opts.n === undefined) throw new UsageError('-n is required in stateless mode');
+  opts.handshakeTimeout ??= opts.connectTimeout;
   return opts;
 }
 
@@ -135,15 +151,16 @@ function makeLogger(level) {
   return { debug: emit('debug', 'debug'), info: emit('info', 'info'), warn: emit('warning', 'warning'), error: emit('error', 'error') };
 }
 
+/** Appendix A.3: the text form of the A.4 object. */
 function formatText(result) {
-  if (result.mode === 'stateless') {
-    return result.ok ? `${result.sum}\n` : result.error === null ? '' : `FAILURE: ${result.error}\n`;
-  }
-  const lines = [];
-  if (result.checksum_expected !== null) lines.push(`checksum expected (server): ${result.checksum_expected}`);
-  if (result.checksum_computed !== null) lines.push(`checksum computed (client): ${result.checksum_computed}`);
-  lines.push(result.ok ? 'SUCCESS' : `FAILURE: ${result.error}`);
-  return lines.join('\n') + '\n';
+  const verdict = result.ok ? 'SUCCESS' : `FAILURE ${result.error}`;
+  if (result.mode === 'stateless') return result.ok ? `${result.sum}\n` : `${verdict}\n`;
+  return [
+    `client_id ${result.client_id}`,
+    `checksum_expected ${result.checksum_expected ?? '-'}`,
+    `checksum_computed ${result.checksum_computed ?? '-'}`,
+    verdict,
+  ].join('\n') + '\n';
 }
 
 function output(opts, result, exitCode) {
@@ -153,6 +170,14 @@ function output(opts, result, exitCode) {
 }
 
 async function main() {
+  let finished = false;
+  process.once('SIGINT', () => {
+    if (finished) return; // the result is being written
+    // A.3, A.5: status 130 and nothing on stdout after an interrupt.
+    process.stderr.write('interrupted\n');
+    process.exit(Exit.INTERRUPTED);
+  });
+
   let opts;
   try {
     opts = parseArgs(process.argv.slice(2));
@@ -171,20 +196,11 @@ async function main() {
   const events = { emit: opts.events ? (e) => process.stderr.write(JSON.stringify(e) + '\n') : () => {} };
   const random = opts.seed === undefined ? secureRandom : seededRandom(opts.seed);
   if (opts.n === undefined) {
-    opts.n = randomInt(random, 1, 65535); // §7.1: the client draws n unless the user fixes it
+    opts.n = randomInt(random, 1, 65535); // stateful only (§7.1, A.1): drawn unless fixed
     log.info(`drew n = ${opts.n}`);
   }
   if (opts.mode === Mode.STATEFUL) opts.clientId ??= crypto.randomUUID(); // CSPRNG, v4, lower-case
   else if (opts.clientId !== undefined) log.debug('--client-id ignored in stateless mode');
-
-  let finished = false;
-  process.once('SIGINT', () => {
-    if (finished) return;
-    log.error('interrupted');
-    const result = { mode: opts.mode === Mode.STATEFUL ? 'stateful' : 'stateless', n: opts.n, ok: false, error: 'interrupted' };
-    if (opts.json) output(opts, result, Exit.INTERRUPTED);
-    else process.exit(Exit.INTERRUPTED);
-  });
 
   const { exitCode, result } = await runStream(opts, { log, events, random });
   finished = true;

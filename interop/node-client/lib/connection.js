@@ -4,6 +4,8 @@
 // vectors can drive it directly.
 
 const {
+  VERSION,
+  MAX_N,
   Type,
   TYPE_NAMES,
   Mode,
@@ -75,30 +77,34 @@ class ClientConnection {
     }
   }
 
-  // §5.4. The codes only classify the failure (§12.3); they follow the ones
-  // listed in vectors/invalid_frames.json.
+  // §5.4: the checks in the order of its table. Rejecting is normative; the order and
+  // the codes are the reference client's (informative), which are also those of the
+  // client-side cases of vectors/invalid_frames.json. Checks 2–9 look at the WELCOME
+  // alone, with its own mode; checks 10–12 compare it with this connection's HELLO.
+  // (Check 1, the payload length, is decodeWelcome's; the §5.5 state check precedes it.)
   _onWelcome(w) {
     const h = this.hello;
-    if (w.version !== h.version) {
-      throw new ProtocolError(Code.UNSUPPORTED_VERSION, `WELCOME version ${w.version}, HELLO version ${h.version}`);
-    }
-    if (w.mode !== Mode.STATELESS && w.mode !== Mode.STATEFUL) {
-      throw new ProtocolError(Code.UNSUPPORTED_MODE, `WELCOME mode ${w.mode}`);
-    }
-    if (w.flags !== 0) throw new ProtocolError(Code.MALFORMED_FRAME, `WELCOME flags 0x${w.flags.toString(16)}`);
-    if (w.mode !== h.mode) throw new ProtocolError(Code.MALFORMED_FRAME, `WELCOME mode ${w.mode} ≠ HELLO mode ${h.mode}`);
-    if (w.n !== h.n) throw new ProtocolError(Code.MALFORMED_FRAME, `WELCOME n ${w.n} ≠ HELLO n ${h.n}`);
-    if (w.nextIndex !== h.nextIndex) {
-      throw new ProtocolError(Code.INVALID_INDEX, `WELCOME next_index ${w.nextIndex} ≠ HELLO next_index ${h.nextIndex}`);
-    }
+    const fail = (code, message) => {
+      throw new ProtocolError(code, message);
+    };
+    if (w.version !== VERSION) fail(Code.UNSUPPORTED_VERSION, `WELCOME version ${w.version}`); // 2 (§19)
+    if (w.mode !== Mode.STATELESS && w.mode !== Mode.STATEFUL) fail(Code.UNSUPPORTED_MODE, `WELCOME mode ${w.mode}`); // 3
+    if (w.flags !== 0) fail(Code.MALFORMED_FRAME, `WELCOME flags 0x${w.flags.toString(16)}`); // 4
+    if (w.n < 1 || w.n > MAX_N) fail(Code.INVALID_N, `WELCOME n = ${w.n}`); // 5
+    if (w.nextIndex >= w.n) fail(Code.INVALID_INDEX, `WELCOME next_index ${w.nextIndex} ≥ n ${w.n}`); // 6
     if (w.mode === Mode.STATELESS) {
-      if (w.a < 1 || w.a > 255) throw new ProtocolError(Code.INVALID_A, `stateless WELCOME a = ${w.a}`);
-      if (h.resume && w.a !== h.a) throw new ProtocolError(Code.MALFORMED_FRAME, `WELCOME a ${w.a} ≠ resumed a ${h.a}`);
-      if (w.sessionTtlMs !== 0) {
-        throw new ProtocolError(Code.MALFORMED_FRAME, `stateless WELCOME session_ttl_ms = ${w.sessionTtlMs}`);
-      }
+      if (w.a < 1 || w.a > 255) fail(Code.INVALID_A, `stateless WELCOME a = ${w.a}`); // 7
+      if (w.sessionTtlMs !== 0) fail(Code.MALFORMED_FRAME, `stateless WELCOME session_ttl_ms = ${w.sessionTtlMs}`); // 8
     } else if (w.a !== 0) {
-      throw new ProtocolError(Code.INVALID_A, `stateful WELCOME a = ${w.a}`);
+      fail(Code.INVALID_A, `stateful WELCOME a = ${w.a}`); // 9
+    }
+    if (w.mode !== h.mode) fail(Code.MALFORMED_FRAME, `WELCOME mode ${w.mode} ≠ HELLO mode ${h.mode}`); // 10
+    if (w.n !== h.n) fail(Code.MALFORMED_FRAME, `WELCOME n ${w.n} ≠ HELLO n ${h.n}`); // 10
+    if (w.nextIndex !== h.nextIndex) {
+      fail(Code.INVALID_INDEX, `WELCOME next_index ${w.nextIndex} ≠ HELLO next_index ${h.nextIndex}`); // 11
+    }
+    if (w.mode === Mode.STATELESS && h.resume && w.a !== h.a) {
+      fail(Code.MALFORMED_FRAME, `WELCOME a ${w.a} ≠ resumed a ${h.a}`); // 12
     }
     this.welcome = w;
     this.expectedIndex = w.nextIndex;
@@ -106,7 +112,8 @@ class ClientConnection {
     return { kind: 'welcome', welcome: w };
   }
 
-  // §5.5 (indices go up by exactly one), §4.3 (FINAL exactly at n − 1).
+  // §5.5 checks 4 and 5 (checks 1–3 are the decoder's, the state check _onFrame's):
+  // the index is the one expected, then FINAL if and only if index = n − 1.
   _onNumber(num) {
     if (num.index !== this.expectedIndex) {
       throw new ProtocolError(Code.INVALID_INDEX, `index ${num.index}, expected ${this.expectedIndex}`);

@@ -5,6 +5,7 @@
 const HEADER_SIZE = 3;
 const MAX_PAYLOAD = 16384;
 const VERSION = 1;
+const MAX_N = 65535; // §17
 
 const Type = Object.freeze({ HELLO: 0x01, WELCOME: 0x02, DATA: 0x03, FINAL: 0x04, ERROR: 0x05 });
 const TYPE_NAMES = Object.freeze({ 1: 'HELLO', 2: 'WELCOME', 3: 'DATA', 4: 'FINAL', 5: 'ERROR' });
@@ -55,8 +56,9 @@ class ProtocolError extends Error {
   }
 }
 
+/** §12.1 name, or `ERROR_<decimal code>` for an unassigned code (Appendix A.3). */
 function codeName(code) {
-  return CODE_NAMES[code] || `UNKNOWN_${code}`;
+  return CODE_NAMES[code] || `ERROR_${code}`;
 }
 
 function isRetryable(code) {
@@ -307,6 +309,7 @@ module.exports = {
   HEADER_SIZE,
   MAX_PAYLOAD,
   VERSION,
+  MAX_N,
   Type,
   TYPE_NAMES,
   Mode,

@@ -12,6 +12,8 @@ const { Backoff } = require('./backoff');
 
 // §12.4
 const Exit = Object.freeze({ OK: 0, VERIFY_FAILED: 1, USAGE: 2, REJECTED: 3, GAVE_UP: 4, INTERRUPTED: 130 });
+// Appendix A.3: the reason tokens that are not ERROR code names (those are codeName()).
+const Reason = Object.freeze({ CHECKSUM_MISMATCH: 'CHECKSUM_MISMATCH', VERIFY_FAILED: 'VERIFY_FAILED', GAVE_UP: 'GAVE_UP' });
 
 const now = () => performance.now(); // monotonic, ms
 
@@ -29,8 +31,9 @@ class Stream {
     this.a = null; // stateless: from the first WELCOME (§5.4)
     this.sum = 0n; // stateless running sum
     this.hash = mode === Mode.STATEFUL ? crypto.createHash('sha256') : null; // §9, incremental
-    this.sessionTtlMs = null; // stateful: from the last WELCOME
-    this.lastHeardAt = null; // stateful: last bytes on a connection that held the session
+    // §12.2: how the last connection that received a WELCOME ended:
+    // {endedBy: 'drop' | 'error', endedAt (ms, monotonic), ttlMs (its WELCOME's session_ttl_ms)}.
+    this.lastWelcomed = null;
     this.checksumExpected = null;
     this.checksumComputed = null;
   }
@@ -46,16 +49,47 @@ class Stream {
   onWelcome(w) {
     this.sawWelcome = true;
     if (this.mode === Mode.STATELESS) this.a ??= w.a; // the connection checked equality on resume
-    else this.sessionTtlMs = w.sessionTtlMs;
   }
 
-  /** Returns an outcome when the number ends the stream, else null. */
+  /**
+   * A connection that had received a WELCOME has ended, by a drop (EOF, socket error,
+   * a timer, a violation) or by an ERROR frame, detected at `endedAt` (§12.2).
+   */
+  onWelcomedConnectionEnd(endedBy, endedAt, welcome) {
+    this.lastWelcomed = { endedBy, endedAt, ttlMs: welcome.sessionTtlMs };
+  }
+
+  /**
+   * §12.2: is a SESSION_UNKNOWN that answered a RESUME and arrived at `arrivedAt` a
+   * lost final frame? Only if the last WELCOMEd connection ended by a drop, not by an
+   * ERROR frame, less than its session_ttl_ms before. Returns {lost, why}.
+   */
+  judgeSessionUnknown(arrivedAt) {
+    const last = this.lastWelcomed;
+    if (last === null) return { lost: false, why: 'no connection of this run received a WELCOME' };
+    if (last.endedBy !== 'drop') {
+      return { lost: false, why: 'the last connection that received a WELCOME ended with an ERROR frame, not a drop' };
+    }
+    const elapsed = arrivedAt - last.endedAt;
+    const span = `${(elapsed / 1000).toFixed(3)} s after the drop was detected (TTL ${last.ttlMs / 1000} s)`;
+    return elapsed < last.ttlMs ? { lost: true, why: span } : { lost: false, why: span };
+  }
+
+  /**
+   * Returns an outcome when the number ends the stream, else null:
+   * {kind: 'complete'} or {kind: 'verify_failed', error: VERIFY_FAILED | CHECKSUM_MISMATCH, detail}.
+   */
   onNumber(num) {
     if (this.mode === Mode.STATELESS) {
-      // §6.3: SHOULD check value = a·2^index; a mismatch is a verification failure.
+      // §6.3: value = a·2^index; a mismatch is a verification failure (not a violation):
+      // the number is not counted, and the run stops without reconnecting.
       const expected = BigInt(this.a) << BigInt(num.index);
       if (num.value !== expected) {
-        return { kind: 'verify_failed', reason: `value at index ${num.index} is not a·2^${num.index} (a = ${this.a})` };
+        return {
+          kind: 'verify_failed',
+          error: Reason.VERIFY_FAILED,
+          detail: `value at index ${num.index} is not a·2^${num.index} (a = ${this.a})`,
+        };
       }
       this.sum += num.value;
     } else {
@@ -67,7 +101,7 @@ class Stream {
       this.checksumExpected = num.checksum.toString('hex');
       this.checksumComputed = this.hash.digest('hex');
       if (this.checksumExpected !== this.checksumComputed) {
-        return { kind: 'verify_failed', reason: 'checksum mismatch' };
+        return { kind: 'verify_failed', error: Reason.CHECKSUM_MISMATCH, detail: 'checksum mismatch' };
       }
     }
     return { kind: 'complete' };
@@ -76,7 +110,10 @@ class Stream {
 
 /**
  * One connection (§5.1, §14.1): connect, send the HELLO, receive until FINAL,
- * ERROR or a drop. Resolves with {kind, ..., newNumbers, hello, helloSentAt}; never rejects.
+ * ERROR or a drop. Resolves with {kind, ..., newNumbers, hello, welcome, endedAt};
+ * never rejects. `endedAt` is when the client detected the end (§12.2): the read
+ * that returned EOF or failed, the timer that fired, the check that failed, the
+ * frame that ended it. An 'error' outcome also carries `arrivedAt`.
  */
 function runConnection(stream, opts, log, hooks) {
   return new Promise((resolve) => {
@@ -85,16 +122,16 @@ function runConnection(stream, opts, log, hooks) {
     const socket = new net.Socket();
     let settled = false;
     let timer = null;
-    let helloSentAt = null;
     let newNumbers = 0;
 
     const finish = (outcome) => {
       if (settled) return;
       settled = true;
+      const endedAt = now();
       clearTimeout(timer);
       // Close at once, sending nothing more (§10); destroy() never half-closes first.
       socket.destroy();
-      resolve({ ...outcome, newNumbers, hello, helloSentAt, welcomed: Boolean(conn.welcome) });
+      resolve({ ...outcome, newNumbers, hello, welcome: conn.welcome, endedAt });
     };
     const arm = (seconds, reason) => {
       clearTimeout(timer);
@@ -104,10 +141,10 @@ function runConnection(stream, opts, log, hooks) {
     arm(opts.connectTimeout, `connect timeout (${opts.connectTimeout} s)`);
     socket.once('connect', () => {
       socket.setNoDelay(true);
-      helloSentAt = now();
       socket.write(encodeHello(hello));
-      // The handshake timeout runs from the connect (§14.1).
-      arm(opts.handshakeTimeout, `no WELCOME or ERROR within ${opts.handshakeTimeout} s`);
+      // §14.1: the handshake timeout runs from the connect until a WELCOME or ERROR
+      // has arrived; bytes of an incomplete WELCOME do not restart it.
+      arm(opts.handshakeTimeout, `no WELCOME or ERROR within ${opts.handshakeTimeout} s of connecting`);
     });
 
     socket.on('data', (chunk) => {
@@ -118,7 +155,7 @@ function runConnection(stream, opts, log, hooks) {
       try {
         for (const ev of conn.receive(chunk)) {
           gotFrame = true;
-          outcome = handleEvent(ev);
+          outcome = handleEvent(ev, heardAt);
           if (outcome) break;
         }
       } catch (err) {
@@ -126,9 +163,8 @@ function runConnection(stream, opts, log, hooks) {
         // §12.3: discard the offending frame, close, proceed as after a drop.
         outcome = { kind: 'drop', reason: `protocol violation: ${err.codeName}: ${err.message}` };
       }
-      if (stream.mode === Mode.STATEFUL && conn.welcome) stream.lastHeardAt = heardAt;
       if (outcome) return finish(outcome);
-      // Silence timer: restarted by every complete frame (§14.1).
+      // §14.1: after the WELCOME, the silence timer restarts on every complete frame.
       if (gotFrame && conn.welcome) timer.refresh();
     });
 
@@ -143,12 +179,13 @@ function runConnection(stream, opts, log, hooks) {
     socket.on('error', (err) => finish({ kind: 'drop', reason: `socket error: ${err.code || err.message}` }));
     socket.on('close', () => finish({ kind: 'drop', reason: 'connection closed' }));
 
-    function handleEvent(ev) {
+    function handleEvent(ev, heardAt) {
       switch (ev.kind) {
         case 'welcome': {
           const w = ev.welcome;
           if (stream.mode === Mode.STATELESS && stream.a === null) log.info(`a = ${w.a}`);
           stream.onWelcome(w);
+          // §14.1: from the WELCOME on, the silence timeout of this connection's interval_ms.
           const silence = opts.silenceTimeout ?? Math.max((3 * w.intervalMs) / 1000, opts.minSilence);
           log.debug(
             `WELCOME next_index=${w.nextIndex} interval_ms=${w.intervalMs} a=${w.a} ttl_ms=${w.sessionTtlMs}; silence timeout ${silence} s`,
@@ -166,7 +203,7 @@ function runConnection(stream, opts, log, hooks) {
           return outcome;
         }
         case 'error':
-          return { kind: 'error', code: ev.code, codeName: ev.codeName, message: ev.message };
+          return { kind: 'error', code: ev.code, codeName: ev.codeName, message: ev.message, arrivedAt: heardAt };
         default:
           throw new Error(`unknown event ${ev.kind}`);
       }
@@ -180,7 +217,7 @@ const sleep = (seconds) => new Promise((resolve) => setTimeout(resolve, seconds 
 
 /**
  * The reconnect loop of §15. Resolves with {exitCode, result} where `result` is the
- * JSON object of the harness contract.
+ * object of Appendix A.4 (the text output of A.3 is derived from it).
  */
 async function runStream(opts, { log, events, random }) {
   const stream = new Stream(opts);
@@ -189,62 +226,66 @@ async function runStream(opts, { log, events, random }) {
     random,
   );
   let reconnects = 0;
-  let lastProgressEvent = 0;
+  let lastProgressEvent = -Infinity;
+  const phase = (p, detail) => events.emit({ event: 'phase', phase: p, detail, received: stream.received });
   const hooks = {
-    welcome: (w) => events.emit({ event: 'phase', phase: 'streaming', detail: `from index ${w.nextIndex}`, received: stream.received }),
+    welcome: (w) => phase('streaming', `from index ${w.nextIndex}`),
     progress: () => {
       const t = now();
       if (t - lastProgressEvent >= 250) {
+        // A.2: at most 10 per second
         lastProgressEvent = t;
         events.emit({ event: 'progress', received: stream.received });
       }
     },
   };
-  const result = (ok, error, extra = {}) => {
-    const r = { mode: MODE_NAMES[stream.mode], n: stream.n, ok, reconnects, received: stream.received };
+  // Appendix A.4: every field of the mode; null for what a failed run does not have.
+  const result = (error, finalFrameLost = false) => {
+    const r = { mode: MODE_NAMES[stream.mode], n: stream.n, ok: error === null, reconnects, received: stream.received, error };
     if (stream.mode === Mode.STATELESS) {
       r.first = stream.a === null ? null : String(stream.a);
-      r.sum = ok ? stream.sum.toString() : null;
+      r.sum = stream.a === null ? null : stream.sum.toString(); // partial on failure
     } else {
       r.client_id = stream.clientId;
       r.checksum_expected = stream.checksumExpected;
       r.checksum_computed = stream.checksumComputed;
+      r.final_frame_lost = finalFrameLost;
     }
-    return { ...r, ...extra, error };
+    return r;
   };
 
   log.info(`${MODE_NAMES[stream.mode]} stream of n=${stream.n}${stream.clientId ? `, client id ${stream.clientId}` : ''}`);
   for (let attempt = 1; ; attempt++) {
     if (attempt > 1) {
       const delay = backoff.nextDelay();
-      events.emit({ event: 'phase', phase: 'backing_off', detail: `${delay.toFixed(3)} s`, received: stream.received });
+      phase('backing_off', `${delay.toFixed(3)} s`);
       log.debug(`backing off ${delay.toFixed(3)} s (${backoff.fruitless} attempts without progress)`);
       await sleep(delay);
       reconnects++;
     }
     events.emit({ event: 'attempt', attempt });
-    events.emit({ event: 'phase', phase: 'connecting', received: stream.received });
+    phase('connecting', `attempt ${attempt}`);
     const out = await runConnection(stream, opts, log, hooks);
+    if (out.welcome && (out.kind === 'drop' || out.kind === 'error')) {
+      stream.onWelcomedConnectionEnd(out.kind, out.endedAt, out.welcome);
+    }
 
     switch (out.kind) {
       case 'complete':
-        events.emit({ event: 'phase', phase: 'done', received: stream.received });
-        return { exitCode: Exit.OK, result: result(true, null) };
+        phase('done', 'complete');
+        return { exitCode: Exit.OK, result: result(null) };
       case 'verify_failed':
-        events.emit({ event: 'phase', phase: 'failed', detail: out.reason, received: stream.received });
-        log.error(`verification failed: ${out.reason}`);
-        return { exitCode: Exit.VERIFY_FAILED, result: result(false, out.reason) };
+        // §6.3, §7.5, §15: final, status 1, no reconnection.
+        phase('failed', out.error);
+        log.error(`verification failed: ${out.detail}`);
+        return { exitCode: Exit.VERIFY_FAILED, result: result(out.error) };
       case 'error':
         if (isRetryable(out.code)) {
           log.warn(`attempt ${attempt}: server ERROR ${out.codeName} (retryable): ${out.message}`);
-          // §16.6: the server said why it stopped, so it wrote no FINAL on this connection;
-          // a later SESSION_UNKNOWN cannot be a lost final frame.
-          if (out.welcomed) stream.lastHeardAt = null;
           break;
         }
         // §12.2: a final code (including unknown ones) ends the run with status 3.
-        log.error(`rejected by the server: ${out.codeName} (${out.code}): ${out.message}`);
-        events.emit({ event: 'phase', phase: 'failed', detail: out.codeName, received: stream.received });
+        phase('failed', out.codeName);
         return { exitCode: Exit.REJECTED, result: rejection(stream, out, result, log) };
       case 'drop':
         log.info(`attempt ${attempt}: dropped after ${out.newNumbers} new numbers (${stream.received}/${stream.n}): ${out.reason}`);
@@ -253,29 +294,23 @@ async function runStream(opts, { log, events, random }) {
         throw new Error(`unknown outcome ${out.kind}`);
     }
     if (!backoff.record(out.newNumbers > 0)) {
-      const why = `gave up after ${backoff.fruitless} consecutive attempts without progress`;
-      log.error(why);
-      events.emit({ event: 'phase', phase: 'failed', detail: 'gave up', received: stream.received });
-      return { exitCode: Exit.GAVE_UP, result: result(false, why) };
+      log.error(`gave up after ${backoff.fruitless} consecutive attempts without progress`);
+      phase('failed', 'gave up');
+      return { exitCode: Exit.GAVE_UP, result: result(Reason.GAVE_UP) };
     }
   }
 }
 
-/** §12.2, §16.6: a final ERROR; SESSION_UNKNOWN on a RESUME is told apart by time. */
+/** §12.2, §16.6: a final ERROR; the reason is the code's name. */
 function rejection(stream, out, result, log) {
-  const base = `${out.codeName}: ${out.message}`;
+  log.error(`rejected by the server: ${out.codeName} (${out.code}): ${out.message}`);
   if (out.code !== Code.SESSION_UNKNOWN || !out.hello.resume || stream.mode !== Mode.STATEFUL) {
-    return result(false, `rejected: ${base}`);
+    return result(out.codeName);
   }
-  // The server arms the TTL when it detects the drop, which cannot be before the last
-  // bytes we heard on the connection that held the session: measuring from those
-  // bytes never turns an expiry into a "final frame lost".
-  const sinceDropMs = out.helloSentAt - stream.lastHeardAt;
-  if (stream.lastHeardAt !== null && sinceDropMs < stream.sessionTtlMs) {
-    log.error(`final frame lost: SESSION_UNKNOWN ${(sinceDropMs / 1000).toFixed(3)} s after the drop (TTL ${stream.sessionTtlMs / 1000} s)`);
-    return result(false, 'final frame lost', { final_frame_lost: true });
-  }
-  return result(false, `session expired or never created: ${base}`, { final_frame_lost: false });
+  const { lost, why } = stream.judgeSessionUnknown(out.arrivedAt);
+  if (lost) log.error(`final frame lost: SESSION_UNKNOWN ${why}`);
+  else log.error(`session expired or unknown: ${why}`);
+  return result(out.codeName, lost);
 }
 
-module.exports = { runStream, runConnection, Stream, Exit };
+module.exports = { runStream, runConnection, Stream, Exit, Reason };
