@@ -66,6 +66,7 @@ function canonicalUuid(v, name) {
   return id;
 }
 
+// name -> [key, parser]; flags have no parser.
 const OPTIONS = {
   '--port': ['port', integer(1, 65535)],
   '--host': ['host', (v) => v],

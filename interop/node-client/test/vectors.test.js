@@ -317,3 +317,99 @@ test('client id validation (§4.1)', () => {
     assert.ok(!isValidClientId(bad), bad);
   }
 });
+
+// ---- §5.4 and §5.5: the order of the client's checks (informative, but the
+// client-side vectors' codes follow it), on cases where two checks fail at once.
+
+const ID = '3f2c8a4e-9b1d-4c7e-a5f0-6d8e2b7c1a90';
+function welcomeBytes({ version = 1, mode, flags = 0, n, nextIndex = 0, intervalMs = 1000, a = 0, ttlMs = 0, length = 23 }) {
+  const p = Buffer.alloc(23);
+  p[0] = version;
+  p[1] = mode;
+  p[2] = flags;
+  p.writeUInt32BE(n, 3);
+  p.writeUInt32BE(nextIndex, 7);
+  p.writeUInt32BE(intervalMs, 11);
+  p.writeUInt32BE(a, 15);
+  p.writeUInt32BE(ttlMs, 19);
+  const body = p.subarray(0, Math.min(length, 23));
+  return Buffer.concat([Buffer.from([0x02, 0, body.length]), body]);
+}
+const statelessHello = (over = {}) => ({ mode: Mode.STATELESS, resume: false, n: 3, nextIndex: 0, a: 0, ...over });
+const statefulHello = (over = {}) => ({ mode: Mode.STATEFUL, resume: false, n: 3, nextIndex: 0, clientId: ID, ...over });
+
+test('§5.4: WELCOME checks in the order of the table', async (t) => {
+  const cases = [
+    ['version before mode', statelessHello(), { version: 2, mode: 3, n: 3, a: 23 }, 'UNSUPPORTED_VERSION'],
+    ['mode before flags', statelessHello(), { mode: 3, flags: 1, n: 3, a: 23 }, 'UNSUPPORTED_MODE'],
+    ['flags before n', statelessHello(), { mode: 1, flags: 1, n: 0, a: 23 }, 'MALFORMED_FRAME'],
+    ['n out of range (check 5) before n ≠ HELLO n (check 10)', statelessHello(), { mode: 1, n: 0, a: 23 }, 'INVALID_N'],
+    ['n = 65536', statelessHello(), { mode: 1, n: 65536, a: 23 }, 'INVALID_N'],
+    ['next_index ≥ n (check 6) before a (check 7)', statelessHello(), { mode: 1, n: 3, nextIndex: 3, a: 0 }, 'INVALID_INDEX'],
+    ['next_index ≥ n (check 6) before n ≠ HELLO n (check 10)', statelessHello(), { mode: 1, n: 2, nextIndex: 2, a: 23 }, 'INVALID_INDEX'],
+    ['stateful WELCOME with a to a stateless HELLO: check 9 before check 10', statelessHello(), { mode: 2, n: 3, a: 23, ttlMs: 30000 }, 'INVALID_A'],
+    ['stateless WELCOME with a = 0 to a stateful HELLO: check 7 before check 10', statefulHello(), { mode: 1, n: 3, a: 0 }, 'INVALID_A'],
+    ['stateless WELCOME with a TTL to a stateful HELLO: check 8 before check 10', statefulHello(), { mode: 1, n: 3, a: 5, ttlMs: 30000 }, 'MALFORMED_FRAME'],
+    ['n ≠ HELLO n (check 10) before next_index ≠ HELLO (check 11)', statelessHello(), { mode: 1, n: 4, nextIndex: 1, a: 23 }, 'MALFORMED_FRAME'],
+    ['next_index ≠ HELLO (check 11) before a ≠ resumed a (check 12)', statelessHello({ resume: true, nextIndex: 1, a: 23 }), { mode: 1, n: 3, nextIndex: 2, a: 24 }, 'INVALID_INDEX'],
+    ['resumed a = 0: check 7, not check 12', statelessHello({ resume: true, nextIndex: 1, a: 23 }), { mode: 1, n: 3, nextIndex: 1, a: 0 }, 'INVALID_A'],
+    ['resumed a differs', statelessHello({ resume: true, nextIndex: 1, a: 23 }), { mode: 1, n: 3, nextIndex: 1, a: 24 }, 'MALFORMED_FRAME'],
+  ];
+  for (const [name, hello, welcome, code] of cases) {
+    await t.test(name, () => {
+      assert.throws(() => feed(new ClientConnection(hello), welcomeBytes(welcome)), (err) => {
+        assert.ok(err instanceof ProtocolError, `${err}`);
+        assert.equal(err.codeName, code, err.message);
+        return true;
+      });
+    });
+  }
+  await t.test('any interval_ms, and any session_ttl_ms in mode 2, pass', () => {
+    const [ev] = feed(new ClientConnection(statefulHello()), welcomeBytes({ mode: 2, n: 3, intervalMs: 0xffffffff, ttlMs: 0 }));
+    assert.equal(ev.kind, 'welcome');
+  });
+});
+
+test('§5.5: DATA/FINAL checks in the order of the table', async (t) => {
+  const welcome = welcomeBytes({ mode: 1, n: 3, a: 23 });
+  const cases = [
+    ['a second WELCOME of the wrong length: the state check (2) comes first', [welcome], welcomeBytes({ mode: 1, n: 3, a: 23, length: 22 }), 'UNEXPECTED_FRAME'],
+    ['a malformed DATA before WELCOME: the state check (2) before the layout (3)', [], hex('030003000000'), 'UNEXPECTED_FRAME'],
+    ['layout (3) before the index (4)', [welcome], hex('03000500000005' + '00'), 'MALFORMED_FRAME'],
+    ['FINAL out of sequence and not at n − 1: INVALID_INDEX (4 before 5)', [welcome], hex('0400050000000117'), 'INVALID_INDEX'],
+    ['DATA at n − 1 out of sequence: INVALID_INDEX', [welcome], hex('0300050000000217'), 'INVALID_INDEX'],
+    ['FINAL in sequence but not at n − 1: UNEXPECTED_FRAME', [welcome], hex('0400050000000017'), 'UNEXPECTED_FRAME'],
+  ];
+  for (const [name, before, bytes, code] of cases) {
+    await t.test(name, () => {
+      const conn = new ClientConnection(statelessHello());
+      for (const b of before) feed(conn, b);
+      assert.throws(() => feed(conn, bytes), (err) => {
+        assert.equal(err.codeName, code, err.message);
+        return true;
+      });
+    });
+  }
+});
+
+test('§4.4, §2.2: ERROR messages: U+FEFF kept anywhere, U+0000 accepted, beyond U+10FFFF rejected', () => {
+  const err = (msgHex, code = '0020') => hex('05' + ((msgHex.length / 2 + 2).toString(16).padStart(4, '0')) + code + msgHex);
+  assert.equal(decodeError(err('efbbbf41').subarray(3)).message, '\ufeffA');
+  assert.equal(decodeError(err('41efbbbf').subarray(3)).message, 'A\ufeff');
+  assert.equal(decodeError(err('00').subarray(3)).message, '\u0000');
+  assert.equal(decodeError(err('efbfbf').subarray(3)).message, '\uffff'); // a noncharacter
+  assert.throws(() => decodeError(err('f4908080').subarray(3)), { codeName: 'MALFORMED_FRAME' });
+  assert.equal(decodeError(err('', '0063').subarray(3)).codeName, 'ERROR_99'); // A.3: unassigned code
+});
+
+test('§12.2: SESSION_UNKNOWN is a lost final frame only after a drop, within the TTL of its detection', () => {
+  const s = new Stream({ mode: Mode.STATEFUL, n: 3, clientId: ID });
+  assert.equal(s.judgeSessionUnknown(1000).lost, false); // no WELCOMEd connection
+  s.onWelcomedConnectionEnd('drop', 1000, { sessionTtlMs: 30000 });
+  assert.equal(s.judgeSessionUnknown(1000 + 29999).lost, true);
+  assert.equal(s.judgeSessionUnknown(1000 + 30000).lost, false); // not less than the TTL
+  s.onWelcomedConnectionEnd('error', 2000, { sessionTtlMs: 30000 });
+  assert.equal(s.judgeSessionUnknown(2001).lost, false); // ended by an ERROR frame
+  s.onWelcomedConnectionEnd('drop', 3000, { sessionTtlMs: 0 });
+  assert.equal(s.judgeSessionUnknown(3000).lost, false); // TTL 0: never "less than"
+});
