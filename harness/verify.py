@@ -3,7 +3,7 @@
 A stateless sum is recomputed from the closed form a·(2^n - 1); a stateful checksum is
 recomputed from the session seed when the harness saw the server hand it out. Big numbers are
 compared as decimal text, because Python 3.11 refuses ``int(str)`` beyond 4,300 digits and a
-sum at n = 65535 has 19,731.
+sum at n = 65535 has up to 19,731.
 """
 
 from __future__ import annotations
