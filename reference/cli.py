@@ -7,6 +7,8 @@ so every program accepts and rejects values the same way, with the same messages
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -90,3 +92,12 @@ def add_common_arguments(
             default="asyncio",
             help="anyio event loop backend (default asyncio)",
         )
+
+
+def configure_logging(level: str) -> None:
+    """Logs go to stderr, so stdout carries nothing but the result."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )

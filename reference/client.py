@@ -21,7 +21,13 @@ from typing import Any, Protocol
 import anyio
 import anyio.abc
 
-from .cli import add_common_arguments, connect_port, positive_float, stream_length
+from .cli import (
+    add_common_arguments,
+    configure_logging,
+    connect_port,
+    positive_float,
+    stream_length,
+)
 from .numbers import to_decimal
 from .protocol import (
     MAX_N,
@@ -652,11 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("stateless mode needs -n (1..65535)")
     if args.mode == "stateless" and args.client_id is not None:
         parser.error("--client-id applies to stateful mode only")
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level)
     try:
         return anyio.run(_run, args, backend=args.backend)
     except KeyboardInterrupt:

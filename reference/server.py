@@ -21,7 +21,13 @@ import anyio
 import anyio.abc
 from anyio.abc import TaskStatus
 
-from .cli import add_common_arguments, listen_port, non_negative_float, positive_float
+from .cli import (
+    add_common_arguments,
+    configure_logging,
+    listen_port,
+    non_negative_float,
+    positive_float,
+)
 from .protocol import (
     NEED_DATA,
     Checksum,
@@ -576,11 +582,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level)
     try:
         return anyio.run(_run, args, backend=args.backend)
     except KeyboardInterrupt:

@@ -118,24 +118,14 @@ class RawReader:
         return RawFrame(frame_type, payload)
 
 
-class CuttingStream(anyio.abc.ByteStream):
-    """Delivers exactly ``limit`` bytes from the server, then cuts the connection.
+class PassThroughStream(anyio.abc.ByteStream):
+    """Wraps a real stream; subclasses change only what they must (usually ``receive``)."""
 
-    Stands between the client and a real TCP stream; the cut closes the TCP connection, so the
-    server sees the drop too.
-    """
-
-    def __init__(self, inner: anyio.abc.ByteStream, limit: int) -> None:
+    def __init__(self, inner: anyio.abc.ByteStream) -> None:
         self.inner = inner
-        self.remaining = limit
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
-        if self.remaining <= 0:
-            await self.inner.aclose()
-            raise anyio.EndOfStream
-        data = await self.inner.receive(min(max_bytes, self.remaining))
-        self.remaining -= len(data)
-        return data
+        return await self.inner.receive(max_bytes)
 
     async def send(self, item: bytes) -> None:
         await self.inner.send(item)
@@ -145,6 +135,26 @@ class CuttingStream(anyio.abc.ByteStream):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class CuttingStream(PassThroughStream):
+    """Delivers exactly ``limit`` bytes from the server, then cuts the connection.
+
+    Stands between the client and a real TCP stream; the cut closes the TCP connection, so the
+    server sees the drop too.
+    """
+
+    def __init__(self, inner: anyio.abc.ByteStream, limit: int) -> None:
+        super().__init__(inner)
+        self.remaining = limit
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        if self.remaining <= 0:
+            await self.inner.aclose()
+            raise anyio.EndOfStream
+        data = await self.inner.receive(min(max_bytes, self.remaining))
+        self.remaining -= len(data)
+        return data
 
 
 def cutting_connector(

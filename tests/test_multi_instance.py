@@ -24,7 +24,7 @@ from reference.store import SessionStore, open_store
 
 from .oracle import session_checksum, session_values
 from .redis_fixture import free_port, redis_server_or_skip
-from .support import RawReader, eventually, stateful_hello
+from .support import PassThroughStream, RawReader, eventually, stateful_hello
 from .test_e2e import Recorder
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -101,7 +101,7 @@ async def server_farm(count: int, store_url: str) -> AsyncIterator[list[ServerPr
             await server.stop()
 
 
-class SeedReadingStream(anyio.abc.ByteStream):
+class SeedReadingStream(PassThroughStream):
     """Reads the session's seed from Redis after each receive until it is known.
 
     The seed is the test's independent truth; a session is only readable between its WELCOME
@@ -111,7 +111,8 @@ class SeedReadingStream(anyio.abc.ByteStream):
     def __init__(
         self, inner: anyio.abc.ByteStream, store: SessionStore, client_id: str, seeds: set[int]
     ) -> None:
-        self.inner, self.store, self.client_id, self.seeds = inner, store, client_id, seeds
+        super().__init__(inner)
+        self.store, self.client_id, self.seeds = store, client_id, seeds
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         data = await self.inner.receive(max_bytes)
@@ -120,15 +121,6 @@ class SeedReadingStream(anyio.abc.ByteStream):
             if record is not None:
                 self.seeds.add(record.seed)
         return data
-
-    async def send(self, item: bytes) -> None:
-        await self.inner.send(item)
-
-    async def send_eof(self) -> None:
-        await self.inner.send_eof()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 def seed_watching_connector(
