@@ -366,6 +366,7 @@ async def _one_connection(
     obs: ClientObserver,
 ) -> None:
     """One connection from connect to FINAL (returns) or to its loss (raises _Retry)."""
+    receiver.session_held = False  # before dialling: a refused connect held no session either
     try:
         with anyio.fail_after(config.connect_timeout):
             stream = await dial(config.host, config.port)
@@ -375,7 +376,6 @@ async def _one_connection(
         raise _Retry(f"connect failed: {exc.strerror or exc}") from None
     try:
         conn = ClientConnection()
-        receiver.session_held = False
         await stream.send(conn.send(receiver.hello()))
         # Timers restart on complete frames only (spec §14.1): a trickle of bytes that never
         # completes a frame is silence too.

@@ -10,6 +10,7 @@ import argparse
 import errno
 import itertools
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -19,6 +20,7 @@ from typing import Protocol
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 from anyio.abc import TaskStatus
 
 from .cli import (
@@ -41,7 +43,7 @@ from .protocol import (
     RemoteProtocolError,
     ServerConnection,
     Welcome,
-    stateful_prefix_checksum,
+    extend_stateful_checksum,
     stateful_value,
 )
 from .store import SessionRecord, SessionStore, StoreError, open_store
@@ -50,6 +52,7 @@ log = logging.getLogger("reference.server")
 
 #: Accept errors that mean "out of descriptors/memory right now": back off instead of dying.
 _ACCEPT_RETRY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ACCEPT_ABORTED_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO})
 _RECEIVE_SIZE = 65536
 #: Numbers due at the same moment (interval 0, or after a stall) are written in one batch of
 #: about this many bytes, instead of one system call each.
@@ -208,10 +211,14 @@ class NumberServer:
         while True:
             try:
                 stream = await listener.accept()
-            except OSError as exc:
-                if exc.errno not in _ACCEPT_RETRY_ERRNOS:
+            except (OSError, anyio.BrokenResourceError) as exc:
+                # trio's listener wraps the OSError in BrokenResourceError; asyncio's does not.
+                code = exc.errno if isinstance(exc, OSError) else getattr(exc.__cause__, "errno", 0)
+                if code in _ACCEPT_ABORTED_ERRNOS:
+                    continue  # that one client gave up during the handshake
+                if code not in _ACCEPT_RETRY_ERRNOS:
                     raise
-                log.warning("accept failed (%s); backing off 100 ms", exc.strerror)
+                log.warning("accept failed (%s); backing off 100 ms", os.strerror(code))
                 await anyio.sleep(0.1)
                 continue
             tg.start_soon(self.handle, stream)
@@ -225,6 +232,7 @@ class NumberServer:
         self.stats.connections_active += 1
         self._notify_activity()
         conn = ServerConnection()
+        writer = _Writer(stream)
         job: _Stream | None = None
         try:
             if self.stats.connections_active > self.config.max_connections:
@@ -233,27 +241,28 @@ class NumberServer:
             if hello is None:
                 return
             job = await self._admit(hello, conn_id)
-            await self._run_stream(stream, conn, job)
+            await self._run_stream(writer, conn, job)
         except _Rejected as rejection:
-            await self._send_error(stream, conn, rejection.code, str(rejection))
+            await self._send_error(writer, conn, rejection.code, str(rejection))
         except RemoteProtocolError as exc:
             log.info("[%s] protocol error from client: %s", conn_id, exc)
-            await self._send_error(stream, conn, exc.error_code, str(exc))
+            await self._send_error(writer, conn, exc.error_code, str(exc))
         except anyio.get_cancelled_exc_class():
             if self._shutting_down:
                 with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
                     await self._send_error(
-                        stream, conn, ErrorCode.SHUTTING_DOWN, "server shutting down"
+                        writer, conn, ErrorCode.SHUTTING_DOWN, "server shutting down"
                     )
             raise
         except Exception:
             log.exception("[%s] internal error", conn_id)
-            await self._send_error(stream, conn, ErrorCode.INTERNAL_ERROR, "internal error")
+            await self._send_error(writer, conn, ErrorCode.INTERNAL_ERROR, "internal error")
         finally:
-            with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
-                if job is not None and job.holds_session:  # not completed, not taken over
+            if job is not None and job.holds_session:  # not completed, not taken over
+                with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
                     await self._release(job)
-                await stream.aclose()
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()  # its own scope: a slow store must not skip it
             self.stats.connections_active -= 1
             self._notify_activity()
 
@@ -322,9 +331,7 @@ class NumberServer:
             )
         return job
 
-    async def _run_stream(
-        self, stream: anyio.abc.ByteStream, conn: ServerConnection, job: _Stream
-    ) -> None:
+    async def _run_stream(self, writer: _Writer, conn: ServerConnection, job: _Stream) -> None:
         """Stream until FINAL or until the client leaves; raises _Rejected for a violation."""
         cfg = self.config
         hello = job.hello
@@ -338,11 +345,11 @@ class NumberServer:
         )
         outcome = _Outcome()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._watch_client, stream, outcome, tg.cancel_scope)
+            tg.start_soon(self._watch_client, writer.stream, outcome, tg.cancel_scope)
             if job.session is not None:
                 tg.start_soon(self._keep_lease, job, outcome, tg.cancel_scope)
             try:
-                await self._send_numbers(stream, conn, welcome, job)
+                await self._send_numbers(writer, conn, welcome, job)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, TimeoutError):
                 pass  # the client is gone (or stopped reading): its session gets released
             else:
@@ -354,14 +361,14 @@ class NumberServer:
             raise outcome.rejection
 
     async def _send_numbers(
-        self, stream: anyio.abc.ByteStream, conn: ServerConnection, welcome: Welcome, job: _Stream
+        self, writer: _Writer, conn: ServerConnection, welcome: Welcome, job: _Stream
     ) -> None:
         """Absolute deadlines t0 + j·interval; whatever is due at once goes in one write."""
         interval = self.config.interval
         n = job.hello.n
         checksum: Checksum | None = None
         if job.session is not None:
-            checksum = stateful_prefix_checksum(job.session.seed, job.start)
+            checksum = await _prefix_checksum(job.session.seed, job.start)
         pending = [conn.send(welcome)]
         pending_bytes = 0
         t0 = anyio.current_time()
@@ -370,7 +377,7 @@ class NumberServer:
             now = anyio.current_time()
             if deadline > now:
                 if pending:
-                    await _send_bounded(stream, b"".join(pending))
+                    await writer.send(b"".join(pending))
                     pending, pending_bytes = [], 0
                 await anyio.sleep_until(deadline)
             elif interval > 0 and now - deadline > interval:
@@ -385,10 +392,10 @@ class NumberServer:
             pending.append(frame)
             pending_bytes += len(frame)
             if pending_bytes >= _BATCH_BYTES:
-                await _send_bounded(stream, b"".join(pending))
+                await writer.send(b"".join(pending))
                 pending, pending_bytes = [], 0
         if pending:
-            await _send_bounded(stream, b"".join(pending))
+            await writer.send(b"".join(pending))
         if job.session is not None:
             with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
                 await self._complete(job)
@@ -441,10 +448,13 @@ class NumberServer:
             log.warning("could not release session %s: %s", job.hello.client_id, exc)
 
     async def _send_error(
-        self, stream: anyio.abc.ByteStream, conn: ServerConnection, code: ErrorCode, message: str
+        self, writer: _Writer, conn: ServerConnection, code: ErrorCode, message: str
     ) -> None:
         """Best effort: the peer may already be gone, which is fine."""
+        if writer.torn:
+            return  # bytes behind a half-written frame would corrupt it, not explain anything
         self.stats.errors_sent[code.name] = self.stats.errors_sent.get(code.name, 0) + 1
+        stream = writer.stream
         try:
             text = message.encode("utf-8")[:1024].decode("utf-8", errors="ignore")  # bytes cap
             data = conn.send(Error(code=code, message=text))
@@ -469,9 +479,42 @@ class _Outcome:
     rejection: _Rejected | None = None
 
 
-async def _send_bounded(stream: anyio.abc.ByteStream, data: bytes) -> None:
-    with anyio.fail_after(_WRITE_STALL_TIMEOUT):
-        await stream.send(data)
+#: Values per slice when rebuilding a resumed session's checksum (about a millisecond each).
+_PREFIX_SLICE = 4096
+
+
+async def _prefix_checksum(seed: int, count: int) -> Checksum:
+    """The running checksum over values 0..count-1, yielding between slices.
+
+    Up to 65,534 values take tens of milliseconds; a burst of resumes near the end of their
+    streams must not freeze every other connection for that long each.
+    """
+    checksum = Checksum()
+    for begin in range(0, count, _PREFIX_SLICE):
+        extend_stateful_checksum(checksum, seed, begin, min(count, begin + _PREFIX_SLICE))
+        await anyio.lowlevel.checkpoint()
+    return checksum
+
+
+class _Writer:
+    """Writes whole batches of frames and remembers a write that did not finish.
+
+    A cancelled or timed-out write may have sent part of its bytes (trio's ``send_all`` can);
+    after that the framing is torn, and an ERROR frame written behind it would be read as the
+    rest of the broken frame. A torn connection is just closed.
+    """
+
+    __slots__ = ("stream", "torn")
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self.stream = stream
+        self.torn = False
+
+    async def send(self, data: bytes) -> None:
+        self.torn = True
+        with anyio.fail_after(_WRITE_STALL_TIMEOUT):
+            await self.stream.send(data)
+        self.torn = False
 
 
 async def _receive_or_eof(stream: anyio.abc.ByteStream) -> bytes:

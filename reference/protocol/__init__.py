@@ -14,6 +14,7 @@ from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .events import NEED_DATA, ConnectionClosed, Error, Event, Hello, Number, Welcome
 from .sequences import (
     Checksum,
+    extend_stateful_checksum,
     stateful_checksum,
     stateful_prefix_checksum,
     stateful_value,
@@ -44,6 +45,7 @@ __all__ = [
     "ServerConnection",
     "State",
     "Welcome",
+    "extend_stateful_checksum",
     "is_retryable",
     "stateful_checksum",
     "stateful_prefix_checksum",

@@ -9,6 +9,7 @@ import hashlib
 import struct
 
 _MASK64 = (1 << 64) - 1
+_U32_BE = struct.Struct(">I")
 #: SplitMix64 increment (the odd integer closest to 2^64 / golden ratio).
 SPLITMIX64_GAMMA = 0x9E3779B97F4A7C15
 SPLITMIX64_MUL1 = 0xBF58476D1CE4E5B9
@@ -68,9 +69,14 @@ def stateful_checksum(seed: int, n: int) -> bytes:
 def stateful_prefix_checksum(seed: int, count: int) -> Checksum:
     """Checksum state after the first ``count`` values: how a resuming server rebuilds it."""
     checksum = Checksum()
-    packed = bytearray(4 * count)
-    pack_into = struct.Struct(">I").pack_into
-    for index in range(count):
-        pack_into(packed, 4 * index, stateful_value(seed, index))
-    checksum._hash.update(packed)
+    extend_stateful_checksum(checksum, seed, 0, count)
     return checksum
+
+
+def extend_stateful_checksum(checksum: Checksum, seed: int, begin: int, end: int) -> None:
+    """Feed values ``begin..end-1`` into ``checksum`` in one hash update (callers may slice)."""
+    packed = bytearray(4 * (end - begin))
+    pack_into = _U32_BE.pack_into
+    for offset, index in enumerate(range(begin, end)):
+        pack_into(packed, 4 * offset, stateful_value(seed, index))
+    checksum._hash.update(packed)

@@ -1,0 +1,179 @@
+"""Server robustness found in review: descriptor exhaustion, torn writes, slow stores, fairness."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import uuid
+
+import anyio
+import anyio.abc
+import pytest
+
+from reference.client import Backoff, ClientConfig, run_client
+from reference.protocol import Mode, stateful_prefix_checksum
+from reference.server import NumberServer, ServerConfig, _prefix_checksum, _Writer
+from reference.store import DelegatingStore, MemoryStore
+
+from .oracle import session_checksum
+from .redis_fixture import free_port
+from .support import PassThroughStream, RawReader, stateful_hello, stateless_hello
+from .test_multi_instance import wait_until_listening
+
+pytestmark = pytest.mark.anyio
+
+
+#: Runs the server with only 40 file descriptors: accept() then fails with EMFILE.
+_WITH_FEW_DESCRIPTORS = (
+    "import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40)); "
+    "sys.argv = ['reference.server', *sys.argv[1:]]; "
+    "runpy.run_module('reference.server', run_name='__main__')"
+)
+
+
+async def test_accept_loop_survives_running_out_of_descriptors(anyio_backend: str) -> None:
+    """60 clients against 40 descriptors: accept() fails with EMFILE; the server must live.
+
+    The server runs on the test's own backend: trio reports EMFILE differently from asyncio.
+    """
+    port = free_port()
+    argv = [sys.executable, "-c", _WITH_FEW_DESCRIPTORS, "--port", str(port), "--interval", "1"]
+    argv += ["--backend", anyio_backend, "--log-level", "error"]
+    process = await anyio.open_process(argv, stdout=subprocess.DEVNULL)
+    try:
+        await wait_until_listening(port)
+        crowd = [await anyio.connect_tcp("127.0.0.1", port) for _ in range(60)]
+        with anyio.move_on_after(0.5):  # keep them open while the server runs into the limit
+            await anyio.sleep_forever()
+        for stream in crowd:
+            await stream.aclose()
+        with anyio.fail_after(10):
+            async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+                await stream.send(stateless_hello(3))
+                welcome = await RawReader(stream).next()
+        assert welcome is not None
+        assert welcome.type == 0x02
+        assert process.returncode is None, "the server died"
+    finally:
+        process.kill()
+        await process.wait()
+        assert process.stderr is not None
+        stderr = b"".join([chunk async for chunk in process.stderr])
+        await process.aclose()
+    assert b"Traceback" not in stderr
+
+
+class _StuckStream(PassThroughStream):
+    """Accepts one byte of a write, then blocks forever: a write cut in the middle."""
+
+    def __init__(self) -> None:
+        self.sent = bytearray()
+
+    async def send(self, item: bytes) -> None:
+        self.sent += item[:1]
+        await anyio.sleep_forever()
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_no_error_frame_is_written_behind_a_torn_frame() -> None:
+    stream = _StuckStream()
+    writer = _Writer(stream)
+    with anyio.move_on_after(0.05):
+        await writer.send(b"\x03\x00\x08" + bytes(8))
+    assert writer.torn
+    server = NumberServer(ServerConfig(), MemoryStore())
+    from reference.protocol import ErrorCode, ServerConnection
+
+    await server._send_error(writer, ServerConnection(), ErrorCode.SHUTTING_DOWN, "bye")
+    assert bytes(stream.sent) == b"\x03"  # nothing followed the first byte of the torn frame
+
+
+class _SlowRelease(DelegatingStore):
+    async def release(self, client_id: str, owner: str, ttl_ms: int) -> bool:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+class _ClosingRecorder(PassThroughStream):
+    closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await super().aclose()
+
+
+async def test_a_slow_store_does_not_keep_the_connection_open() -> None:
+    server = NumberServer(ServerConfig(interval=1.0), _SlowRelease(MemoryStore()))
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
+    async with listener:
+        client = await anyio.connect_tcp("127.0.0.1", port)
+        accepted = _ClosingRecorder(await listener.listeners[0].accept())  # type: ignore[attr-defined]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.handle, accepted)
+            await client.send(stateful_hello(str(uuid.uuid4()), 10))
+            assert (await RawReader(client).next()) is not None  # WELCOME
+            await client.aclose()  # the drop: release() now hangs
+            with anyio.fail_after(10):
+                await server.wait_active(0)
+    assert accepted.closed
+
+
+async def test_resume_prefix_checksum_is_sliced_but_identical() -> None:
+    for count in (0, 1, 4095, 4096, 4097, 65534):
+        expected = stateful_prefix_checksum(99, count).digest()
+        assert (await _prefix_checksum(99, count)).digest() == expected
+
+
+async def test_refused_connect_after_shutdown_error_is_not_a_lost_final_frame() -> None:
+    """WELCOME then SHUTTING_DOWN; the next connect is refused; then SESSION_UNKNOWN."""
+    import struct
+
+    from .support import frame
+
+    welcome = frame(0x02, struct.pack(">BBBIIIII", 1, 2, 0, 10, 0, 0, 0, 30000))
+    answers = iter(
+        [
+            welcome + frame(0x05, struct.pack(">H", 32)),
+            frame(0x05, struct.pack(">H", 20)),
+        ]
+    )
+
+    async def scripted(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await stream.receive()
+            await stream.send(next(answers))
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
+    dials = 0
+
+    async def connect(host: str, port: int) -> anyio.abc.ByteStream:
+        nonlocal dials
+        dials += 1
+        if dials == 2:
+            raise ConnectionRefusedError(111, "Connection refused")
+        return await anyio.connect_tcp(host, port)
+
+    config = ClientConfig(
+        port=port,
+        mode=Mode.STATEFUL,
+        n=10,
+        client_id=str(uuid.uuid4()),
+        backoff=Backoff(initial=0.01, max_retries=5),
+    )
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, scripted)
+        result = await run_client(config, connect=connect, rng=random.Random(0))
+        tg.cancel_scope.cancel()
+    assert dials == 3
+    assert result.error == "SESSION_UNKNOWN"
+    assert not result.final_frame_lost
+
+
+def test_oracle_agrees_with_sliced_checksum() -> None:
+    checksum = stateful_prefix_checksum(7, 5000)
+    assert checksum.digest() == session_checksum(7, 5000)
