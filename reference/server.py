@@ -427,12 +427,24 @@ class NumberServer:
                 log.warning("lease refresh failed, will retry: %s", exc)
                 continue
             if not held:
-                outcome.rejection = _Rejected(
-                    ErrorCode.SESSION_SUPERSEDED, "a newer connection took over this session"
-                )
+                outcome.rejection = await self._lease_lost(job)
                 job.holds_session = False
                 scope.cancel()
                 return
+
+    async def _lease_lost(self, job: _Stream) -> _Rejected:
+        """Taken over by a newer connection, or expired while the store was out of reach."""
+        try:
+            taken_over = await self.store.get(job.hello.client_id) is not None
+        except StoreError:
+            taken_over = False
+        if taken_over:
+            return _Rejected(
+                ErrorCode.SESSION_SUPERSEDED, "a newer connection took over this session"
+            )
+        return _Rejected(  # retryable: the client's resume will learn the session's fate
+            ErrorCode.STORE_UNAVAILABLE, "session lease lost while the store was unreachable"
+        )
 
     async def _complete(self, job: _Stream) -> None:
         job.holds_session = False

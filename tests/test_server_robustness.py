@@ -177,3 +177,26 @@ async def test_refused_connect_after_shutdown_error_is_not_a_lost_final_frame() 
 def test_oracle_agrees_with_sliced_checksum() -> None:
     checksum = stateful_prefix_checksum(7, 5000)
     assert checksum.digest() == session_checksum(7, 5000)
+
+
+async def test_a_lease_that_expired_is_not_reported_as_a_takeover() -> None:
+    """The store lost the lease (an outage longer than TTL + refresh), nobody took over."""
+    from .support import FakeClock, running_server
+
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+    config = ServerConfig(interval=0.05, session_ttl=5.0, lease_refresh=0.05)
+    async with (
+        running_server(config, store=store) as (_, port),
+        await anyio.connect_tcp("127.0.0.1", port) as stream,
+    ):
+        await stream.send(stateful_hello(str(uuid.uuid4()), 1000))
+        reader = RawReader(stream)
+        assert (await reader.next()) is not None  # WELCOME
+        clock.advance(60)  # far past the lease: the session is gone from the store
+        last = None
+        with anyio.fail_after(10):
+            while (item := await reader.next()) is not None:
+                last = item
+    assert last is not None
+    assert last.error_code == 30  # STORE_UNAVAILABLE (retryable), not SESSION_SUPERSEDED
