@@ -76,7 +76,7 @@ def check_options(options: ChaosOptions) -> None:
         raise ValueError("--interval and --session-ttl must be >= 0")
     if options.timeout is not None and options.timeout <= 0:
         raise ValueError("--timeout must be > 0")
-    if options.servers < 1:
+    if options.servers is not None and options.servers < 1:
         raise ValueError("--servers must be at least 1")
     if options.kill_interval is not None and options.kill_interval <= 0:
         raise ValueError("--kill-interval must be > 0")
@@ -89,8 +89,8 @@ def check_options(options: ChaosOptions) -> None:
         )
     if options.client_cmd is not None:
         processes.check_template(options.client_cmd, CLIENT_PLACEHOLDERS)
-    if options.server_cmd is not None:
-        processes.check_template(options.server_cmd, SERVER_PLACEHOLDERS)
+    for template in options.server_cmd:
+        processes.check_template(template, SERVER_PLACEHOLDERS)
     options.fault_config()  # FaultConfig validates rates, sizes and durations
 
 
@@ -471,15 +471,19 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--server-cmd",
         metavar="TEMPLATE",
+        action="append",
+        default=[],
         help="run this server instead of the in-process reference; placeholders {port} "
-        "{interval} {ttl} {store}",
+        "{interval} {ttl} {store}; repeat for a mixed pool: instance i runs the "
+        "(i mod count)-th command",
     )
     server.add_argument(
         "--servers",
         type=positive_int,
-        default=1,
+        default=None,
         metavar="K",
-        help="K server subprocesses behind the proxy's round-robin (default 1, in-process)",
+        help="K server subprocesses behind the proxy's round-robin (default: one per "
+        "--server-cmd, else 1 in-process)",
     )
     server.add_argument(
         "--kill-interval",
@@ -528,7 +532,7 @@ def options_from_args(args: argparse.Namespace) -> ChaosOptions:
         **fault_values(args),
         client_cmd=args.client_cmd,
         client_args=tuple(shlex.split(args.client_args)),
-        server_cmd=args.server_cmd,
+        server_cmd=tuple(args.server_cmd),
         servers=args.servers,
         kill_interval=args.kill_interval,
         event_log=args.event_log,
@@ -582,11 +586,11 @@ def _write_report(path: str, report: ChaosReport) -> bool:
 def _warn_about(options: ChaosOptions) -> None:
     shared = not options.store.startswith("memory:")
     if "stateful" in options.modes and options.server_subprocess and not shared:
-        if options.servers > 1:
+        if options.server_count > 1:
             log.warning(
                 "%d servers with a memory:// store: a stateful resume that lands on another "
                 "server fails (use --store redis://...)",
-                options.servers,
+                options.server_count,
             )
         if options.kill_interval is not None:
             log.warning("killed servers lose memory:// sessions: stateful clients may fail")

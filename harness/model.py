@@ -106,8 +106,11 @@ class ChaosOptions:
     # What runs: the reference implementations unless a command template says otherwise.
     client_cmd: str | None = None
     client_args: tuple[str, ...] = ()
-    server_cmd: str | None = None
-    servers: int = 1
+    #: Server command templates, used in turn by the instances (a mixed pool); empty: the
+    #: reference server.
+    server_cmd: tuple[str, ...] = ()
+    #: None: one instance per ``server_cmd`` (at least one).
+    servers: int | None = None
     kill_interval: float | None = None
     event_log: str | None = None
     server_start_timeout: float = 10.0
@@ -123,9 +126,14 @@ class ChaosOptions:
         return self.concurrency or self.clients
 
     @property
+    def server_count(self) -> int:
+        """Server instances: ``servers``, else one per ``server_cmd``, else one."""
+        return self.servers if self.servers is not None else max(1, len(self.server_cmd))
+
+    @property
     def server_subprocess(self) -> bool:
         """In-process unless a command, several instances or kills ask for real processes."""
-        return self.server_cmd is not None or self.servers > 1 or self.kill_interval is not None
+        return bool(self.server_cmd) or self.server_count > 1 or self.kill_interval is not None
 
     @property
     def effective_timeout(self) -> float:
@@ -167,6 +175,8 @@ class ChaosOptions:
     def to_json(self) -> dict[str, Any]:
         doc = dataclasses.asdict(self)
         doc["client_args"] = list(self.client_args)
+        doc["server_cmd"] = list(self.server_cmd)
+        doc["servers"] = self.server_count
         doc["fault_window"] = self.fault_window_bytes
         doc["concurrency"] = self.effective_concurrency
         doc["timeout"] = self.effective_timeout

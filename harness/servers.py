@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import random
+import shlex
 import socket
 import subprocess
 from collections import deque
@@ -191,6 +192,7 @@ class SubprocessServers:
             "kills": self._kills,
             "restarts": sum(instance.restarts for instance in self._instances),
             "unexpected_exits": sum(instance.crashes for instance in self._instances),
+            "commands": [shlex.join(instance.argv) for instance in self._instances],
         }
 
     def instances(self) -> list[ServerInstance]:
@@ -348,18 +350,19 @@ def free_ports(count: int) -> list[int]:
         return ports
 
 
-def server_argv(options: ChaosOptions, port: int) -> list[str]:
+def server_argv(options: ChaosOptions, port: int, instance: int = 0) -> list[str]:
+    """Instance ``instance``'s command: the ``--server-cmd`` templates are used in turn."""
     values = {
         "port": port,
         "interval": f"{options.interval:g}",
         "ttl": f"{options.session_ttl:g}",
         "store": options.store,
     }
-    template = options.server_cmd or DEFAULT_SERVER_ARGS
-    argv = processes.render_template(template, values)
-    if options.server_cmd is None:
+    if not options.server_cmd:
+        argv = processes.render_template(DEFAULT_SERVER_ARGS, values)
         return processes.python_command("reference.server", *argv)
-    return argv
+    template = options.server_cmd[instance % len(options.server_cmd)]
+    return processes.render_template(template, values)
 
 
 @asynccontextmanager
@@ -376,8 +379,11 @@ async def subprocess_servers(
             store = await open_store(options.store)
         except (StoreError, ValueError, OSError) as exc:
             log.warning("cannot open %s to count sessions and read seeds: %s", options.store, exc)
-    ports = free_ports(options.servers)
-    instances = [_Instance(port=port, argv=server_argv(options, port)) for port in ports]
+    ports = free_ports(options.server_count)
+    instances = [
+        _Instance(port=port, argv=server_argv(options, port, number))
+        for number, port in enumerate(ports)
+    ]
     servers = SubprocessServers(options, instances, store)
     try:
         async with anyio.create_task_group() as tg:

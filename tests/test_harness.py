@@ -15,7 +15,7 @@ import pytest
 from harness.chaos import client_specs, run_chaos
 from harness.model import ChaosOptions, ClientPhase, ClientSpec, ClientState, Mode, RunView
 from harness.recording import RecordingStore
-from harness.servers import SubprocessServers
+from harness.servers import SubprocessServers, server_argv
 from harness.verify import parse_result, verify_result, verify_stateful, verify_stateless
 from proxy.faults import TERMINAL_KINDS, plan_connection
 from reference.numbers import to_decimal
@@ -367,7 +367,7 @@ async def test_server_subprocesses_with_kills() -> None:
         n=60,
         interval=0.01,
         servers=2,
-        server_cmd=server,
+        server_cmd=(server,),
         kill_interval=0.2,
         seed=3,
         timeout=30,
@@ -377,6 +377,41 @@ async def test_server_subprocesses_with_kills() -> None:
     assert report.server["kind"] == "subprocess"
     assert report.servers_killed >= 1
     assert all(not c.seed_checked for c in report.clients)
+
+
+def test_server_commands_are_used_in_turn() -> None:
+    options = ChaosOptions(server_cmd=("a --port {port}", "b --port {port} --ttl {ttl}"), servers=3)
+    assert options.server_subprocess and options.server_count == 3
+    argvs = [server_argv(options, 9000 + i, i) for i in range(3)]
+    assert argvs == [
+        ["a", "--port", "9000"],
+        ["b", "--port", "9001", "--ttl", "30"],
+        ["a", "--port", "9002"],
+    ]
+    # Without --servers, one instance per command.
+    assert ChaosOptions(server_cmd=("a", "b")).server_count == 2
+    assert ChaosOptions().server_count == 1 and not ChaosOptions().server_subprocess
+
+
+@pytest.mark.anyio
+async def test_mixed_server_pool_runs_every_command() -> None:
+    python = shlex.quote(sys.executable)
+    base = f"{python} -m reference.server --port {{port}} --interval {{interval}}"
+    options = ChaosOptions(
+        clients=4,
+        mode="stateless",
+        n=40,
+        server_cmd=(base + " --log-level warning", base + " --log-level error"),
+        drop_rate=0.5,
+        seed=5,
+        timeout=30,
+    )
+    report = await run_chaos(options)
+    assert report.ok, [c.to_json() for c in report.clients]
+    commands = report.server["commands"]
+    assert len(commands) == 2
+    assert commands[0].endswith("warning") and commands[1].endswith("error")
+    assert report.to_json()["config"]["server_cmd"] == list(options.server_cmd)
 
 
 @pytest.mark.redis
