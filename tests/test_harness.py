@@ -381,7 +381,8 @@ async def test_server_subprocesses_with_kills() -> None:
 
 def test_server_commands_are_used_in_turn() -> None:
     options = ChaosOptions(server_cmd=("a --port {port}", "b --port {port} --ttl {ttl}"), servers=3)
-    assert options.server_subprocess and options.server_count == 3
+    assert options.server_subprocess
+    assert options.server_count == 3
     argvs = [server_argv(options, 9000 + i, i) for i in range(3)]
     assert argvs == [
         ["a", "--port", "9000"],
@@ -390,7 +391,8 @@ def test_server_commands_are_used_in_turn() -> None:
     ]
     # Without --servers, one instance per command.
     assert ChaosOptions(server_cmd=("a", "b")).server_count == 2
-    assert ChaosOptions().server_count == 1 and not ChaosOptions().server_subprocess
+    assert ChaosOptions().server_count == 1
+    assert not ChaosOptions().server_subprocess
 
 
 @pytest.mark.anyio
@@ -410,7 +412,8 @@ async def test_mixed_server_pool_runs_every_command() -> None:
     assert report.ok, [c.to_json() for c in report.clients]
     commands = report.server["commands"]
     assert len(commands) == 2
-    assert commands[0].endswith("warning") and commands[1].endswith("error")
+    assert commands[0].endswith("warning")
+    assert commands[1].endswith("error")
     assert report.to_json()["config"]["server_cmd"] == list(options.server_cmd)
 
 
