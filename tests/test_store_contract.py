@@ -22,7 +22,14 @@ import anyio
 import coredis
 import pytest
 
-from reference.store import MemoryStore, SessionRecord, SessionStore, StoreError, open_store
+from reference.store import (
+    Lease,
+    MemoryStore,
+    SessionRecord,
+    SessionStore,
+    StoreError,
+    open_store,
+)
 from reference.store.base import SEED_MAX
 from reference.store.redis import DEFAULT_PREFIX, SCRIPTS, RedisStore
 from tests.redis_fixture import free_port, redis_server_or_skip
@@ -211,6 +218,69 @@ class TestContract:
         assert await store.get(cid) == R1
         assert await store.refresh(cid, "a", LONG_MS) is True
 
+    async def test_refresh_many_reports_each_lease(self, backend: Backend) -> None:
+        """Held leases are extended; superseded, released and absent ones are reported lost."""
+        store, ttl = backend.store, backend.ttl_ms
+        held, taken, released, absent = (new_id() for _ in range(4))
+        await store.open_session(held, R1, "a", ttl)
+        await store.open_session(taken, R1, "old", LONG_MS)
+        assert await store.claim(taken, "new", ttl) == R1
+        await store.open_session(released, R2, "r", LONG_MS)
+        assert await store.release(released, "r", ttl) is True
+        leases = [
+            Lease(held, "a"),
+            Lease(taken, "old"),  # a half-open connection on the same server as its successor
+            Lease(taken, "new"),
+            Lease(released, "r"),
+            Lease(absent, "z"),
+            Lease(held, "intruder"),
+        ]
+        assert await store.refresh_many(leases, LONG_MS) == [True, False, True, False, False, False]
+        await backend.after_expiry()
+        assert await store.get(held) == R1
+        assert await store.get(taken) == R1
+        assert await store.get(released) is None  # a lost lease's session is not extended
+        assert await store.get(absent) is None  # nor created
+        assert await store.refresh(held, "a", LONG_MS) is True
+
+    async def test_refresh_many_is_fenced_per_session(self, backend: Backend) -> None:
+        """A stale owner's entry in a batch does not extend its successor's lease."""
+        store, cid = backend.store, new_id()
+        await store.open_session(cid, R1, "old", LONG_MS)
+        assert await store.claim(cid, "new", backend.ttl_ms) == R1
+        assert await store.refresh_many([Lease(cid, "old")], LONG_MS) == [False]
+        await backend.after_expiry()
+        assert await store.get(cid) is None
+        assert await store.refresh_many([Lease(cid, "new")], LONG_MS) == [False]
+
+    async def test_refresh_many_of_many_sessions(self, backend: Backend) -> None:
+        store = backend.store
+        ids = [new_id() for _ in range(300)]
+        for i, cid in enumerate(ids):
+            await store.open_session(cid, SessionRecord(seed=i, n=i + 1), str(i), backend.ttl_ms)
+        lost = {3, 150, 299}
+        leases = [Lease(cid, "stale" if i in lost else str(i)) for i, cid in enumerate(ids)]
+        assert await store.refresh_many(leases, LONG_MS) == [i not in lost for i in range(300)]
+        await backend.after_expiry()
+        for i, cid in enumerate(ids):
+            assert await store.get(cid) == (None if i in lost else SessionRecord(seed=i, n=i + 1))
+
+    async def test_refresh_many_of_nothing(self, backend: Backend) -> None:
+        assert await backend.store.refresh_many([], LONG_MS) == []
+
+    async def test_refresh_many_refuses_bad_arguments_before_anything(
+        self, backend: Backend
+    ) -> None:
+        store, cid = backend.store, new_id()
+        await store.open_session(cid, R1, "a", backend.ttl_ms)
+        with pytest.raises(ValueError, match="owner"):
+            await store.refresh_many([Lease(cid, "a"), Lease(new_id(), "")], LONG_MS)
+        for bad in (-1, 10**12, 1.5, True):
+            with pytest.raises(ValueError, match="duration"):
+                await store.refresh_many([Lease(cid, "a")], bad)  # type: ignore[arg-type]
+        await backend.after_expiry()
+        assert await store.get(cid) is None  # nothing of the refused batches was applied
+
     async def test_unrefreshed_lease_runs_out(self, backend: Backend) -> None:
         """The crash case: the owner vanishes without releasing, its lease still ends."""
         store, cid = backend.store, new_id()
@@ -317,6 +387,8 @@ class TestRedis:
                 await store.claim(new_id(), "a", LONG_MS)
             with pytest.raises(StoreError):
                 await store.count()
+            with pytest.raises(StoreError):
+                await store.refresh_many([Lease(new_id(), "a")], LONG_MS)
         finally:
             if store is not None:
                 await store.aclose()

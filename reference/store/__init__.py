@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from .base import SessionRecord, SessionStore, StoreError
+from .base import Lease, SessionRecord, SessionStore, StoreError
 from .delegating import DelegatingStore
 from .memory import Clock, MemoryStore
 
 __all__ = [
     "DelegatingStore",
+    "Lease",
     "MemoryStore",
     "SessionRecord",
     "SessionStore",

@@ -18,6 +18,10 @@ Lifecycle of one session (spec/PROTOCOL.md §16; Redis layout in spec/STORE-REDI
 Every owner-qualified call does nothing and returns False when ``owner`` no longer holds the
 session: a superseded connection can never delete, expire or extend its successor's session.
 
+``refresh_many`` is ``refresh`` for every lease a server holds, in one round trip: each session's
+refresh is atomic and owner-fenced exactly as a single ``refresh``; the batch as a whole is not a
+transaction (sessions may live on different Redis Cluster nodes), which nothing needs.
+
 Owners are non-empty strings unique per connection (a shared store uses "" for "nobody").
 Durations are whole milliseconds in 0..999_999_999_999 (12 digits, what the Redis scripts
 accept); every backend raises ValueError outside that range.
@@ -25,8 +29,9 @@ accept); every backend raises ValueError outside that range.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 SEED_MAX = (1 << 64) - 1
 
@@ -42,6 +47,20 @@ def check_owner_and_duration(owner: str, ms: int | None = None) -> None:
         isinstance(ms, bool) or not isinstance(ms, int) or not 0 <= ms <= MAX_DURATION_MS
     ):
         raise ValueError(f"a duration must be an int of 0..{MAX_DURATION_MS} ms, not {ms!r}")
+
+
+class Lease(NamedTuple):
+    """One connection's hold on one session: what :meth:`SessionStore.refresh_many` extends."""
+
+    client_id: str
+    owner: str
+
+
+def check_leases(leases: Sequence[Lease], lease_ms: int) -> None:
+    """``refresh_many``'s argument checks: the whole batch is refused before anything is sent."""
+    check_owner_and_duration("-", lease_ms)
+    for lease in leases:
+        check_owner_and_duration(lease.owner)
 
 
 class StoreError(Exception):
@@ -79,6 +98,20 @@ class SessionStore(Protocol):
 
     async def refresh(self, client_id: str, owner: str, lease_ms: int) -> bool:
         """Extend ``owner``'s lease; False if ``owner`` no longer holds the session."""
+        ...
+
+    async def refresh_many(self, leases: Sequence[Lease], lease_ms: int) -> list[bool]:
+        """Extend every lease in ``leases`` by ``lease_ms``, in one round trip to the store.
+
+        Element ``i`` of the result is what ``refresh(*leases[i], lease_ms)`` would return: True
+        if ``leases[i].owner`` held the session (its lease now ends ``lease_ms`` from now),
+        False if the lease is lost (superseded by a newer owner, or the session is gone). Each
+        session's refresh is atomic and owner-fenced; the batch is not one transaction. An empty
+        batch returns ``[]`` without touching the store. Raises StoreError if the batch could not
+        be completed (then any part of it may have been applied, which is harmless: a refresh
+        only ever extends its own holder's lease), and ValueError for an empty owner or a
+        duration out of range (before anything is sent). Spec: STORE-REDIS.md §4.
+        """
         ...
 
     async def release(self, client_id: str, owner: str, ttl_ms: int) -> bool:

@@ -7,7 +7,9 @@ to restate the rest of the interface.
 
 from __future__ import annotations
 
-from .base import SessionRecord, SessionStore
+from collections.abc import Sequence
+
+from .base import Lease, SessionRecord, SessionStore
 
 
 class DelegatingStore:
@@ -32,6 +34,10 @@ class DelegatingStore:
     async def refresh(self, client_id: str, owner: str, lease_ms: int) -> bool:
         self._observe("refresh")
         return await self.inner.refresh(client_id, owner, lease_ms)
+
+    async def refresh_many(self, leases: Sequence[Lease], lease_ms: int) -> list[bool]:
+        self._observe("refresh_many")
+        return await self.inner.refresh_many(leases, lease_ms)
 
     async def release(self, client_id: str, owner: str, ttl_ms: int) -> bool:
         self._observe("release")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .base import SessionRecord, check_owner_and_duration
+from .base import Lease, SessionRecord, check_leases, check_owner_and_duration
 
 Clock = Callable[[], float]
 
@@ -81,6 +81,16 @@ class MemoryStore:
             return False
         self._arm(client_id, entry, lease_ms)
         return True
+
+    async def refresh_many(self, leases: Sequence[Lease], lease_ms: int) -> list[bool]:
+        check_leases(leases, lease_ms)
+        held = []
+        for client_id, owner in leases:  # no await: the whole batch is one atomic step here
+            entry = self._owned(client_id, owner)
+            if entry is not None:
+                self._arm(client_id, entry, lease_ms)
+            held.append(entry is not None)
+        return held
 
     async def release(self, client_id: str, owner: str, ttl_ms: int) -> bool:
         check_owner_and_duration(owner, ttl_ms)

@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import re
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 from urllib.parse import urlsplit
@@ -50,7 +50,7 @@ from coredis.commands.script import Script
 from coredis.connection import BaseConnection, TCPConnection, UnixDomainSocketConnection
 from coredis.retry import NoRetryPolicy
 
-from .base import SessionRecord, StoreError, check_owner_and_duration
+from .base import Lease, SessionRecord, StoreError, check_leases, check_owner_and_duration
 
 __all__ = ["DEFAULT_OP_TIMEOUT", "DEFAULT_PREFIX", "SCRIPTS", "RedisStore"]
 
@@ -392,6 +392,25 @@ class RedisStore:
     async def refresh(self, client_id: str, owner: str, lease_ms: int) -> bool:
         _check_owner(owner)
         return self._flag("refresh", await self._run("refresh", client_id, owner, _ms(lease_ms)))
+
+    async def refresh_many(self, leases: Sequence[Lease], lease_ms: int) -> list[bool]:
+        """One pipeline of REFRESH calls (EVALSHA, one key each), not a transaction."""
+        check_leases(leases, lease_ms)
+        if not leases:
+            return []
+        script = self._scripts["refresh"]
+        argv_ms = str(lease_ms)
+
+        async def batch() -> list[object]:
+            async with self._client.pipeline(transaction=False) as pipe:
+                requests: list[Awaitable[object]] = [
+                    script([self._key(client_id)], [owner, argv_ms], client=pipe)
+                    for client_id, owner in leases
+                ]
+            return [await request for request in requests]
+
+        replies = await self._call("refresh_many", batch)
+        return [self._flag("refresh_many", reply) for reply in replies]
 
     async def release(self, client_id: str, owner: str, ttl_ms: int) -> bool:
         _check_owner(owner)
