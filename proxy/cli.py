@@ -9,17 +9,16 @@ import functools
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import anyio
 
 from proxy.faults import FaultConfig
 from proxy.server import ChaosProxy
+from reference.cli import int_range, listen_port, non_negative_float, positive_int, probability
 
 log = logging.getLogger(__name__)
-
-_T = TypeVar("_T", int, float)
 
 DESCRIPTION = """\
 Fault-injecting TCP proxy. Listens on 127.0.0.1:PORT and relays every client connection to
@@ -35,46 +34,22 @@ example: python -m proxy --listen 9000 --upstream 127.0.0.1:9001 --upstream 127.
            --seed 7 --drop-rate 0.1 --reset-rate 0.1 --latency 0.01 --jitter 0.005"""
 
 
-def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
-    return int(text)
-
-
 def _host_port(text: str) -> tuple[str, int]:
     host, colon, port = text.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")  # [::1]:9000
     if not colon or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"invalid value {text!r}: allowed HOST:PORT with PORT in 1..65535"
+        )
     return host, int(port)
 
 
-def _checked(text: str, convert: Callable[[str], _T], ok: Callable[[_T], bool], why: str) -> _T:
-    """The proxy's own value types (it imports nothing of ``reference``): one message per option
-    for both an unparsable and an out-of-range value."""
-    try:
-        value = convert(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text} {why}") from None
-    if not ok(value):  # `not`, so that NaN fails every range
-        raise argparse.ArgumentTypeError(f"{text} {why}")
-    return value
-
-
-def _probability(text: str) -> float:
-    return _checked(text, float, lambda value: 0 <= value <= 1, "must be a probability in [0, 1]")
-
-
-def _seconds(text: str) -> float:
-    return _checked(text, float, lambda value: value >= 0, "must be a number >= 0")
-
-
-def _bytes(text: str) -> int:
-    return _checked(text, int, lambda value: value >= 0, "must be an integer >= 0")
-
-
-def _positive_bytes(text: str) -> int:
-    return _checked(text, int, lambda value: value >= 1, "must be an integer >= 1")
+# The same value types as the server and client (finite, bounded, NaN refused): one message
+# naming the option, the value and the allowed range for every bad number.
+_probability = probability
+_seconds = non_negative_float
+_bytes = int_range(0)
+_positive_bytes = positive_int
 
 
 def add_fault_arguments(
@@ -205,7 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = parser.add_argument
-    add("--listen", metavar="PORT", type=_port, required=True, help="port on 127.0.0.1 (0: any)")
+    add(
+        "--listen",
+        metavar="PORT",
+        type=listen_port,
+        required=True,
+        help="port on 127.0.0.1 (0: any)",
+    )
     add(
         "--upstream",
         metavar="HOST:PORT",

@@ -26,6 +26,7 @@ from .cli import (
     configure_logging,
     connect_port,
     positive_float,
+    positive_int,
     stream_length,
 )
 from .numbers import to_decimal
@@ -570,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-retries",
-        type=int,
+        type=positive_int,
         default=10,
         metavar="N",
         help="reconnections without progress before giving up (default 10)",

@@ -26,9 +26,11 @@ from anyio.abc import TaskStatus
 from .cli import (
     add_common_arguments,
     configure_logging,
+    interval_seconds,
     listen_port,
-    non_negative_float,
     positive_float,
+    positive_int,
+    ttl_seconds,
 )
 from .protocol import (
     NEED_DATA,
@@ -561,14 +563,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--interval",
-        type=non_negative_float,
+        type=interval_seconds,
         default=1.0,
         metavar="SECONDS",
         help="time between numbers (default 1.0; 0 streams as fast as the client reads)",
     )
     parser.add_argument(
         "--session-ttl",
-        type=non_negative_float,
+        type=ttl_seconds,
         default=30.0,
         metavar="SECONDS",
         help="how long a disconnected stateful session is kept for a resume (default 30)",
@@ -589,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-connections",
-        type=int,
+        type=positive_int,
         default=1024,
         metavar="N",
         help="concurrent connections served; beyond this, SERVER_BUSY (default 1024)",
