@@ -1,0 +1,257 @@
+"""``python -m harness.conformance {server,client}``: the NSP conformance suite.
+
+Exit status: 0 when no case failed (FAIL; with ``--strict`` also NON-STRICT), 1 when some did,
+2 for bad arguments (one line on stderr), 3 when the target could not be reached or started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any, NoReturn
+
+import anyio
+from rich.console import Console
+from rich.logging import RichHandler
+
+from . import report, wire
+from .model import Case, Result
+from .runner import run_all, select
+
+log = logging.getLogger("harness.conformance")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TARGET = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, naming what was wrong; exit status 2."""
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _ranged(
+    kind: Callable[[str], float], low: float, high: float, unit: str = ""
+) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a number; allowed {low:g} to {high:g}{unit}"
+            ) from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(
+                f"{text} is out of range; allowed {low:g} to {high:g}{unit}"
+            )
+        return value
+
+    return parse
+
+
+def _int(text: str) -> float:
+    return float(int(text, 10))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m harness.conformance",
+        description="NSP conformance suite: judges a server or a client case by case against "
+        "spec/PROTOCOL.md and spec/STORE-REDIS.md. Each case is PASS, NON-STRICT (a SHOULD "
+        "unmet), FAIL (a MUST broken), INFO (behaviour the spec leaves open, recorded) or "
+        "SKIPPED (with the reason). Results go to stdout, progress and logs to stderr.",
+        epilog="Exit status: 0 nothing failed, 1 some case failed, 2 bad arguments, 3 the "
+        "target could not be started or reached.",
+    )
+    roles = parser.add_subparsers(dest="role", required=True, metavar="{server,client}")
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "sections",
+        nargs="*",
+        metavar="PREFIX",
+        help="run only the cases whose id starts with PREFIX (e.g. 16.4, "
+        "11.2/resume, redis-3); several allowed",
+    )
+    common.add_argument("--strict", action="store_true", help="NON-STRICT counts as a failure")
+    common.add_argument("--json", type=Path, metavar="FILE", help="write results as JSON")
+    common.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML")
+    common.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="write one self-contained HTML page with every exchange in hex",
+    )
+    common.add_argument("--list", action="store_true", help="list the cases and exit")
+    common.add_argument(
+        "--concurrency",
+        type=_ranged(_int, 1, 64),
+        default=8,
+        help="cases run at once (1..64, default 8)",
+    )
+    common.add_argument(
+        "--case-timeout",
+        type=_ranged(float, 1, 600, " s"),
+        default=60.0,
+        help="seconds one case may take (1..600, default 60)",
+    )
+    common.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], default="warning"
+    )
+
+    server = roles.add_parser(
+        "server",
+        parents=[common],
+        help="test a server",
+        description="Test a running server (--port) or one the suite starts (--server-cmd; by "
+        "default the reference server). Placeholders: {port} {interval} {ttl} {store}.",
+    )
+    server.add_argument(
+        "--port",
+        type=_ranged(_int, 1, 65535),
+        help="a running server's port "
+        "(1..65535); it is tested with the interval and TTL it announces",
+    )
+    server.add_argument(
+        "--server-cmd",
+        metavar="TEMPLATE",
+        help='command that starts the server, e.g. "./nspd --port {port} '
+        '--interval {interval} --session-ttl {ttl} --store {store}"',
+    )
+    server.add_argument(
+        "--interval",
+        type=_ranged(float, 0.001, 2.0, " s"),
+        default=0.02,
+        help="{interval} for a started server (0.001..2 s, default 0.02)",
+    )
+    server.add_argument(
+        "--ttl",
+        type=_ranged(float, 0.5, 120.0, " s"),
+        default=1.5,
+        help="{ttl} for a started server (0.5..120 s, default 1.5: expiry cases run in seconds)",
+    )
+    server.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="redis://HOST:PORT/DB shared with "
+        "the server: plant and inspect sessions (STORE-REDIS.md)",
+    )
+    server.add_argument(
+        "--redis",
+        action="store_true",
+        help="start a throwaway redis-server "
+        "(needs redis-server on PATH) and use it as --redis-url",
+    )
+    server.add_argument("--redis-prefix", default="nsp:v1:", help="key prefix (default nsp:v1:)")
+    server.add_argument(
+        "--handshake-timeout",
+        type=_ranged(float, 0.5, 60.0, " s"),
+        default=5.0,
+        help="the server's handshake timeout (0.5..60 s, default 5)",
+    )
+
+    from .client_role import add_client_arguments
+
+    client = roles.add_parser(
+        "client",
+        parents=[common],
+        help="test a client",
+        description="Play scripted servers to a client started from --client-cmd.",
+    )
+    add_client_arguments(client, _ranged, _int)
+    return parser
+
+
+def _setup_logging(level: str, console: Console) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    err = Console(stderr=True)
+    out = Console() if sys.stdout.isatty() else Console(width=200)
+    _setup_logging(args.log_level, err)
+    try:
+        return anyio.run(_main, args, parser, out, err)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+async def _main(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, out: Console, err: Console
+) -> int:
+    if args.role == "server":
+        from .server_role import server_cases as all_cases
+    else:
+        from .client_role import client_cases as all_cases
+    cases = select(all_cases(), args.sections)
+    if args.sections and not cases:
+        parser.error(f"no case id starts with {' or '.join(args.sections)}")
+    if args.list:
+        for case in cases:
+            out.print(f"{case.id}\t{case.level.value}\t{case.title}", highlight=False)
+        return EXIT_OK
+    async with AsyncExitStack() as stack:
+        target: object
+        try:
+            if args.role == "server":
+                from .server_setup import prepare_server
+
+                target, capabilities, meta = await prepare_server(args, parser, stack)
+            else:
+                from .client_role import prepare_client
+
+                target, capabilities, meta = await prepare_client(args, parser, stack)
+        except TargetError as exc:
+            err.print(f"[red]{exc}")
+            return EXIT_TARGET
+        return await _run(args, cases, target, capabilities, meta, out, err)
+
+
+class TargetError(Exception):
+    """The implementation under test could not be started or reached."""
+
+
+async def _run(
+    args: argparse.Namespace,
+    cases: list[Case],
+    target: object,
+    capabilities: set[str],
+    meta: dict[str, Any],
+    out: Console,
+    err: Console,
+) -> int:
+    started = time.monotonic()
+    results: list[Result] = await run_all(
+        cases,
+        target,
+        capabilities,
+        concurrency=int(args.concurrency),
+        limit=args.case_timeout,
+        console=err,
+    )
+    seconds = time.monotonic() - started
+    meta = {**meta, "role": args.role, "strict": args.strict, "seconds": round(seconds, 2)}
+    report.table(results, out, args.role, seconds)
+    if args.json:
+        report.write_json(args.json, results, meta)
+    if args.junit:
+        report.write_junit(args.junit, results, args.role, args.strict)
+    if args.html:
+        report.write_html(args.html, results, meta)
+    bad = report.failed(results, args.strict)
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+_ = wire

@@ -1,0 +1,141 @@
+"""A minimal RESP2 client for planting and inspecting sessions in Redis (STORE-REDIS.md).
+
+The suite needs a handful of plain commands (HSET, HGETALL, PEXPIRE, PTTL, EXISTS, DEL, SET,
+INFO) with raw byte values, including values no server would write (``seed "0123"``); it keeps
+its view of the store independent of the reference's store code.
+"""
+
+from __future__ import annotations
+
+import anyio
+from anyio.abc import SocketStream
+
+RespValue = bytes | int | list["RespValue"] | None
+
+
+class RespError(Exception):
+    """Redis answered an error reply, or the connection broke."""
+
+
+def _url_address(url: str) -> tuple[str, int, int]:
+    """``redis://HOST:PORT/DB`` -> (host, port, db)."""
+    if not url.startswith("redis://"):
+        raise ValueError(f"only redis://HOST:PORT/DB URLs are supported, not {url!r}")
+    rest = url[len("redis://") :]
+    hostport, _, db = rest.partition("/")
+    host, _, port = hostport.rpartition(":")
+    if not host:
+        host, port = hostport, "6379"
+    return host or "127.0.0.1", int(port), int(db or "0")
+
+
+class Resp:
+    """One connection; use :meth:`connect` as an async context manager."""
+
+    def __init__(self, stream: SocketStream) -> None:
+        self._stream = stream
+        self._buffer = bytearray()
+
+    @classmethod
+    async def connect(cls, url: str) -> Resp:
+        host, port, db = _url_address(url)
+        with anyio.fail_after(5):
+            stream = await anyio.connect_tcp(host, port)
+        client = cls(stream)
+        if db:
+            await client.call("SELECT", str(db))
+        return client
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def __aenter__(self) -> Resp:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def call(self, *args: str | bytes) -> RespValue:
+        parts = [b"*%d\r\n" % len(args)]
+        for arg in args:
+            raw = arg.encode() if isinstance(arg, str) else arg
+            parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+        with anyio.fail_after(5):
+            await self._stream.send(b"".join(parts))
+            return await self._reply()
+
+    async def _line(self) -> bytes:
+        while True:
+            end = self._buffer.find(b"\r\n")
+            if end >= 0:
+                line = bytes(self._buffer[:end])
+                del self._buffer[: end + 2]
+                return line
+            try:
+                self._buffer += await self._stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+                raise RespError("redis closed the connection") from exc
+
+    async def _exactly(self, size: int) -> bytes:
+        while len(self._buffer) < size + 2:
+            try:
+                self._buffer += await self._stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+                raise RespError("redis closed the connection") from exc
+        data = bytes(self._buffer[:size])
+        del self._buffer[: size + 2]
+        return data
+
+    async def _reply(self) -> RespValue:
+        line = await self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            raise RespError(rest.decode(errors="replace"))
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            size = int(rest)
+            return None if size < 0 else await self._exactly(size)
+        if kind == b"*":
+            count = int(rest)
+            if count < 0:
+                return None
+            return [await self._reply() for _ in range(count)]
+        raise RespError(f"unexpected reply {line[:40]!r}")
+
+    # -- typed helpers ---------------------------------------------------------------------
+
+    async def hgetall(self, key: str) -> dict[bytes, bytes]:
+        reply = await self.call("HGETALL", key)
+        assert isinstance(reply, list)
+        items = [item for item in reply if isinstance(item, bytes)]
+        return dict(zip(items[::2], items[1::2], strict=True))
+
+    async def pttl(self, key: str) -> int:
+        reply = await self.call("PTTL", key)
+        assert isinstance(reply, int)
+        return reply
+
+    async def exists(self, key: str) -> bool:
+        return await self.call("EXISTS", key) == 1
+
+    async def plant(self, key: str, fields: dict[str, bytes | str], expire_ms: int) -> None:
+        """Replace ``key`` with a hash of ``fields`` expiring in ``expire_ms``."""
+        await self.call("DEL", key)
+        args: list[str | bytes] = []
+        for name, value in fields.items():
+            args += [name, value]
+        await self.call("HSET", key, *args)
+        await self.call("PEXPIRE", key, str(expire_ms))
+
+    async def command_calls(self) -> int:
+        """Total calls of every command so far (``INFO commandstats``)."""
+        reply = await self.call("INFO", "commandstats")
+        assert isinstance(reply, bytes)
+        total = 0
+        for line in reply.decode().splitlines():
+            if line.startswith("cmdstat_") and "calls=" in line:
+                total += int(line.split("calls=", 1)[1].split(",", 1)[0])
+        return total

@@ -1,0 +1,616 @@
+"""Server cases that plant and inspect sessions in Redis (spec/STORE-REDIS.md), and cases
+that start the server themselves (Appendix B, shutdown)."""
+
+from __future__ import annotations
+
+import functools
+import secrets
+import time
+
+import anyio
+
+from . import wire
+from .model import Case, Check, Level, Skip
+from .probe import EOF, RESET, Probe, describe
+from .server_role import (
+    ServerTarget,
+    final_checksum,
+    new_id,
+    read_stream,
+    refused,
+    resume_stateful,
+)
+
+REDIS = frozenset({"redis"})
+SPAWN = frozenset({"spawn"})
+#: The session of §8.2 / §20.3.
+SEED = 0x0123456789ABCDEF
+CHECKSUM_N3 = bytes.fromhex("fab44cfb95287b3fd9778b517874bcb5a2dbfc24d5ce017ab9d892f60096990b")
+
+
+async def _plant(
+    target: ServerTarget, cid: str, fields: dict[str, bytes | str], ms: int = 60000
+) -> None:
+    async with await target.redis() as r:
+        await r.plant(target.key(cid), fields, ms)
+
+
+def _fields(seed: int, n: int) -> dict[str, bytes | str]:
+    return {"seed": str(seed), "n": str(n), "owner": ""}
+
+
+async def _planted(seed: int, n: int, nxt: int, target: ServerTarget, check: Check) -> None:
+    cid = new_id()
+    await _plant(target, cid, _fields(seed, n))
+    s = await resume_stateful(check, target, cid, n, nxt)
+    want = [wire.element(seed, i) for i in range(nxt, n)]
+    check.must(s.values == want, "values are not element(seed, i) of the planted seed")
+    full = wire.checksum([wire.element(seed, i) for i in range(n)])
+    check.must(final_checksum(s) == full, "FINAL checksum is not that of the planted seed")
+    async with await target.redis() as r:
+        gone = not await r.exists(target.key(cid))
+    check.note(f"key gone after FINAL: {gone}")
+    check.must(gone, "the session key still exists after FINAL")
+
+
+PLANTED = [
+    (
+        "redis-2/planted-seed-vector",
+        "the §20.3 session planted (seed 0x0123456789abcdef, n 3), resumed at 0",
+        SEED,
+        3,
+        0,
+    ),
+    (
+        "redis-2/planted-seed-u64-max",
+        "seed 18446744073709551615 (beyond 2^53) resumed at 2 of 6",
+        2**64 - 1,
+        6,
+        2,
+    ),
+    ("redis-2/planted-seed-zero", "seed 0 resumed at 0 of 4", 0, 4, 0),
+    (
+        "redis-2/planted-resume-late",
+        "a random seed, n 60, resumed at 55",
+        secrets.randbits(64),
+        60,
+        55,
+    ),
+    ("redis-2/planted-n-65535", "seed 2^63 with n 65535 resumed at 65533", 2**63, 65535, 65533),
+]
+
+
+async def _planted_open(target: ServerTarget, check: Check) -> None:
+    cid = new_id()
+    await _plant(target, cid, _fields(SEED, 3))
+    async with Probe(target.port, check) as probe:
+        await probe.send(wire.hello(wire.STATEFUL, 3, client_id=cid))
+        s = await read_stream(check, probe, target, wire.STATEFUL, 3, 0)
+    check.must(final_checksum(s) == CHECKSUM_N3, "not the planted session's sequence")
+
+
+async def _layout(target: ServerTarget, check: Check) -> None:
+    cid = new_id()
+    async with Probe(target.port, check) as probe:
+        await probe.send(wire.hello(wire.STATEFUL, 65535, client_id=cid))
+        s = await read_stream(check, probe, target, wire.STATEFUL, 65535, 0, take=4)
+        async with await target.redis() as r:
+            fields = await r.hgetall(target.key(cid))
+            pttl = await r.pttl(target.key(cid))
+    check.note(f"hash {fields!r}, PTTL {pttl} ms")
+    check.must(set(fields) == {b"seed", b"n", b"owner"}, f"fields {sorted(fields)}")
+    seed = fields[b"seed"]
+    check.must(seed.isdigit() and (seed == b"0" or not seed.startswith(b"0")), f"seed {seed!r}")
+    check.must(int(seed) < 2**64, "seed beyond u64")
+    check.must(fields[b"n"] == b"65535", f"n {fields[b'n']!r}")
+    check.must(fields[b"owner"] != b"", "owner is empty while a connection holds the session")
+    want = [wire.element(int(seed), i) for i in range(4)]
+    check.must(s.values == want, "values are not element(stored seed, i)")
+    check.must(0 < pttl <= target.ttl_ms + 1000 + 200, f"PTTL {pttl} ms while streaming")
+
+
+async def _lease(target: ServerTarget, check: Check) -> None:
+    cid = new_id()
+    lease = target.ttl + 1.0
+    async with Probe(target.port, check) as probe:
+        await probe.send(wire.hello(wire.STATEFUL, 65535, client_id=cid))
+        await read_stream(check, probe, target, wire.STATEFUL, 65535, 0, take=1)
+        samples = []
+        started = time.monotonic()
+        while time.monotonic() - started < lease + 1.5:
+            await anyio.sleep(0.25)
+            async with await target.redis() as r:
+                samples.append(await r.pttl(target.key(cid)))
+        frames = await probe.sleep_reading(0.1)
+    check.note(f"PTTL samples {samples[:3]}..{samples[-3:]}, then {len(frames)} frames")
+    check.must(min(samples) > 0, "the key expired while its connection was streaming")
+    check.should(
+        max(samples) > target.ttl_ms, f"the lease never exceeded the TTL ({max(samples)} ms)"
+    )
+
+
+async def _released(target: ServerTarget, check: Check) -> None:
+    cid = new_id()
+    async with Probe(target.port, check) as probe:
+        await probe.send(wire.hello(wire.STATEFUL, 500, client_id=cid))
+        await read_stream(check, probe, target, wire.STATEFUL, 500, 0, take=2)
+    fields: dict[bytes, bytes] = {}
+    pttl = -3
+    async with await target.redis() as r:
+        for _ in range(20):
+            await anyio.sleep(0.05)
+            fields = await r.hgetall(target.key(cid))
+            pttl = await r.pttl(target.key(cid))
+            if fields.get(b"owner") == b"":
+                break
+    check.note(f"after the drop: owner {fields.get(b'owner')!r}, PTTL {pttl} ms")
+    check.must(fields.get(b"owner") == b"", "owner not cleared after the drop")
+    check.must(target.ttl_ms - 1500 <= pttl <= target.ttl_ms, f"PTTL {pttl}, TTL {target.ttl_ms}")
+
+
+async def _owners(target: ServerTarget, check: Check) -> None:
+    ids = [new_id(), new_id()]
+    owners = []
+    async with Probe(target.port, check) as p1, Probe(target.port, check) as p2:
+        for probe, cid in zip((p1, p2), ids, strict=True):
+            await probe.send(wire.hello(wire.STATEFUL, 65535, client_id=cid))
+            await read_stream(check, probe, target, wire.STATEFUL, 65535, 0, take=1)
+        async with await target.redis() as r:
+            owners += [(await r.hgetall(target.key(cid))).get(b"owner") for cid in ids]
+        # the same id again on a third connection: a new token
+        async with Probe(target.port, check) as p3:
+            await p3.send(
+                wire.hello(wire.STATEFUL, 65535, next_index=1, resume=True, client_id=ids[0])
+            )
+            await read_stream(check, p3, target, wire.STATEFUL, 65535, 1, take=1)
+            async with await target.redis() as r:
+                owners.append((await r.hgetall(target.key(ids[0]))).get(b"owner"))
+    check.note(f"owners {owners}")
+    check.must(all(owners), "an empty owner token")
+    check.must(len(set(owners)) == 3, "owner tokens are not unique per connection")
+
+
+async def _fenced(target: ServerTarget, check: Check) -> None:
+    cid = new_id()
+    async with Probe(target.port, check) as probe:
+        await probe.send(wire.hello(wire.STATEFUL, 65535, client_id=cid))
+        await read_stream(check, probe, target, wire.STATEFUL, 65535, 0, take=1)
+        async with await target.redis() as r:
+            await r.call("HSET", target.key(cid), "owner", "conformance-intruder")
+            await r.call("PEXPIRE", target.key(cid), "600000")
+        taken = time.monotonic()
+        event = None
+        while time.monotonic() - taken < 1.0 + 3 * target.interval + 3.0:
+            event = await probe.event(1.0)
+            if not (isinstance(event, wire.Frame) and event.kind == wire.DATA):
+                break
+        check.note(f"after the foreign claim: {describe(event) if event else 'nothing'}")
+        check.must(
+            isinstance(event, wire.Frame) or event in (EOF, RESET),
+            "kept streaming after losing the lease",
+        )
+        check.should(
+            isinstance(event, wire.Frame) and event.error_code == 22,
+            f"expected ERROR SESSION_SUPERSEDED, got {describe(event) if event else 'nothing'}",
+        )
+    await anyio.sleep(0.3)
+    async with await target.redis() as r:
+        fields = await r.hgetall(target.key(cid))
+        pttl = await r.pttl(target.key(cid))
+    check.note(f"then owner {fields.get(b'owner')!r}, PTTL {pttl} ms")
+    check.must(fields.get(b"owner") == b"conformance-intruder", "the stale server changed owner")
+    check.must(pttl > 500000, f"the stale server re-armed the expiry ({pttl} ms)")
+
+
+async def _deleted_under(target: ServerTarget, check: Check) -> None:
+    cid = new_id()
+    async with Probe(target.port, check) as probe:
+        await probe.send(wire.hello(wire.STATEFUL, 65535, client_id=cid))
+        await read_stream(check, probe, target, wire.STATEFUL, 65535, 0, take=1)
+        async with await target.redis() as r:
+            await r.call("DEL", target.key(cid))
+        started = time.monotonic()
+        event = None
+        while time.monotonic() - started < 1.0 + 3 * target.interval + 3.0:
+            event = await probe.event(1.0)
+            if not (isinstance(event, wire.Frame) and event.kind == wire.DATA):
+                break
+        check.note(f"after the key vanished: {describe(event) if event else 'nothing'}")
+        check.must(
+            not (isinstance(event, wire.Frame) and event.kind == wire.DATA),
+            "kept streaming a session that no longer exists",
+        )
+        check.should(
+            isinstance(event, wire.Frame) and event.error_code in (22, 30),
+            "expected ERROR SESSION_SUPERSEDED or STORE_UNAVAILABLE, "
+            f"got {event and describe(event)}",
+        )
+    async with await target.redis() as r:
+        check.must(not await r.exists(target.key(cid)), "the server re-created the key")
+
+
+#: Hashes a reader MUST reject with STORE_UNAVAILABLE (STORE-REDIS §2, §7).
+BAD_RECORDS: list[tuple[str, str, dict[str, bytes | str]]] = [
+    ("seed-not-decimal", "seed 'abc'", {"seed": "abc", "n": "5", "owner": ""}),
+    ("seed-negative", "seed '-1'", {"seed": "-1", "n": "5", "owner": ""}),
+    (
+        "seed-2-64",
+        "seed 18446744073709551616 (one past u64)",
+        {"seed": str(2**64), "n": "5", "owner": ""},
+    ),
+    ("seed-hex", "seed '0x10'", {"seed": "0x10", "n": "5", "owner": ""}),
+    ("seed-empty", "seed ''", {"seed": "", "n": "5", "owner": ""}),
+    ("seed-space", "seed ' 5'", {"seed": " 5", "n": "5", "owner": ""}),
+    ("seed-missing", "no seed field", {"n": "5", "owner": ""}),
+    ("n-missing", "no n field", {"seed": "7", "owner": ""}),
+    ("n-zero", "n '0'", {"seed": "7", "n": "0", "owner": ""}),
+    ("n-65536", "n '65536'", {"seed": "7", "n": "65536", "owner": ""}),
+    ("n-float", "n '5.0'", {"seed": "7", "n": "5.0", "owner": ""}),
+]
+
+
+async def _bad_record(fields: dict[str, bytes | str], target: ServerTarget, check: Check) -> None:
+    cid = new_id()
+    await _plant(target, cid, fields)
+    n = 5
+    await refused(check, target, wire.hello(2, n, next_index=1, resume=True, client_id=cid), 30)
+
+
+async def _wrongtype(target: ServerTarget, check: Check) -> None:
+    cid = new_id()
+    async with await target.redis() as r:
+        await r.call("SET", target.key(cid), "not a hash", "PX", "60000")
+    await refused(check, target, wire.hello(2, 5, next_index=1, resume=True, client_id=cid), 30)
+
+
+async def _lenient_record(
+    fields: dict[str, bytes | str], target: ServerTarget, check: Check
+) -> None:
+    cid = new_id()
+    await _plant(target, cid, fields)
+    async with Probe(target.port, check) as probe:
+        await probe.send(wire.hello(2, 5, next_index=3, resume=True, client_id=cid))
+        event = await probe.event(5.0)
+        check.note(f"answered {describe(event)}")
+        if isinstance(event, wire.Frame) and event.kind == wire.WELCOME:
+            s = await read_stream_after_welcome(check, probe, target, event)
+            check.note(f"values {s}")
+        else:
+            check.must(
+                isinstance(event, wire.Frame) and event.error_code == 30,
+                f"neither a stream nor STORE_UNAVAILABLE: {describe(event)}",
+            )
+
+
+async def read_stream_after_welcome(
+    check: Check, probe: Probe, target: ServerTarget, welcome: wire.Frame
+) -> list[int]:
+    values = []
+    while True:
+        event = await probe.event(target.frame_wait)
+        if not isinstance(event, wire.Frame) or event.kind not in (wire.DATA, wire.FINAL):
+            break
+        values.append(event.u32(4))
+        if event.kind == wire.FINAL:
+            break
+    return values
+
+
+#: Records the spec leaves open (issue 8 point b): recorded, not judged.
+OPEN_RECORDS: list[tuple[str, str, dict[str, bytes | str]]] = [
+    ("seed-leading-zero", "seed '0123'", {"seed": "0123", "n": "5", "owner": ""}),
+    ("n-leading-zero", "n '05'", {"seed": "7", "n": "05", "owner": ""}),
+    ("owner-missing", "no owner field", {"seed": "7", "n": "5"}),
+    ("extra-field", "an extra field 'note'", {"seed": "7", "n": "5", "owner": "", "note": "x"}),
+]
+
+
+async def _mismatch_planted(target: ServerTarget, check: Check) -> None:
+    cid = new_id()
+    await _plant(target, cid, _fields(SEED, 5))
+    await refused(check, target, wire.hello(2, 6, next_index=1, resume=True, client_id=cid), 21)
+    async with await target.redis() as r:
+        fields = await r.hgetall(target.key(cid))
+    check.must(fields.get(b"seed") == str(SEED).encode(), "the planted record was changed")
+
+
+async def _expired_planted(target: ServerTarget, check: Check) -> None:
+    cid = new_id()
+    await _plant(target, cid, _fields(SEED, 5), ms=150)
+    await anyio.sleep(0.4)
+    await refused(check, target, wire.hello(2, 5, next_index=1, resume=True, client_id=cid), 20)
+
+
+async def _ops_per_number(target: ServerTarget, check: Check) -> None:
+    if target.interval >= 0.2:
+        raise Skip("needs an interval under 0.2 s to tell per-number from per-second commands")
+    # Two streams, the second 40 numbers longer: one command per number would show as 40
+    # more commands, one refresh per second as a few; per-connection overheads cancel out.
+    used: list[int] = []
+    seconds: list[float] = []
+    async with await target.redis() as r:
+        for n in (20, 60):
+            before = await r.command_calls()
+            async with Probe(target.port, check) as probe:
+                await probe.send(wire.hello(wire.STATEFUL, n, client_id=new_id()))
+                s = await read_stream(check, probe, target, wire.STATEFUL, n, 0)
+            await anyio.sleep(0.1)
+            used.append(await r.command_calls() - before - 1)  # minus our own INFO
+            seconds.append(s.times[-1] - s.welcome_at)
+    extra = used[1] - used[0]
+    allowed = 4 + 2 * (seconds[1] - seconds[0])
+    check.note(f"Redis commands: {used[0]} for 20 numbers, {used[1]} for 60 numbers")
+    check.must(
+        extra <= allowed, f"{extra} more commands for 40 more numbers (allowed {allowed:.0f})"
+    )
+
+
+def store_cases() -> list[Case]:
+    cases = [
+        Case(
+            cid,
+            title,
+            "WELCOME, values element(seed, i), FINAL checksum over all n; key gone",
+            Level.MUST,
+            functools.partial(_planted, seed, n, nxt),
+            REDIS,
+        )
+        for cid, title, seed, n, nxt in PLANTED
+    ]
+    cases += [
+        Case(
+            "redis-4/open-keeps-planted-seed",
+            "a HELLO without RESUME for a planted session "
+            "takes it over and keeps its seed (OPEN_SESSION)",
+            "the §20.3 sequence and checksum",
+            Level.MUST,
+            _planted_open,
+            REDIS,
+        ),
+        Case(
+            "redis-2/created-layout",
+            "a session the server creates is one hash {seed, n, owner} "
+            "at {prefix}session:{client_id}",
+            "decimal seed, n as sent, non-empty owner, an expiry; values = element(stored seed, i)",
+            Level.MUST,
+            _layout,
+            REDIS,
+        ),
+        Case(
+            "redis-5/lease-refreshed",
+            "while streaming the key never expires: the lease (TTL + refresh period) is refreshed",
+            "PTTL stays > 0 (MUST) and exceeds the TTL (SHOULD)",
+            Level.MUST,
+            _lease,
+            REDIS,
+        ),
+        Case(
+            "redis-5/ttl-after-drop",
+            "after a drop the owner is cleared and the expiry is the TTL",
+            "owner '' and PTTL within 1.5 s below the TTL",
+            Level.MUST,
+            _released,
+            REDIS,
+        ),
+        Case(
+            "redis-3/owner-tokens-unique",
+            "each connection uses its own non-empty owner token",
+            "three connections, three distinct tokens",
+            Level.MUST,
+            _owners,
+            REDIS,
+        ),
+        Case(
+            "redis-3/fencing-after-foreign-claim",
+            "another server's claim (owner overwritten) "
+            "makes the server stop without touching the key",
+            "stream stops, SESSION_SUPERSEDED "
+            "(SHOULD); owner and expiry left as the claimer set them (MUST)",
+            Level.MUST,
+            _fenced,
+            REDIS,
+        ),
+        Case(
+            "redis-3/key-deleted-while-streaming",
+            "the key disappears while the server "
+            "streams it: the refresh fails and the server stops",
+            "stream stops; ERROR "
+            "SESSION_SUPERSEDED or STORE_UNAVAILABLE (SHOULD); key not re-created",
+            Level.MUST,
+            _deleted_under,
+            REDIS,
+        ),
+        Case(
+            "redis-7/wrongtype",
+            "the key holds a string, not a hash",
+            "ERROR STORE_UNAVAILABLE",
+            Level.MUST,
+            _wrongtype,
+            REDIS,
+        ),
+        Case(
+            "redis-2/mismatch-planted",
+            "RESUME with n 6 for a planted session of n 5",
+            "ERROR SESSION_MISMATCH; record unchanged",
+            Level.MUST,
+            _mismatch_planted,
+            REDIS,
+        ),
+        Case(
+            "redis-5/expired-is-absent",
+            "a planted session whose expiry has passed",
+            "ERROR SESSION_UNKNOWN",
+            Level.MUST,
+            _expired_planted,
+            REDIS,
+        ),
+        Case(
+            "redis-6/no-store-ops-per-number",
+            "a stream costs O(1) store commands per "
+            "connection plus one refresh per second, none per number",
+            "commands counted by INFO commandstats within the bound",
+            Level.MUST,
+            _ops_per_number,
+            REDIS,
+            exclusive=True,
+        ),
+    ]
+    cases += [
+        Case(
+            f"redis-2/reject-{name}",
+            f"a planted hash with {title}",
+            "ERROR STORE_UNAVAILABLE (readers MUST reject, never guess)",
+            Level.MUST,
+            functools.partial(_bad_record, fields),
+            REDIS,
+        )
+        for name, title, fields in BAD_RECORDS
+    ]
+    cases += [
+        Case(
+            f"redis-2/open-{name}",
+            f"a planted hash with {title} (issue 8 point b)",
+            "recorded: streamed or STORE_UNAVAILABLE",
+            Level.INFO,
+            functools.partial(_lenient_record, fields),
+            REDIS,
+        )
+        for name, title, fields in OPEN_RECORDS
+    ]
+    return cases
+
+
+# -- cases that start the server themselves ------------------------------------------------------
+
+
+async def _usage_error(target: ServerTarget, check: Check) -> None:
+    assert target.spawner is not None
+    values = target.spawner.default_values()
+    values["port"] = "not-a-port"
+    status, stderr = await target.spawner.run_once(values, 10.0)
+    check.note(f"exit status {status}; stderr {stderr.strip()[-200:]!r}")
+    check.should(status == 2, f"exit status {status} for a bad --port, expected 2")
+
+
+async def _port_busy(target: ServerTarget, check: Check) -> None:
+    assert target.spawner is not None
+    values = target.spawner.default_values()
+    values["port"] = str(target.port)  # the server under test holds it
+    status, stderr = await target.spawner.run_once(values, 10.0)
+    check.note(f"exit status {status}; stderr {stderr.strip()[-200:]!r}")
+    check.should(status == 1, f"exit status {status} when the port is taken, expected 1")
+
+
+async def _announces(
+    interval: str, ttl: str, want_ms: tuple[int, int], target: ServerTarget, check: Check
+) -> None:
+    assert target.spawner is not None
+    values = target.spawner.default_values()
+    values.update(interval=interval, ttl=ttl)
+    server = await target.spawner.start(values)
+    try:
+        async with Probe(server.port, check) as probe:
+            await probe.send(wire.hello(wire.STATEFUL, 1, client_id=new_id()))
+            event = await probe.event(5.0)
+        check.must(isinstance(event, wire.Frame) and event.kind == wire.WELCOME, describe(event))
+        assert isinstance(event, wire.Frame)
+        w = wire.Welcome.parse(event.payload)
+        check.note(
+            f"--interval {interval} --session-ttl {ttl}: "
+            f"interval_ms {w.interval_ms}, ttl_ms {w.ttl_ms}"
+        )
+        check.must(
+            (w.interval_ms, w.ttl_ms) == want_ms,
+            f"announced {(w.interval_ms, w.ttl_ms)}, expected {want_ms}",
+        )
+    finally:
+        await server.terminate(5.0)
+
+
+async def _shutdown(target: ServerTarget, check: Check) -> None:
+    assert target.spawner is not None
+    server = await target.spawner.start(target.spawner.default_values())
+    cid = new_id()
+    status: int | None = None
+    try:
+        async with Probe(server.port, check) as probe:
+            await probe.send(wire.hello(wire.STATEFUL, 65535, client_id=cid))
+            await read_stream(check, probe, target, wire.STATEFUL, 65535, 0, take=2)
+            stopping = anyio.Event()
+
+            async def stop() -> None:
+                nonlocal status
+                status = await server.terminate(10.0)
+                stopping.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(stop)
+                event = None
+                while True:
+                    event = await probe.event(10.0)
+                    if not (isinstance(event, wire.Frame) and event.kind == wire.DATA):
+                        break
+                check.note(f"on SIGTERM: {describe(event)}")
+                check.must(
+                    isinstance(event, wire.Frame) and event.error_code == 32,
+                    f"expected ERROR SHUTTING_DOWN, got {describe(event)}",
+                )
+                await stopping.wait()
+        check.note(f"exit status {status}")
+        check.should(status == 0, f"exit status {status} after SIGTERM, expected 0")
+        if target.redis_url is not None:
+            async with await target.redis() as r:
+                fields = await r.hgetall(target.key(cid))
+                pttl = await r.pttl(target.key(cid))
+            check.note(f"session after shutdown: owner {fields.get(b'owner')!r}, PTTL {pttl}")
+            check.must(fields.get(b"owner") == b"", "the session was not released on shutdown")
+            check.must(pttl > 0, "the released session has no TTL")
+            await resume_stateful(check, target, cid, 65535, 2, take=1)
+    finally:
+        await server.kill()
+
+
+def process_cases() -> list[Case]:
+    return [
+        Case(
+            "B/usage-error-exit-2",
+            "the server started with --port not-a-port",
+            "exit status 2, no traceback needed",
+            Level.SHOULD,
+            _usage_error,
+            SPAWN,
+        ),
+        Case(
+            "B/port-taken-exit-1",
+            "the server started on a port already in use",
+            "exit status 1",
+            Level.SHOULD,
+            _port_busy,
+            SPAWN,
+        ),
+        Case(
+            "B/announces-interval-and-ttl",
+            "--interval 0.25 --session-ttl 7 are announced",
+            "interval_ms 250, session_ttl_ms 7000",
+            Level.MUST,
+            functools.partial(_announces, "0.25", "7", (250, 7000)),
+            SPAWN,
+        ),
+        Case(
+            "B/exponent-notation",
+            "--interval 2.5e-01 --session-ttl 1e+01 (C's %g)",
+            "interval_ms 250, session_ttl_ms 10000",
+            Level.SHOULD,
+            functools.partial(_announces, "2.5e-01", "1e+01", (250, 10000)),
+            SPAWN,
+        ),
+        Case(
+            "17/shutdown",
+            "SIGTERM while a stateful stream runs",
+            "ERROR SHUTTING_DOWN, exit 0 "
+            "(SHOULD); with Redis the session is released and resumable",
+            Level.MUST,
+            _shutdown,
+            SPAWN,
+        ),
+    ]
