@@ -2,6 +2,8 @@
 
 * end-to-end throughput at interval 0 for n = 65535, both variants, both anyio backends;
 * resume latency (TCP connect to the first resumed number), p50 and p99, memory vs Redis store;
+* resume latency by resume index (0 .. 65534), as a ratio to resuming at index 0 in the same run;
+* how a burst of resumes near the ends of long sessions delays other streams (lateness);
 * session-store operations per message sent.
 """
 
@@ -25,7 +27,7 @@ from reference.server import NumberServer, ServerConfig
 from reference.store import DelegatingStore, MemoryStore, SessionStore, open_store
 
 from .redis_fixture import RedisServerMissingError, redis_server
-from .support import RawReader, stateful_hello
+from .support import RawReader, stateful_hello, stateless_hello
 
 MAX_N = 0xFFFF
 
@@ -87,6 +89,111 @@ async def resume_latencies(store: SessionStore, resumes: int) -> list[float]:
     return latencies
 
 
+#: Resume points for the per-index table: index 0 is the floor (no prefix to hash).
+RESUME_INDICES = (0, 1_000, 16_384, 32_768, 60_000, MAX_N - 1)
+
+
+async def _open_session(port: int) -> str:
+    """A new stateful session of n = 65535, left disconnected (released) for resumes."""
+    client_id = str(uuid.uuid4())
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        await stream.send(stateful_hello(client_id, MAX_N))
+        welcome = await RawReader(stream).next()
+        assert welcome is not None
+        assert welcome.type == 0x02, welcome
+    return client_id
+
+
+async def _timed_resume(port: int, client_id: str, index: int) -> float:
+    """Seconds from TCP connect to the first resumed number (DATA, or FINAL at the last index)."""
+    started = time.perf_counter()
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        await stream.send(stateful_hello(client_id, MAX_N, resume=True, next_index=index))
+        reader = RawReader(stream)
+        welcome = await reader.next()
+        first = await reader.next()
+        elapsed = time.perf_counter() - started
+    assert welcome is not None
+    assert welcome.type == 0x02, welcome
+    assert first is not None
+    assert first.type in (0x03, 0x04), first
+    assert struct.unpack_from(">I", first.payload)[0] == index
+    return elapsed
+
+
+async def resume_latencies_by_index(resumes: int) -> dict[int, list[float]]:
+    """``resumes`` timed resumes at each of RESUME_INDICES, interleaved so noise hits all alike.
+
+    A resume at the last index gets FINAL and completes (deletes) its session, so that index
+    uses a session of its own for each resume, all opened before the timed loop.
+    """
+    latencies: dict[int, list[float]] = {index: [] for index in RESUME_INDICES}
+
+    async def body(port: int) -> float:
+        sessions = {index: await _open_session(port) for index in RESUME_INDICES}
+        last = [await _open_session(port) for _ in range(resumes)]
+        for resume in range(resumes):
+            sessions[MAX_N - 1] = last[resume]
+            for index in RESUME_INDICES:
+                latencies[index].append(await _timed_resume(port, sessions[index], index))
+        return 0.0
+
+    await _with_server(ServerConfig(interval=1.0), MemoryStore(), body)
+    return latencies
+
+
+async def burst_lateness(
+    streams: int, interval: float, burst: int, seconds: float
+) -> dict[str, list[float]]:
+    """Lateness of ``streams`` stateless streams at ``interval``, without then with a burst.
+
+    Each stream's lateness is its frames' arrival time minus its own schedule (first arrival +
+    j * interval), taken on the client side. The burst is ``burst`` resumes (index 65,000 of
+    n = 65535 sessions) per second, run during the second half of the window only.
+    """
+    results: dict[str, list[float]] = {"quiet": [], "burst": []}
+    count = int(seconds / interval)
+    half = count // 2
+
+    async def one_stream(port: int) -> None:
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            await stream.send(stateless_hello(count))
+            reader = RawReader(stream)
+            welcome = await reader.next()
+            assert welcome is not None
+            t0: float | None = None
+            for j in range(count):
+                frame = await reader.next()
+                assert frame is not None
+                assert frame.type in (0x03, 0x04), frame
+                now = time.perf_counter()
+                if t0 is None:
+                    t0 = now
+                results["quiet" if j < half else "burst"].append(now - (t0 + j * interval))
+
+    async def resumer(port: int) -> None:
+        await anyio.sleep(half * interval)
+        sessions = [await _open_session(port) for _ in range(burst)]
+        end = time.perf_counter() + (count - half) * interval
+        while time.perf_counter() < end:
+            tick = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for client_id in sessions:
+                    tg.start_soon(_timed_resume, port, client_id, 65_000)
+            await anyio.sleep(max(0.0, 1.0 - (time.perf_counter() - tick)))
+
+    async def body(port: int) -> float:
+        async with anyio.create_task_group() as tg:
+            for _ in range(streams):
+                tg.start_soon(one_stream, port)
+            if burst:
+                tg.start_soon(resumer, port)
+        return 0.0
+
+    await _with_server(ServerConfig(interval=interval), MemoryStore(), body)
+    return results
+
+
 class CountingStore(DelegatingStore):
     """Delegates to a real store and counts each operation: the per-message cost."""
 
@@ -132,8 +239,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
     parser.add_argument("--resumes", type=int, default=1000, help="resumes per store (1000)")
     parser.add_argument("--repeat", type=int, default=3, help="throughput runs, best kept (3)")
+    parser.add_argument(
+        "--only",
+        choices=["all", "resume"],
+        default="all",
+        help="'resume': only the per-index resume latency and the burst tables",
+    )
     args = parser.parse_args(argv)
     console = Console()
+    _resume_tables(console, args.resumes)
+    if args.only == "resume":
+        return 0
 
     table = Table(title="End to end, n = 65535, interval 0 (server and client in one process)")
     table.add_column("variant")
@@ -179,6 +295,44 @@ def main(argv: list[str] | None = None) -> int:
         ops.add_row(str(n), f"{interval:g}", f"{per_message:.4f}", _calls(calls))
     console.print(ops)
     return 0
+
+
+def _resume_tables(console: Console, resumes: int) -> None:
+    by_index = anyio.run(resume_latencies_by_index, max(1, resumes // 5))
+    floor = by_index[0]
+    table = Table(
+        title=f"Resume latency by index (memory store, {len(floor)} resumes each, interleaved;"
+        " floor = resume at index 0, same run)"
+    )
+    for column in ("index", "p50 (ms)", "p99 (ms)", "max (ms)", "p50 / floor", "p99 / floor"):
+        table.add_column(column, justify="right")
+    for index, values in by_index.items():
+        table.add_row(
+            str(index),
+            f"{_percentile(values, 0.5) * 1000:.2f}",
+            f"{_percentile(values, 0.99) * 1000:.2f}",
+            f"{max(values) * 1000:.2f}",
+            f"{_percentile(values, 0.5) / _percentile(floor, 0.5):.2f}",
+            f"{_percentile(values, 0.99) / _percentile(floor, 0.99):.2f}",
+        )
+    console.print(table)
+
+    streams, interval, burst, seconds = 20, 0.02, 20, 6.0
+    lateness = Table(
+        title=f"Lateness of {streams} streams at {interval * 1000:g} ms interval: first half of"
+        f" a {seconds:g} s window quiet, second half with {burst} resumes/s at index 65,000"
+    )
+    for column in ("phase", "frames", "p50 (ms)", "p99 (ms)", "max (ms)"):
+        lateness.add_column(column, justify="right")
+    for phase, values in anyio.run(burst_lateness, streams, interval, burst, seconds).items():
+        lateness.add_row(
+            phase,
+            str(len(values)),
+            f"{_percentile(values, 0.5) * 1000:.2f}",
+            f"{_percentile(values, 0.99) * 1000:.2f}",
+            f"{max(values) * 1000:.2f}",
+        )
+    console.print(lateness)
 
 
 def _calls(calls: Counter[str]) -> str:

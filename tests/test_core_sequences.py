@@ -28,6 +28,7 @@ from reference.protocol.sequences import (
     stateful_checksum,
     stateful_prefix_checksum,
     stateful_value,
+    stateful_values_be,
     stateless_sum,
     stateless_value,
 )
@@ -232,6 +233,28 @@ def test_prefix_checksum_continues_to_the_whole(seed: int, data: st.DataObject) 
         stateful_prefix_checksum(seed, k).digest()
         == hashlib.sha256(packed([stateful_value(seed, i) for i in range(k)])).digest()
     )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2**53 + 1, 2**63, MASK64, 0x0123_4567_89AB_CDEF])
+def test_vectorised_values_equal_the_generator_over_the_whole_range(seed: int) -> None:
+    """numpy's uint64 arithmetic must wrap exactly like SplitMix64's, at every index 0..65534."""
+    highs = [v >> 32 for v in islice(splitmix64(seed), MAX_N)]
+    assert stateful_values_be(seed, 0, MAX_N) == packed(highs)
+    for begin, end in ((0, 0), (0, 1), (MAX_N - 1, MAX_N), (4095, 4097), (60_000, 65_534)):
+        assert stateful_values_be(seed, begin, end) == packed(highs[begin:end])
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 4096, 60_000, MAX_N - 1])
+def test_prefix_checksum_at_resume_points_equals_the_oracle(count: int) -> None:
+    seed = 0xFEDC_BA98_7654_3210
+    expected = hashlib.sha256(packed([v >> 32 for v in islice(splitmix64(seed), count)]))
+    assert stateful_prefix_checksum(seed, count).digest() == expected.digest()
+
+
+@pytest.mark.parametrize(("seed", "begin", "end"), [(-1, 0, 1), (MASK64 + 1, 0, 1), (1, 5, 4)])
+def test_vectorised_values_refuse_bad_arguments(seed: int, begin: int, end: int) -> None:
+    with pytest.raises(ValueError, match=r"seed|range"):
+        stateful_values_be(seed, begin, end)
 
 
 def test_stateful_checksum_of_empty_prefix_is_sha256_of_nothing() -> None:

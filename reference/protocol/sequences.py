@@ -1,6 +1,9 @@
 """The two number sequences and the checksum, as spec/PROTOCOL.md defines them.
 
 Pure functions of their arguments: the seed and ``a`` come from the caller's random source.
+Single values are computed with Python integers (one per number sent); whole prefixes, which a
+resuming server must hash (up to 65,534 values), are computed with numpy over uint64 arrays, whose
+arithmetic wraps modulo 2^64 exactly as SplitMix64 needs.
 """
 
 from __future__ import annotations
@@ -8,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import struct
 
+import numpy as np
+
 _MASK64 = (1 << 64) - 1
-_U32_BE = struct.Struct(">I")
 #: SplitMix64 increment (the odd integer closest to 2^64 / golden ratio).
 SPLITMIX64_GAMMA = 0x9E3779B97F4A7C15
 SPLITMIX64_MUL1 = 0xBF58476D1CE4E5B9
@@ -73,10 +77,29 @@ def stateful_prefix_checksum(seed: int, count: int) -> Checksum:
     return checksum
 
 
+def stateful_values_be(seed: int, begin: int, end: int) -> bytes:
+    """Values ``begin..end-1`` of the session seeded ``seed``, each as 4 big-endian bytes.
+
+    Shape: ``4 * (end - begin)`` bytes, exactly what the checksum hashes for those indices
+    (spec/PROTOCOL.md §7.4). Vectorised: about a millisecond for 65,535 values. Raises ValueError
+    unless ``0 <= begin <= end`` and ``seed`` is a u64.
+    """
+    if not 0 <= begin <= end:
+        raise ValueError(f"bad index range {begin}..{end}")
+    if not 0 <= seed <= _MASK64:
+        raise ValueError(f"seed {seed} is not a u64")
+    z = np.arange(begin + 1, end + 1, dtype=np.uint64)  # SplitMix64's k-th output uses k * gamma
+    z *= np.uint64(SPLITMIX64_GAMMA)
+    z += np.uint64(seed)
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(SPLITMIX64_MUL1)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(SPLITMIX64_MUL2)
+    z ^= z >> np.uint64(31)
+    z >>= np.uint64(32)
+    return z.astype(">u4").tobytes()
+
+
 def extend_stateful_checksum(checksum: Checksum, seed: int, begin: int, end: int) -> None:
     """Feed values ``begin..end-1`` into ``checksum`` in one hash update (callers may slice)."""
-    packed = bytearray(4 * (end - begin))
-    pack_into = _U32_BE.pack_into
-    for offset, index in enumerate(range(begin, end)):
-        pack_into(packed, 4 * offset, stateful_value(seed, index))
-    checksum._hash.update(packed)
+    checksum._hash.update(stateful_values_be(seed, begin, end))
