@@ -222,10 +222,12 @@ class TestContract:
         """Held leases are extended; superseded, released and absent ones are reported lost."""
         store, ttl = backend.store, backend.ttl_ms
         held, taken, released, absent = (new_id() for _ in range(4))
-        await store.open_session(held, R1, "a", ttl)
+        await store.open_session(held, R1, "a", LONG_MS)
         await store.open_session(taken, R1, "old", LONG_MS)
-        assert await store.claim(taken, "new", ttl) == R1
         await store.open_session(released, R2, "r", LONG_MS)
+        # Short leases last, just before the batch (one round trip each, far below ``ttl``).
+        assert await store.refresh(held, "a", ttl) is True
+        assert await store.claim(taken, "new", ttl) == R1
         assert await store.release(released, "r", ttl) is True
         leases = [
             Lease(held, "a"),
@@ -254,16 +256,24 @@ class TestContract:
         assert await store.refresh_many([Lease(cid, "new")], LONG_MS) == [False]
 
     async def test_refresh_many_of_many_sessions(self, backend: Backend) -> None:
+        """300 leases in a batch: the held ones shortened then extended, the stale ones fenced."""
         store = backend.store
         ids = [new_id() for _ in range(300)]
+        records = [SessionRecord(seed=i, n=i + 1) for i in range(300)]
         for i, cid in enumerate(ids):
-            await store.open_session(cid, SessionRecord(seed=i, n=i + 1), str(i), backend.ttl_ms)
-        lost = {3, 150, 299}
-        leases = [Lease(cid, "stale" if i in lost else str(i)) for i, cid in enumerate(ids)]
-        assert await store.refresh_many(leases, LONG_MS) == [i not in lost for i in range(300)]
+            await store.open_session(cid, records[i], str(i), LONG_MS)
+        lost = {0, 3, 150, 299}
+        for i in lost:
+            assert await store.claim(ids[i], "successor", LONG_MS) == records[i]
+        leases = [Lease(cid, str(i)) for i, cid in enumerate(ids)]
+        expected = [i not in lost for i in range(300)]
+        assert await store.refresh_many(leases, backend.ttl_ms) == expected  # all short now
+        assert await store.refresh_many(leases, LONG_MS) == expected  # all long again
         await backend.after_expiry()
         for i, cid in enumerate(ids):
-            assert await store.get(cid) == (None if i in lost else SessionRecord(seed=i, n=i + 1))
+            assert await store.get(cid) == records[i]
+        for i in lost:  # the stale short refresh did not cut the successor's lease
+            assert await store.refresh(ids[i], "successor", LONG_MS) is True
 
     async def test_refresh_many_of_nothing(self, backend: Backend) -> None:
         assert await backend.store.refresh_many([], LONG_MS) == []
