@@ -1,0 +1,687 @@
+package main
+
+// The server: accept loop, one goroutine per connection, per-phase deadlines (spec/PROTOCOL.md
+// §5.2, §13, §14.2, §16.4, §17).
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config is the server's settings, checked by the command line (Appendix B).
+type Config struct {
+	ServeStateless, ServeStateful bool
+	Interval                      time.Duration // pacing between numbers (§13)
+	IntervalMs                    uint32        // announced in WELCOME
+	SessionTTLMs                  uint32        // §16.4, announced in WELCOME (stateful)
+	HandshakeTimeout              time.Duration // §5.2 step 2
+	MaxConnections                int           // §17
+	WriteStall                    time.Duration // §14.2: a write blocked longer is a drop
+	RefreshPeriod                 time.Duration // §16.4: lease refresh period
+	ShutdownGrace                 time.Duration // how long a blocked write may hold up shutdown
+}
+
+// Server serves NSP on a listener. Create with NewServer, run Serve, stop with Shutdown.
+type Server struct {
+	cfg      Config
+	store    Store
+	log      *Logger
+	serverID string
+
+	connSeq  atomic.Uint64
+	active   atomic.Int64 // connections being served (counted against MaxConnections)
+	refusing atomic.Int64 // SERVER_BUSY connections lingering
+
+	shutdown     chan struct{}
+	shutdownOnce sync.Once
+	wg           sync.WaitGroup
+
+	// Injectable randomness (tests): the stateful seed (§8.3, a CSPRNG) and stateless a (§6.1).
+	newSeed func() (uint64, error)
+	newA    func() (uint32, error)
+}
+
+// NewServer returns a server using store; cfg must have been validated.
+func NewServer(cfg Config, store Store, log *Logger) (*Server, error) {
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, err
+	}
+	return &Server{
+		cfg: cfg, store: store, log: log,
+		serverID: "go-" + hex.EncodeToString(id[:]),
+		shutdown: make(chan struct{}),
+		newSeed:  cryptoSeed,
+		newA:     cryptoA,
+	}, nil
+}
+
+func cryptoSeed() (uint64, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, err
+	}
+	return binary.BigEndian.Uint64(b[:]), nil
+}
+
+// cryptoA draws a uniformly from 1..255 (rejecting the byte 0).
+func cryptoA() (uint32, error) {
+	var b [1]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, err
+		}
+		if b[0] != 0 {
+			return uint32(b[0]), nil
+		}
+	}
+}
+
+func (s *Server) isShuttingDown() bool {
+	select {
+	case <-s.shutdown:
+		return true
+	default:
+		return false
+	}
+}
+
+// Shutdown stops accepting (the caller closes the listener), tells every open connection
+// SHUTTING_DOWN, releases their sessions, and waits for every connection goroutine (§17).
+func (s *Server) Shutdown() {
+	s.shutdownOnce.Do(func() { close(s.shutdown) })
+	s.wg.Wait()
+}
+
+// Serve accepts until the listener is closed. Temporary accept errors (EMFILE, ENFILE) back off
+// from 5 ms doubling to 1 s instead of spinning (§17), as net/http's Server does.
+func (s *Server) Serve(ln net.Listener) error {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.isShuttingDown() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Temporary() { //nolint:staticcheck // what net/http does
+				if delay == 0 {
+					delay = 5 * time.Millisecond
+				} else if delay *= 2; delay > time.Second {
+					delay = time.Second
+				}
+				s.log.Warnf("accept: %v; retrying in %v", err, delay)
+				select {
+				case <-time.After(delay):
+				case <-s.shutdown:
+					return nil
+				}
+				continue
+			}
+			return err
+		}
+		delay = 0
+		if s.active.Add(1) > int64(s.cfg.MaxConnections) {
+			s.active.Add(-1)
+			s.refuse(c, ServerBusy, "server at its connection limit")
+			continue
+		}
+		s.wg.Add(1)
+		go s.handle(c)
+	}
+}
+
+// refuse answers a connection it will not serve, without reading its HELLO (§5.2 step 1): ERROR,
+// then shut the write side and discard input for up to 1 s so that the kernel does not reset
+// the connection under the ERROR (§10). At most MaxConnections linger; beyond that, close.
+func (s *Server) refuse(c net.Conn, code Code, msg string) {
+	if s.refusing.Add(1) > int64(s.cfg.MaxConnections) {
+		s.refusing.Add(-1)
+		c.Close()
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer s.refusing.Add(-1)
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(time.Second))
+		if _, err := c.Write(appendError(nil, code, msg)); err != nil {
+			return
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		_, _ = io.Copy(io.Discard, c)
+	}()
+}
+
+// connection is one accepted connection being served.
+type connection struct {
+	s     *Server
+	c     net.Conn
+	id    uint64
+	owner string // stateful: this connection's owner token (§16.1)
+	hello *Hello
+	out   []byte // frames not yet written
+
+	events    chan connEvent
+	writeFail bool      // a write failed or timed out: nothing more may be written (§14.2)
+	deadline  time.Time // when the write deadline was last pushed forward
+}
+
+// connEvent is something that ends a stream: the client sent bytes or closed, or the lease was
+// lost.
+type connEvent struct {
+	kind eventKind
+	code Code  // evLost
+	err  error // evClosed
+}
+
+type eventKind int
+
+const (
+	evBytes  eventKind = iota // the client sent a byte after HELLO (UNEXPECTED_FRAME)
+	evClosed                  // EOF or socket error on the read side: a drop
+	evLost                    // the lease refresh failed: SESSION_SUPERSEDED or STORE_UNAVAILABLE
+)
+
+func (s *Server) handle(c net.Conn) {
+	defer s.wg.Done()
+	defer s.active.Add(-1)
+	cn := &connection{s: s, c: c, id: s.connSeq.Add(1), events: make(chan connEvent, 2)}
+	defer func() {
+		if r := recover(); r != nil { // a bug in this connection must not take the server down
+			s.log.Errorf("conn %d: internal error: %v", cn.id, r)
+			if !cn.writeFail {
+				cn.sendError(InternalError, "internal server error")
+			}
+		}
+		c.Close()
+	}()
+
+	// Shutdown during the handshake interrupts the pending read.
+	handshaking := make(chan struct{})
+	go func() {
+		select {
+		case <-s.shutdown:
+			_ = c.SetReadDeadline(time.Unix(1, 0))
+		case <-handshaking:
+		}
+	}()
+	hello, ok := cn.readHello()
+	close(handshaking)
+	if !ok {
+		return
+	}
+	cn.hello = hello
+	if hello.Mode == modeStateless && !s.cfg.ServeStateless || hello.Mode == modeStateful && !s.cfg.ServeStateful {
+		cn.sendError(UnsupportedMode, fmt.Sprintf("this server does not serve mode %d", hello.Mode))
+		return
+	}
+	if hello.Mode == modeStateless {
+		cn.serveStateless()
+	} else {
+		cn.serveStateful()
+	}
+}
+
+// readHello reads until a complete HELLO, within the handshake timeout (§5.2 step 2), and
+// validates it (§5.3 steps 1–14). On failure it has answered (or just closes) and returns false.
+func (cn *connection) readHello() (*Hello, bool) {
+	s := cn.s
+	_ = cn.c.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	buf := make([]byte, 0, 512)
+	eof := false
+	for {
+		state, hello, pe := parseHello(buf, eof)
+		switch state {
+		case helloDone:
+			_ = cn.c.SetReadDeadline(time.Time{})
+			s.log.Debugf("conn %d: HELLO mode %d resume %v n %d next_index %d", cn.id, hello.Mode, hello.Resume, hello.N, hello.NextIndex)
+			return hello, true
+		case helloFailed:
+			s.log.Debugf("conn %d: bad HELLO: %v", cn.id, pe)
+			cn.sendError(pe.Code, pe.Message)
+			return nil, false
+		}
+		if eof { // EOF on a frame boundary before any frame: the client just left
+			return nil, false
+		}
+		if len(buf) == cap(buf) {
+			grown := make([]byte, len(buf), 2*cap(buf))
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := cn.c.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			eof = true
+		} else if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if s.isShuttingDown() {
+					cn.sendError(ShuttingDown, "server shutting down")
+				} else {
+					cn.sendError(HandshakeTimeout, fmt.Sprintf("no complete HELLO within %v", s.cfg.HandshakeTimeout))
+				}
+			}
+			return nil, false // reset or other socket error: nothing to answer
+		}
+	}
+}
+
+// sendError writes pending frames and an ERROR (§4.4), unless an earlier write failed: an ERROR
+// behind a cut write would be read as the rest of a broken frame (§14.2).
+func (cn *connection) sendError(code Code, msg string) {
+	if cn.writeFail {
+		return
+	}
+	cn.s.log.Debugf("conn %d: ERROR %v: %s", cn.id, code, msg)
+	cn.out = appendError(cn.out, code, msg)
+	_ = cn.c.SetWriteDeadline(time.Now().Add(cn.s.cfg.ShutdownGrace))
+	cn.flush()
+}
+
+// flush writes cn.out whole; a failure (including the stall deadline) marks the connection.
+func (cn *connection) flush() bool {
+	if cn.writeFail {
+		return false
+	}
+	if len(cn.out) == 0 {
+		return true
+	}
+	_, err := cn.c.Write(cn.out)
+	cn.out = cn.out[:0]
+	if err != nil {
+		cn.writeFail = true
+		cn.s.log.Debugf("conn %d: write failed: %v", cn.id, err)
+		return false
+	}
+	return true
+}
+
+// pushWriteDeadline keeps the write deadline WriteStall ahead, moved at most once a second, so
+// that a write blocked for longer than WriteStall (±1 s) fails: a drop (§14.2).
+func (cn *connection) pushWriteDeadline(now time.Time) {
+	if now.Sub(cn.deadline) >= time.Second {
+		cn.deadline = now
+		_ = cn.c.SetWriteDeadline(now.Add(cn.s.cfg.WriteStall))
+	}
+}
+
+// startReader keeps a read pending after HELLO (§5.2 step 5): any byte is a violation, EOF or
+// an error a drop.
+func (cn *connection) startReader() {
+	cn.s.wg.Add(1)
+	go func() {
+		defer cn.s.wg.Done()
+		var b [1]byte
+		n, err := cn.c.Read(b[:])
+		if n > 0 {
+			cn.events <- connEvent{kind: evBytes}
+		} else {
+			cn.events <- connEvent{kind: evClosed, err: err}
+		}
+	}()
+}
+
+func (cn *connection) welcome(a uint32, ttl uint32) bool {
+	h := cn.hello
+	cn.out = appendWelcome(cn.out, Welcome{
+		Mode: h.Mode, N: h.N, NextIndex: h.NextIndex, IntervalMs: cn.s.cfg.IntervalMs, A: a, SessionTTLMs: ttl,
+	})
+	cn.pushWriteDeadline(time.Now())
+	return cn.flush()
+}
+
+// streamEnd says how a stream ended.
+type streamEnd int
+
+const (
+	endFinal    streamEnd = iota // FINAL written
+	endDropped                   // write failed, EOF or socket error
+	endViolated                  // the client sent a byte: UNEXPECTED_FRAME sent
+	endLost                      // lease lost: its ERROR sent, session not ours any more
+	endShutdown                  // SHUTTING_DOWN to be sent
+)
+
+// batchBytes: at interval 0 frames are written in batches of about this size.
+const batchBytes = 32 * 1024
+
+// stream sends the numbers next_index … n−1 at t0 + j·interval (§13), re-anchoring when more
+// than one interval behind; appendNumber appends the frame for one index (FINAL at n−1). It
+// returns at the first event that ends the stream; ERROR frames are left to the caller except
+// for a violation, which needs no store decision.
+func (cn *connection) stream(appendNumber func(dst []byte, index uint32) []byte) (streamEnd, Code) {
+	s := cn.s
+	h := cn.hello
+	interval := s.cfg.Interval
+	var timer *time.Timer
+	if interval > 0 {
+		timer = time.NewTimer(time.Hour)
+		stopTimer(timer)
+		defer stopTimer(timer)
+	}
+	t0 := time.Now()
+	for j, index := 0, h.NextIndex; index < h.N; j, index = j+1, index+1 {
+		var now time.Time
+		if interval > 0 && j > 0 {
+			due := t0.Add(time.Duration(j) * interval)
+			now = time.Now()
+			if now.Sub(due) > interval { // more than one interval behind: re-anchor
+				t0 = now.Add(-time.Duration(j) * interval)
+				due = now
+			}
+			if wait := due.Sub(now); wait > 0 {
+				timer.Reset(wait)
+				select {
+				case <-timer.C:
+				case ev := <-cn.events:
+					stopTimer(timer)
+					return cn.onEvent(ev)
+				case <-s.shutdown:
+					stopTimer(timer)
+					return endShutdown, ShuttingDown
+				}
+				now = time.Now()
+			}
+		}
+		select {
+		case ev := <-cn.events:
+			return cn.onEvent(ev)
+		case <-s.shutdown:
+			return endShutdown, ShuttingDown
+		default:
+		}
+		cn.out = appendNumber(cn.out, index)
+		if interval > 0 || len(cn.out) >= batchBytes || index == h.N-1 {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			cn.pushWriteDeadline(now)
+			if !cn.flush() {
+				return endDropped, 0
+			}
+		}
+	}
+	return endFinal, 0
+}
+
+func stopTimer(t *time.Timer) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+}
+
+func (cn *connection) onEvent(ev connEvent) (streamEnd, Code) {
+	switch ev.kind {
+	case evBytes:
+		return endViolated, UnexpectedFrame
+	case evLost:
+		return endLost, ev.code
+	default:
+		var ne net.Error
+		if cn.s.isShuttingDown() && errors.As(ev.err, &ne) && ne.Timeout() {
+			return endShutdown, ShuttingDown
+		}
+		cn.s.log.Debugf("conn %d: client gone: %v", cn.id, ev.err)
+		return endDropped, 0
+	}
+}
+
+// shutdownWatch bounds how long a blocked write can hold up shutdown: ShutdownGrace after the
+// shutdown starts, the pending write fails. It returns a function that ends the watch.
+func (cn *connection) shutdownWatch() func() {
+	done := make(chan struct{})
+	cn.s.wg.Add(1)
+	go func() {
+		defer cn.s.wg.Done()
+		select {
+		case <-done:
+			return
+		case <-cn.s.shutdown:
+		}
+		t := time.NewTimer(cn.s.cfg.ShutdownGrace)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			_ = cn.c.SetWriteDeadline(time.Unix(1, 0))
+		}
+	}()
+	return func() { close(done) }
+}
+
+// serveStateless: §6. a is drawn for a new stream, taken from the HELLO on a resume.
+func (cn *connection) serveStateless() {
+	s := cn.s
+	h := cn.hello
+	a := h.A
+	if !h.Resume {
+		var err error
+		if a, err = s.newA(); err != nil {
+			cn.sendError(InternalError, "no randomness")
+			return
+		}
+	}
+	if s.isShuttingDown() {
+		cn.sendError(ShuttingDown, "server shutting down")
+		return
+	}
+	defer cn.shutdownWatch()()
+	if !cn.welcome(a, 0) {
+		return
+	}
+	cn.startReader()
+	aBig := new(big.Int).SetUint64(uint64(a))
+	scratch := new(big.Int)
+	last := h.N - 1
+	end, code := cn.stream(func(dst []byte, index uint32) []byte {
+		return appendStatelessNumber(dst, index == last, index, aBig, scratch)
+	})
+	cn.finish(end, code, nil)
+}
+
+// serveStateful: §7.2, §11.2, §16.4.
+func (cn *connection) serveStateful() {
+	s := cn.s
+	h := cn.hello
+	id := h.ClientID
+	ttl := int64(s.cfg.SessionTTLMs)
+	lease := ttl + s.cfg.RefreshPeriod.Milliseconds()
+	cn.owner = fmt.Sprintf("%s:%d", s.serverID, cn.id)
+
+	var rec Record
+	if !h.Resume {
+		// Early check (§7.2 SHOULD): a wrong n must not take over a streaming session.
+		pre, err := s.store.Get(id)
+		if err != nil {
+			cn.storeFailed("get", err)
+			return
+		}
+		if pre != nil && pre.N != h.N {
+			cn.sendError(SessionMismatch, fmt.Sprintf("session has n = %d, HELLO has n = %d", pre.N, h.N))
+			return
+		}
+		seed, err := s.newSeed()
+		if err != nil {
+			cn.sendError(InternalError, "no randomness")
+			return
+		}
+		r, created, err := s.store.OpenSession(id, Record{Seed: seed, N: h.N}, cn.owner, lease)
+		if err != nil {
+			cn.storeFailed("open_session", err)
+			return
+		}
+		rec = r
+		s.log.Debugf("conn %d: session %s %s", cn.id, id, map[bool]string{true: "created", false: "taken over"}[created])
+	} else {
+		r, err := s.store.Claim(id, cn.owner, lease)
+		if err != nil {
+			cn.storeFailed("claim", err)
+			return
+		}
+		if r == nil {
+			cn.sendError(SessionUnknown, "session unknown or expired")
+			return
+		}
+		rec = *r
+	}
+	if rec.N != h.N { // the session is ours now: release it as on any disconnection (§7.2)
+		cn.release()
+		cn.sendError(SessionMismatch, fmt.Sprintf("session has n = %d, HELLO has n = %d", rec.N, h.N))
+		return
+	}
+	if s.isShuttingDown() {
+		cn.release()
+		cn.sendError(ShuttingDown, "server shutting down")
+		return
+	}
+	checksum := sessionChecksum(rec.Seed, rec.N)
+	defer cn.shutdownWatch()()
+	stopRefresh := cn.startRefresher(lease)
+	if !cn.welcome(0, s.cfg.SessionTTLMs) {
+		stopRefresh()
+		cn.release()
+		return
+	}
+	cn.startReader()
+	last := h.N - 1
+	seed := rec.Seed
+	end, code := cn.stream(func(dst []byte, index uint32) []byte {
+		if index == last {
+			return appendStatefulNumber(dst, index, element(seed, index), checksum[:])
+		}
+		return appendStatefulNumber(dst, index, element(seed, index), nil)
+	})
+	stopRefresh()
+	cn.finish(end, code, &seed)
+}
+
+// finish ends a stream: FINAL written → complete (stateful); otherwise release the session if
+// still ours, then the ERROR the end calls for.
+func (cn *connection) finish(end streamEnd, code Code, stateful *uint64) {
+	s := cn.s
+	switch end {
+	case endFinal:
+		if stateful != nil {
+			ok, err := s.store.Complete(cn.hello.ClientID, cn.owner)
+			if err != nil {
+				s.log.Warnf("conn %d: complete %s failed: %v (the session expires on its lease)", cn.id, cn.hello.ClientID, err)
+			} else if !ok {
+				s.log.Debugf("conn %d: complete %s: no longer the owner", cn.id, cn.hello.ClientID)
+			}
+		}
+		s.log.Debugf("conn %d: FINAL sent", cn.id)
+	case endLost:
+		cn.sendError(code, map[Code]string{
+			SessionSuperseded: "session taken over by a newer connection",
+			StoreUnavailable:  "session lease lost while the store was unreachable",
+		}[code])
+	default:
+		if stateful != nil {
+			cn.release()
+		}
+		switch end {
+		case endViolated:
+			cn.sendError(UnexpectedFrame, "bytes received after HELLO")
+		case endShutdown:
+			cn.sendError(ShuttingDown, "server shutting down")
+		}
+	}
+}
+
+// startRefresher refreshes the lease every RefreshPeriod (§16.4). A refresh answering false ends
+// the stream: SESSION_SUPERSEDED if the session still exists, else STORE_UNAVAILABLE. A store
+// error is logged and the next refresh tries again. The returned function stops it and waits.
+func (cn *connection) startRefresher(lease int64) func() {
+	s := cn.s
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(s.cfg.RefreshPeriod)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			ok, err := s.store.Refresh(cn.hello.ClientID, cn.owner, lease)
+			if err != nil {
+				s.log.Warnf("conn %d: lease refresh failed: %v", cn.id, err)
+				continue
+			}
+			if ok {
+				continue
+			}
+			code := StoreUnavailable
+			if rec, err := s.store.Get(cn.hello.ClientID); err == nil && rec != nil {
+				code = SessionSuperseded
+			}
+			cn.events <- connEvent{kind: evLost, code: code}
+			return
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+	}
+}
+
+func (cn *connection) release() {
+	ok, err := cn.s.store.Release(cn.hello.ClientID, cn.owner, int64(cn.s.cfg.SessionTTLMs))
+	if err != nil {
+		cn.s.log.Warnf("conn %d: release %s failed: %v (the session expires on its lease)", cn.id, cn.hello.ClientID, err)
+	} else if !ok {
+		cn.s.log.Debugf("conn %d: release %s: no longer the owner", cn.id, cn.hello.ClientID)
+	}
+}
+
+func (cn *connection) storeFailed(op string, err error) {
+	cn.s.log.Warnf("conn %d: store %s failed: %v", cn.id, op, err)
+	cn.sendError(StoreUnavailable, "session store unavailable")
+}
+
+// Logger writes levelled lines on stderr.
+type Logger struct {
+	level int
+	mu    sync.Mutex
+}
+
+const (
+	levelDebug = iota
+	levelInfo
+	levelWarning
+	levelError
+)
+
+func (l *Logger) logf(level int, tag, format string, args ...interface{}) {
+	if level < l.level {
+		return
+	}
+	line := time.Now().Format("15:04:05.000") + " nsp-server " + tag + " " + fmt.Sprintf(format, args...) + "\n"
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, _ = os.Stderr.WriteString(line)
+}
+
+func (l *Logger) Debugf(f string, a ...interface{}) { l.logf(levelDebug, "DEBUG", f, a...) }
+func (l *Logger) Infof(f string, a ...interface{})  { l.logf(levelInfo, "INFO", f, a...) }
+func (l *Logger) Warnf(f string, a ...interface{})  { l.logf(levelWarning, "WARNING", f, a...) }
+func (l *Logger) Errorf(f string, a ...interface{}) { l.logf(levelError, "ERROR", f, a...) }

@@ -1,0 +1,373 @@
+package main
+
+// The Redis session store of spec/STORE-REDIS.md: one hash per session at
+// {prefix}session:{client_id} with fields seed, n, owner; every operation one Lua script
+// (EVALSHA, EVAL on NOSCRIPT) or one command.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+const redisPrefix = "nsp:v1:"
+
+// The five scripts, byte for byte as in STORE-REDIS.md §4 (their SHA-1 is checked by a test).
+const (
+	luaOpenSession = `if ARGV[3] == '' or #ARGV[4] > 12 or not string.find(ARGV[4], '^%d+$') then
+  return redis.error_reply('ERR open_session: empty owner or bad lease_ms')
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'owner', ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  local record = redis.call('HMGET', KEYS[1], 'seed', 'n')
+  return {record[1], record[2], 0}
+end
+redis.call('HSET', KEYS[1], 'seed', ARGV[1], 'n', ARGV[2], 'owner', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return {ARGV[1], ARGV[2], 1}
+`
+	luaClaim = `if ARGV[1] == '' or #ARGV[2] > 12 or not string.find(ARGV[2], '^%d+$') then
+  return redis.error_reply('ERR claim: empty owner or bad lease_ms')
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return false
+end
+redis.call('HSET', KEYS[1], 'owner', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('HMGET', KEYS[1], 'seed', 'n')
+`
+	luaRefresh = `if #ARGV[2] > 12 or not string.find(ARGV[2], '^%d+$') then
+  return redis.error_reply('ERR refresh: bad lease_ms')
+end
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`
+	luaRelease = `if #ARGV[2] > 12 or not string.find(ARGV[2], '^%d+$') then
+  return redis.error_reply('ERR release: bad ttl_ms')
+end
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'owner', '')
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`
+	luaComplete = `if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+`
+)
+
+var (
+	scriptOpenSession = redis.NewScript(1, luaOpenSession)
+	scriptClaim       = redis.NewScript(1, luaClaim)
+	scriptRefresh     = redis.NewScript(1, luaRefresh)
+	scriptRelease     = redis.NewScript(1, luaRelease)
+	scriptComplete    = redis.NewScript(1, luaComplete)
+	allScripts        = []*redis.Script{scriptOpenSession, scriptClaim, scriptRefresh, scriptRelease, scriptComplete}
+)
+
+// redisOpTimeout bounds each operation's pool wait, connect and reply (STORE-REDIS.md §7).
+const redisOpTimeout = 2 * time.Second
+
+type redisStore struct {
+	pool   *redis.Pool
+	prefix string
+}
+
+// redisAddress parses redis://[user:password@]HOST[:PORT][/DB] (Appendix B).
+func redisAddress(raw string) (addr string, db int, opts []redis.DialOption, err error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "redis" || u.Hostname() == "" || u.RawQuery != "" || u.Fragment != "" {
+		return "", 0, nil, fmt.Errorf("not a redis://HOST:PORT/DB URL: %q", raw)
+	}
+	port := u.Port()
+	if port == "" {
+		port = "6379"
+	}
+	if p, perr := strconv.Atoi(port); perr != nil || p < 1 || p > 65535 {
+		return "", 0, nil, fmt.Errorf("bad port in %q", raw)
+	}
+	path := strings.TrimPrefix(u.Path, "/")
+	if path != "" {
+		db, err = strconv.Atoi(path)
+		if err != nil || db < 0 {
+			return "", 0, nil, fmt.Errorf("bad database number %q in %q", path, raw)
+		}
+	}
+	if u.User != nil {
+		if pw, ok := u.User.Password(); ok {
+			opts = append(opts, redis.DialPassword(pw))
+			if name := u.User.Username(); name != "" {
+				opts = append(opts, redis.DialUsername(name))
+			}
+		} else if name := u.User.Username(); name != "" {
+			opts = append(opts, redis.DialPassword(name))
+		}
+	}
+	return u.Host, db, opts, nil
+}
+
+// openRedisStore connects, PINGs and loads the scripts, so that a bad URL or an unreachable
+// Redis fails at start-up.
+func openRedisStore(raw string, maxConns int) (*redisStore, error) {
+	addr, db, opts, err := redisAddress(raw)
+	if err != nil {
+		return nil, err
+	}
+	if strings.Contains(addr, ":") == false {
+		addr += ":6379"
+	}
+	opts = append(opts,
+		redis.DialDatabase(db),
+		redis.DialConnectTimeout(redisOpTimeout),
+		redis.DialReadTimeout(redisOpTimeout),
+		redis.DialWriteTimeout(redisOpTimeout),
+	)
+	pool := &redis.Pool{
+		DialContext: func(ctx context.Context) (redis.Conn, error) {
+			return redis.DialContext(ctx, "tcp", addr, opts...)
+		},
+		MaxIdle:     64,
+		MaxActive:   maxConns,
+		IdleTimeout: time.Minute,
+		Wait:        true,
+	}
+	s := &redisStore{pool: pool, prefix: redisPrefix}
+	c, err := s.conn()
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	defer c.Close()
+	if _, err := c.Do("PING"); err != nil {
+		pool.Close()
+		return nil, &StoreError{err}
+	}
+	for _, sc := range allScripts {
+		if err := sc.Load(c); err != nil {
+			pool.Close()
+			return nil, &StoreError{fmt.Errorf("SCRIPT LOAD: %w", err)}
+		}
+	}
+	return s, nil
+}
+
+func (s *redisStore) conn() (redis.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), redisOpTimeout)
+	defer cancel()
+	c, err := s.pool.GetContext(ctx)
+	if err != nil {
+		return nil, &StoreError{err}
+	}
+	return c, nil
+}
+
+func (s *redisStore) key(id string) string { return s.prefix + "session:" + id }
+
+// run executes one script on one pooled connection; every failure is a *StoreError.
+func (s *redisStore) run(sc *redis.Script, id string, args ...interface{}) (interface{}, error) {
+	c, err := s.conn()
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	reply, err := sc.Do(c, append([]interface{}{s.key(id)}, args...)...)
+	if err != nil {
+		return nil, &StoreError{err}
+	}
+	return reply, nil
+}
+
+func ms(v int64) string { return strconv.FormatInt(v, 10) }
+
+// parseRecord checks seed and n as STORE-REDIS.md §2 requires: decimal, no sign, no leading
+// zeros, in range; anything else is a store failure, never a guess.
+func parseRecord(seedV, nV interface{}) (Record, error) {
+	seedS, err1 := redis.String(seedV, nil)
+	nS, err2 := redis.String(nV, nil)
+	if err1 != nil || err2 != nil {
+		return Record{}, &StoreError{errors.New("session hash lacks seed or n")}
+	}
+	seed, ok := strictDecimal(seedS)
+	if !ok {
+		return Record{}, &StoreError{fmt.Errorf("malformed seed %q", seedS)}
+	}
+	n, ok := strictDecimal(nS)
+	if !ok || n < 1 || n > maxN {
+		return Record{}, &StoreError{fmt.Errorf("malformed n %q", nS)}
+	}
+	return Record{Seed: seed, N: uint32(n)}, nil
+}
+
+func strictDecimal(s string) (uint64, bool) {
+	if s == "" || len(s) > 20 || (len(s) > 1 && s[0] == '0') {
+		return 0, false
+	}
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	return v, err == nil
+}
+
+func (s *redisStore) OpenSession(id string, fresh Record, owner string, leaseMs int64) (Record, bool, error) {
+	if err := checkOwner(owner); err != nil {
+		return Record{}, false, err
+	}
+	if err := checkDuration(leaseMs); err != nil {
+		return Record{}, false, err
+	}
+	reply, err := s.run(scriptOpenSession, id,
+		strconv.FormatUint(fresh.Seed, 10), strconv.FormatUint(uint64(fresh.N), 10), owner, ms(leaseMs))
+	if err != nil {
+		return Record{}, false, err
+	}
+	vals, err := redis.Values(reply, nil)
+	if err != nil || len(vals) != 3 {
+		return Record{}, false, &StoreError{fmt.Errorf("open_session: unexpected reply %v", reply)}
+	}
+	rec, err := parseRecord(vals[0], vals[1])
+	if err != nil {
+		return Record{}, false, err
+	}
+	created, err := redis.Int64(vals[2], nil)
+	if err != nil || (created != 0 && created != 1) {
+		return Record{}, false, &StoreError{fmt.Errorf("open_session: bad created flag %v", vals[2])}
+	}
+	return rec, created == 1, nil
+}
+
+func (s *redisStore) Claim(id, owner string, leaseMs int64) (*Record, error) {
+	if err := checkOwner(owner); err != nil {
+		return nil, err
+	}
+	if err := checkDuration(leaseMs); err != nil {
+		return nil, err
+	}
+	reply, err := s.run(scriptClaim, id, owner, ms(leaseMs))
+	if err != nil {
+		return nil, err
+	}
+	if reply == nil {
+		return nil, nil
+	}
+	vals, err := redis.Values(reply, nil)
+	if err != nil || len(vals) != 2 {
+		return nil, &StoreError{fmt.Errorf("claim: unexpected reply %v", reply)}
+	}
+	rec, err := parseRecord(vals[0], vals[1])
+	if err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+func (s *redisStore) flag(op string, sc *redis.Script, id string, args ...interface{}) (bool, error) {
+	reply, err := s.run(sc, id, args...)
+	if err != nil {
+		return false, err
+	}
+	v, err := redis.Int64(reply, nil)
+	if err != nil || (v != 0 && v != 1) {
+		return false, &StoreError{fmt.Errorf("%s: unexpected reply %v", op, reply)}
+	}
+	return v == 1, nil
+}
+
+func (s *redisStore) Refresh(id, owner string, leaseMs int64) (bool, error) {
+	if err := checkDuration(leaseMs); err != nil {
+		return false, err
+	}
+	return s.flag("refresh", scriptRefresh, id, owner, ms(leaseMs))
+}
+
+func (s *redisStore) Release(id, owner string, ttlMs int64) (bool, error) {
+	if err := checkDuration(ttlMs); err != nil {
+		return false, err
+	}
+	return s.flag("release", scriptRelease, id, owner, ms(ttlMs))
+}
+
+func (s *redisStore) Complete(id, owner string) (bool, error) {
+	return s.flag("complete", scriptComplete, id, owner)
+}
+
+func (s *redisStore) Get(id string) (*Record, error) {
+	c, err := s.conn()
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	vals, err := redis.Values(c.Do("HMGET", s.key(id), "seed", "n"))
+	if err != nil {
+		return nil, &StoreError{err}
+	}
+	if len(vals) != 2 {
+		return nil, &StoreError{fmt.Errorf("HMGET: unexpected reply %v", vals)}
+	}
+	if vals[0] == nil && vals[1] == nil {
+		return nil, nil
+	}
+	rec, err := parseRecord(vals[0], vals[1])
+	if err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+// globEscape escapes the glob characters of a SCAN pattern (STORE-REDIS.md §4, `count`).
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if strings.ContainsRune(`\*?[]`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func (s *redisStore) Count() (int, error) {
+	c, err := s.conn()
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	pattern := globEscape(s.prefix) + "session:*"
+	cursor, count := "0", 0
+	for {
+		vals, err := redis.Values(c.Do("SCAN", cursor, "MATCH", pattern, "COUNT", 1000))
+		if err != nil || len(vals) != 2 {
+			return 0, &StoreError{fmt.Errorf("SCAN: %v", err)}
+		}
+		cursor, err = redis.String(vals[0], nil)
+		if err != nil {
+			return 0, &StoreError{err}
+		}
+		keys, err := redis.Values(vals[1], nil)
+		if err != nil {
+			return 0, &StoreError{err}
+		}
+		count += len(keys)
+		if cursor == "0" {
+			return count, nil
+		}
+	}
+}
+
+func (s *redisStore) Close() error { return s.pool.Close() }
