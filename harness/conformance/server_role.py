@@ -847,9 +847,9 @@ async def _live_mismatch(resume: bool, target: ServerTarget, check: Check) -> No
 CASES.append(
     Case(
         "7.2/live-stream-survives-wrong-open",
-        "a HELLO without RESUME with a different n for a session being streamed",
-        "ERROR SESSION_MISMATCH to the newcomer; the live stream goes on (check first, §7.2)",
-        Level.SHOULD,
+        "a HELLO without RESUME with a different n for a session being streamed (issue 8 point a)",
+        "ERROR SESSION_MISMATCH to the newcomer; the live stream goes on (1.1: check first)",
+        Level.MUST,
         functools.partial(_live_mismatch, False),
     )
 )
@@ -857,8 +857,8 @@ CASES.append(
     Case(
         "7.2/live-stream-survives-wrong-resume",
         "a RESUME with a different n for a session being streamed (issue 8 point a)",
-        "ERROR SESSION_MISMATCH to the newcomer; the live stream goes on",
-        Level.SHOULD,
+        "ERROR SESSION_MISMATCH to the newcomer; the live stream goes on (1.1: check first)",
+        Level.MUST,
         functools.partial(_live_mismatch, True),
     )
 )
@@ -1124,22 +1124,51 @@ async def _hs_partial(target: ServerTarget, check: Check) -> None:
         await expect_error(check, probe, 10, within=target.handshake_timeout + 4)
 
 
-@case(
-    "3/first-byte-unknown-type",
-    "a single byte 0x09 and nothing else (issue 8 point k)",
-    "recorded: MALFORMED_FRAME at once (MAY) or HANDSHAKE_TIMEOUT",
-    Level.INFO,
-)
-async def _first_byte(target: ServerTarget, check: Check) -> None:
+async def _first_bytes(sent: bytes, code: int, target: ServerTarget, check: Check) -> None:
+    """1.1 (issue 8 point k): an unknown type byte is MALFORMED_FRAME as soon as it is in; one
+    or two bytes of a known type, or an incomplete known frame, wait for HANDSHAKE_TIMEOUT."""
     async with Probe(target.port, check) as probe:
-        await probe.send(b"\x09")
+        await probe.send(sent)
         started = time.monotonic()
-        event = await probe.event(target.handshake_timeout + 4)
-        check.note(f"{describe(event)} after {time.monotonic() - started:.2f} s")
-        check.must(
-            isinstance(event, wire.Frame) and event.error_code in (1, 10),
-            f"neither MALFORMED_FRAME nor HANDSHAKE_TIMEOUT: {describe(event)}",
+        within = 2.0 if code == 1 else target.handshake_timeout + 4
+        await expect_error(check, probe, code, within=within)
+        took = time.monotonic() - started
+        check.note(f"after {took:.2f} s")
+        if code == 10:
+            check.must(
+                took >= target.handshake_timeout - 0.5, f"HANDSHAKE_TIMEOUT after {took:.2f} s"
+            )
+
+
+FIRST_BYTES: list[tuple[str, str, bytes, int]] = [
+    ("3/first-byte-unknown-type", "a single byte 0x09 and nothing else", b"\x09", 1),
+    ("3/first-byte-zero", "a single byte 0x00 and nothing else", b"\x00", 1),
+    (
+        "3/first-byte-0xff-then-hello",
+        "byte 0xff followed by a valid HELLO",
+        b"\xff" + wire.hello(1, 3),
+        1,
+    ),
+    ("3/one-byte-of-hello", "the single byte 0x01 (a HELLO type) and nothing else", b"\x01", 10),
+    ("3/two-bytes-of-data-header", "two bytes 0x03 0x00 and nothing else", b"\x03\x00", 10),
+    (
+        "3/incomplete-data-frame",
+        "a DATA header announcing 5 bytes and 2 of them",
+        b"\x03\x00\x05\x00\x00",
+        10,
+    ),
+]
+for _id, _title, _sent, _code in FIRST_BYTES:
+    CASES.append(
+        Case(
+            _id,
+            f"{_title} (issue 8 point k)",
+            f"ERROR {wire.code_name(_code)} "
+            + ("within 2 s" if _code == 1 else "after the handshake timeout"),
+            Level.MUST,
+            functools.partial(_first_bytes, _sent, _code),
         )
+    )
 
 
 def server_cases() -> list[Case]:

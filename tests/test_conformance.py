@@ -1,0 +1,225 @@
+"""The conformance suite (``python -m harness.conformance``) against our implementations, and
+against deliberately broken ones so that the suite itself is shown able to fail.
+
+Each run goes through the real command line and reads the ``--json`` report. Our Python server
+and client must have no FAIL and no NON-STRICT case, the Node client no FAIL, except the cases
+listed in PENDING_1_1: rules that spec 1.1 (issue 8, points b-m) introduced and that the
+reference does not implement yet (spec11/edges are changing it; see
+/work/wt/_notes/conformance-findings.md). A pending case may pass or fail; any other FAIL
+breaks the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .redis_fixture import redis_server_or_skip
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_CLIENT = ROOT / "interop" / "node-client" / "client.js"
+TIMING = (
+    "--backoff-initial {backoff_initial} --backoff-max {backoff_max} --max-retries {max_retries} "
+    "--connect-timeout {connect_timeout} --min-silence {min_silence}"
+)
+
+#: Spec 1.1 rules the reference does not follow yet (case id -> the issue 8 point).
+PENDING_1_1 = {
+    "3/first-byte-unknown-type": "k",
+    "3/first-byte-zero": "k",
+    "redis-2/reject-seed-leading-zero": "b",
+    "redis-2/reject-n-leading-zero": "b",
+    "redis-2/reject-seed-plus": "b",
+    "redis-2/reject-n-plus": "b",
+    "B/refuses-interval-over-a-day": "j",
+    "B/refuses-ttl-over-a-day": "j",
+    "13.1/interval-tie-0.0025": "c",
+    "13.1/interval-tie-0.0005": "c",
+    "13.1/interval-tie-0.0125": "c",
+    "13.1/ttl-tie-1.0005": "c",
+    "B/store-url-prefix": "m",
+    "5.4/stateless-welcome-interval-over-a-day": "j",
+    "5.4/stateful-welcome-interval-over-a-day": "j",
+    "5.4/stateful-welcome-ttl-over-a-day": "j",
+    "12.2/silence-longer-than-ttl": "l",
+    "A.1/n-hex": "m",
+    "A.1/client-id-ignored-stateless": "m",
+    "A.1/n-leading-zeros": "m",
+}
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    with redis_server_or_skip() as url:
+        yield url
+
+
+def conformance(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    """Run the suite; (exit status, the --json report)."""
+    report = tmp_path / "report.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.conformance", *args, "--json", str(report)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert report.exists(), f"no report (exit {proc.returncode}): {proc.stderr[-2000:]}"
+    return proc.returncode, json.loads(report.read_text())
+
+
+def outcomes(report: dict[str, Any], *wanted: str) -> dict[str, str]:
+    return {
+        case["id"]: "; ".join(case["failures"]) or case["observed"]
+        for case in report["cases"]
+        if case["outcome"] in wanted
+    }
+
+
+def assert_conforms(status: int, report: dict[str, Any], *, strict: bool) -> None:
+    failed = {k: v for k, v in outcomes(report, "FAIL").items() if k not in PENDING_1_1}
+    assert not failed, f"FAIL: {json.dumps(failed, indent=1)}"
+    if strict:
+        lax = outcomes(report, "NON-STRICT")
+        assert not lax, f"NON-STRICT: {json.dumps(lax, indent=1)}"
+    pending = set(outcomes(report, "FAIL")) & set(PENDING_1_1)
+    assert status == (1 if pending else 0)
+    assert len(report["cases"]) >= 150
+
+
+def test_server_suite_against_the_reference(tmp_path: Path, redis_url: str) -> None:
+    status, report = conformance(tmp_path, "server", "--redis-url", redis_url)
+    assert_conforms(status, report, strict=True)
+    assert not outcomes(report, "SKIPPED"), "with Redis and a started server nothing is skipped"
+
+
+def test_client_suite_against_the_reference(tmp_path: Path) -> None:
+    status, report = conformance(tmp_path, "client")
+    assert_conforms(status, report, strict=True)
+
+
+def test_client_suite_against_the_node_client(tmp_path: Path) -> None:
+    node = shutil.which("node")
+    if node is None:
+        if os.environ.get("CI"):
+            pytest.fail("node is not installed; CI must run the interop tests", pytrace=False)
+        pytest.skip("node is not installed")
+    command = f"{node} {NODE_CLIENT} --port {{port}} --mode {{mode}} -n {{n}} {{json}} {TIMING}"
+    status, report = conformance(tmp_path, "client", "--client-cmd", command)
+    assert_conforms(status, report, strict=False)
+
+
+def test_server_suite_catches_a_broken_server(tmp_path: Path, redis_url: str) -> None:
+    command = (
+        f"{sys.executable} -m tests.conformance_fakes.broken_server --port {{port}} "
+        "--interval {interval} --session-ttl {ttl} --store {store} --log-level warning"
+    )
+    status, report = conformance(
+        tmp_path,
+        "server",
+        "7.2",
+        "11.2",
+        "redis-2/planted",
+        "--server-cmd",
+        command,
+        "--redis-url",
+        redis_url,
+    )
+    failed = outcomes(report, "FAIL")
+    assert status == 1
+    for case_id in (
+        "11.2/resume-continues-same-values",  # FINAL's checksum is not over the values sent
+        "11.2/resume-at-n-minus-1",
+        "redis-2/planted-seed-vector",  # values differ from element(seed, i)
+    ):
+        assert case_id in failed, f"{case_id} did not catch the flipped bits"
+    assert "6.1/new-stream-n-6" not in failed  # stateless is untouched and not selected
+
+
+def test_client_suite_catches_a_naive_client(tmp_path: Path) -> None:
+    command = (
+        f"{sys.executable} -m tests.conformance_fakes.naive_client --port {{port}} "
+        "--mode {mode} -n {n}"
+    )
+    status, report = conformance(
+        tmp_path,
+        "client",
+        "11/",
+        "5.4/stateful-welcome-version-2",
+        "12.1/server-busy",
+        "12.1/session-unknown-stream",
+        "20.1",
+        "--client-cmd",
+        command,
+    )
+    failed = outcomes(report, "FAIL")
+    passed = outcomes(report, "PASS")
+    assert status == 1
+    assert "20.1/stateless-text" in passed  # the happy path is right
+    assert "11/stateful-cut-after-two-numbers-fin" in failed  # never reconnects
+    assert "5.4/stateful-welcome-version-2" in failed  # accepts any WELCOME
+    assert "12.1/server-busy-hello-stateless" in failed  # a retryable code is not retried
+    assert "12.1/session-unknown-stream-stateful" in failed  # exit 0 after a final ERROR
+
+
+def test_bad_arguments_exit_2_with_one_line(tmp_path: Path) -> None:
+    for args, needle in [
+        (["server", "--ttl", "0"], "--ttl"),
+        (["server", "--port", "70000"], "--port"),
+        (["client", "--max-retries", "1"], "--max-retries"),
+        (["server", "--concurrency", "x"], "--concurrency"),
+    ]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "harness.conformance", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 2, (args, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert needle in lines[0], proc.stderr
+        assert "allowed" in lines[0], proc.stderr
+        assert proc.stdout == ""
+
+
+def test_unknown_section_is_a_usage_error() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.conformance", "server", "99.9"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "99.9" in proc.stderr
+
+
+def test_outputs_junit_and_html(tmp_path: Path) -> None:
+    junit, page = tmp_path / "r.xml", tmp_path / "r.html"
+    status, report = conformance(
+        tmp_path, "server", "5.3/step9", "--junit", str(junit), "--html", str(page)
+    )
+    assert status == 0
+    ids = {case["id"] for case in report["cases"]}
+    assert ids
+    assert all(i.startswith("5.3/step9") for i in ids)
+    for case in report["cases"]:
+        assert set(case) >= {"id", "outcome", "expected", "observed", "duration"}
+    xml = junit.read_text()
+    assert xml.count("<testcase") == len(ids)
+    html = page.read_text()
+    assert "5.3/step9-n-65537-u32" in html
+    assert "01 00 0f 01 01 00 00 01 00 01" in html  # the HELLO with n = 0x10001, in hex
