@@ -96,17 +96,20 @@ def assert_conforms(status: int, report: dict[str, Any], *, strict: bool) -> Non
     assert len(report["cases"]) >= 150
 
 
+@pytest.mark.timeout(300)  # a whole suite; the machine is shared and slow
 def test_server_suite_against_the_reference(tmp_path: Path, redis_url: str) -> None:
     status, report = conformance(tmp_path, "server", "--redis-url", redis_url)
     assert_conforms(status, report, strict=True)
     assert not outcomes(report, "SKIPPED"), "with Redis and a started server nothing is skipped"
 
 
+@pytest.mark.timeout(300)  # a whole suite; the machine is shared and slow
 def test_client_suite_against_the_reference(tmp_path: Path) -> None:
     status, report = conformance(tmp_path, "client")
     assert_conforms(status, report, strict=True)
 
 
+@pytest.mark.timeout(300)  # a whole suite; the machine is shared and slow
 def test_client_suite_against_the_node_client(tmp_path: Path) -> None:
     node = shutil.which("node")
     if node is None:
