@@ -27,7 +27,7 @@ from typing import TextIO
 import anyio
 from rich.console import Console
 
-from proxy import ChaosProxy
+from proxy import ChaosProxy, FaultEvent, ScheduledFault
 from proxy.cli import add_fault_arguments, fault_values
 from reference.cli import (
     add_common_arguments,
@@ -42,16 +42,26 @@ from reference.store import StoreError
 from . import processes
 from .clients import CLIENT_PLACEHOLDERS, client_argv, passes_client_id, run_client_process
 from .dashboard import ChaosUI, LiveDashboard, LogUI, NullUI, summary_line, summary_table
-from .model import ChaosOptions, ChaosReport, ClientPhase, ClientSpec, ClientState, RunView
+from .model import (
+    ChaosOptions,
+    ChaosReport,
+    ClientPhase,
+    ClientSpec,
+    ClientState,
+    RunView,
+    fault_rates,
+)
 from .redis_server import throwaway_redis
 from .servers import (
     HOST,
     SERVER_PLACEHOLDERS,
     Servers,
     ServerStartError,
+    SessionEvidence,
     in_process_server,
     subprocess_servers,
 )
+from .streams import nsp_shape
 from .verify import verify_result
 
 log = logging.getLogger("harness.chaos")
@@ -113,14 +123,21 @@ def client_specs(options: ChaosOptions, seed: int) -> tuple[int, list[ClientSpec
 
 
 async def run_chaos(
-    options: ChaosOptions, *, ui: ChaosUI | None = None, stop: anyio.Event | None = None
+    options: ChaosOptions,
+    *,
+    ui: ChaosUI | None = None,
+    stop: anyio.Event | None = None,
+    schedule: Sequence[ScheduledFault] = (),
+    replay_of: str | None = None,
 ) -> ChaosReport:
     """Run every client through the proxy and verify each; never raises for a failed client.
 
     ``stop`` ends the run early (as Ctrl-C does): running clients are killed and count as
-    failed, and the report is still complete. Raises ValueError for impossible options.
+    failed, and the report is still complete. ``schedule``: exact faults for the proxy (a
+    replay's; see ``replay_schedule``). Raises ValueError for impossible options.
     """
     check_options(options)
+    requested = options
     if options.store == "memory":
         options = dataclasses.replace(options, store="memory://")
     display = ui or NullUI()
@@ -145,6 +162,8 @@ async def run_chaos(
         clients=states,
         proxy={},
         server={},
+        requested=requested,
+        replay_of=replay_of,
     )
     try:
         with contextlib.ExitStack() as files:
@@ -158,7 +177,7 @@ async def run_chaos(
                     log.info("started a throwaway redis-server at %s", url)
                     options = dataclasses.replace(options, store=url)
                     view.options = report.options = options
-                await _run(options, view, report, display, stop, event_log, seed)
+                await _run(options, view, report, display, stop, event_log, seed, schedule)
     except* (ServerStartError, StoreError, OSError) as group:
         report.error = "; ".join(str(exc) for exc in _leaves(group))
         log.error("run aborted: %s", report.error)
@@ -174,6 +193,11 @@ async def run_chaos(
         and not report.timed_out
         and all(state.ok or _excused(options, state) for state in states)
     )
+    if report.false_successes:
+        log.error(
+            "%d client(s) claimed success with a wrong result (FALSE SUCCESS)",
+            report.false_successes,
+        )
     return report
 
 
@@ -185,30 +209,57 @@ async def _run(
     stop: anyio.Event | None,
     event_log: TextIO | None,
     seed: int,
+    schedule: Sequence[ScheduledFault],
 ) -> None:
     async with _servers(options, seed, view.clients) as servers:
         proxy = ChaosProxy(
             [(HOST, port) for port in servers.ports],
             config=options.fault_config(),
+            schedule=schedule,
             seed=view.proxy_seed,
             event_log=event_log,
+            sizer=nsp_shape if options.sized_faults else None,
         )
         async with anyio.create_task_group() as tg:
             port: int = await tg.start(functools.partial(proxy.serve, host=HOST))
+            # One listener per client: every connection is known to be that client's, its
+            # faults are drawn from (seed, client, connection number) whatever the timing.
+            for state in view.clients:
+                own = servers.port_for(state.spec.id)
+                state.port = await tg.start(
+                    functools.partial(
+                        proxy.serve,
+                        host=HOST,
+                        client=state.spec.id,
+                        upstreams=None if own is None else [(HOST, own)],
+                    )
+                )
             view.proxy, view.proxy_port, view.servers = proxy, port, servers
             display.start(view)
             try:
                 tg.start_soon(_refresh_loop, view, servers, display)
-                await _run_clients(options, view, report, servers, display, stop)
+                await _run_clients(options, view, report, servers, proxy, display, stop)
             finally:
                 view.now = anyio.current_time()
                 display.stop()
             report.proxy = proxy.counters.snapshot()
+            report.fault_rates = fault_rates(options.rates(), proxy.connections)
+            _attach_faults(view.clients, proxy)
             report.server = servers.stats()
             with anyio.move_on_after(2):
                 report.server["sessions_held"] = await servers.sessions_held()
             report.servers_killed = servers.kills
             tg.cancel_scope.cancel()
+
+
+def _attach_faults(clients: Sequence[ClientState], proxy: ChaosProxy) -> None:
+    """Give each client the faults that struck its connections, in connection order."""
+    by_client: dict[int, list[FaultEvent]] = {}
+    for record in proxy.connections:
+        if record.key.client is not None and record.fault is not None:
+            by_client.setdefault(record.key.client, []).append(record.fault)
+    for state in clients:
+        state.faults = by_client.get(state.spec.id, [])
 
 
 @asynccontextmanager
@@ -220,7 +271,8 @@ async def _servers(
         async with subprocess_servers(options, kills, clients) as running:
             yield running
     else:
-        async with in_process_server(options) as local:
+        ids = [state.spec.id for state in clients]
+        async with in_process_server(options, seed, ids) as local:
             yield local
 
 
@@ -238,11 +290,11 @@ async def _run_clients(
     view: RunView,
     report: ChaosReport,
     servers: Servers,
+    proxy: ChaosProxy,
     display: ChaosUI,
     stop: anyio.Event | None,
 ) -> None:
     """At most ``concurrency`` clients at once; the timeout and ``stop`` kill the rest."""
-    assert view.proxy_port is not None
     limiter = anyio.CapacityLimiter(options.effective_concurrency)
     with anyio.move_on_after(options.effective_timeout) as deadline:
         async with anyio.create_task_group() as run:
@@ -257,7 +309,7 @@ async def _run_clients(
             async with anyio.create_task_group() as clients:
                 for state in view.clients:
                     clients.start_soon(
-                        _one_client, options, state, limiter, view.proxy_port, servers, display
+                        _one_client, options, state, limiter, servers, proxy, display
                     )
             run.cancel_scope.cancel()
     report.timed_out = deadline.cancelled_caught and not report.interrupted
@@ -267,12 +319,14 @@ async def _one_client(
     options: ChaosOptions,
     state: ClientState,
     limiter: anyio.CapacityLimiter,
-    port: int,
     servers: Servers,
+    proxy: ChaosProxy,
     display: ChaosUI,
 ) -> None:
+    assert state.port is not None
     async with limiter:
-        await run_client_process(client_argv(options, state.spec, port), state)
+        await run_client_process(client_argv(options, state.spec, state.port), state)
+    _attach_faults([state], proxy)
     if state.reason is None:  # the process ran (a failed start has its reason already)
         await _judge(options, state, servers)
     else:
@@ -281,19 +335,17 @@ async def _one_client(
 
 
 async def _judge(options: ChaosOptions, state: ClientState, servers: Servers) -> None:
-    """Verify off the event loop: recomputing a checksum at n = 65535 takes a while."""
+    """Verify off the event loop: recomputing a checksum at n = 65535 takes a while.
+
+    The verdict: verified; final frame lost (confirmed by the server's evidence); corruption
+    caught (a corrupt fault hit the client and it failed loudly rather than claim a result);
+    FALSE SUCCESS (it claimed success with a wrong result: the worst there is); or failed.
+    """
     spec = state.spec
-    seeds = servers.seeds
-    seed = None
-    changed_seed = None
-    completed = None
+    evidence = SessionEvidence()
     reported_id = state.result.get("client_id") if state.result is not None else None
-    if seeds is not None and spec.mode == "stateful" and isinstance(reported_id, str):
-        record = seeds.get(reported_id)
-        seed = record.seed if record is not None else None
-        changed = servers.seed_changed(reported_id)
-        changed_seed = changed.seed if changed is not None else None
-        completed = servers.completed(reported_id)
+    if spec.mode == "stateful" and isinstance(reported_id, str):
+        evidence = await servers.evidence(reported_id, started_at=state.started_at)
     verdict = await anyio.to_thread.run_sync(
         functools.partial(
             verify_result,
@@ -302,18 +354,29 @@ async def _judge(options: ChaosOptions, state: ClientState, servers: Servers) ->
             n=spec.n,
             exit_code=state.exit_code,
             client_id=spec.client_id if passes_client_id(options) else None,
-            seed=seed,
-            seed_known=seeds is not None and servers.sees_every_seed,
-            changed_seed=changed_seed,
-            completed=completed,
+            seed=evidence.seed,
+            seed_known=evidence.seed_known,
+            changed_seed=evidence.changed_seed,
+            completed=evidence.completed,
         )
     )
     state.seed_checked = verdict.seed_checked
     state.reason = verdict.reason
+    claimed = state.result is not None and state.result.get("ok") is True
     if verdict.ok:
         state.phase = ClientPhase.VERIFIED
     elif verdict.final_frame_lost:
         state.phase = ClientPhase.FINAL_LOST
+    elif claimed and state.exit_code == 0:
+        state.phase = ClientPhase.FALSE_SUCCESS
+        state.reason = f"FALSE SUCCESS: claimed a result that is wrong: {verdict.reason}"
+    elif state.corrupted:
+        state.phase = ClientPhase.CORRUPTION_DETECTED
+        error = state.result.get("error") if state.result is not None else None
+        state.reason = (
+            f"corruption caught: failed loudly ({error or f'exit code {state.exit_code}'}) "
+            "after a corrupt fault"
+        )
     else:
         state.phase = ClientPhase.FAILED
 
@@ -330,7 +393,10 @@ def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
 
 
 def _excused(options: ChaosOptions, state: ClientState) -> bool:
-    """A confirmed final-frame loss is the protocol's documented limit, not a defect."""
+    """A confirmed final-frame loss is the protocol's documented limit, not a defect; a
+    corruption caught is what a client must do with a corrupted stream."""
+    if state.phase is ClientPhase.CORRUPTION_DETECTED:
+        return True
     return state.final_frame_lost and not options.strict
 
 

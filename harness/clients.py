@@ -61,6 +61,7 @@ async def run_client_process(argv: list[str], state: ClientState) -> None:
     """
     state.phase = ClientPhase.STARTING
     state.started_at = anyio.current_time()
+    state.argv = list(argv)
     log.debug("client %d: %s", state.spec.id, shlex.join(argv))
     try:
         process = await processes.start(argv)

@@ -184,12 +184,14 @@ def describe_faults(options: ChaosOptions) -> str:
             ("drop", options.drop_rate),
             ("reset", options.reset_rate),
             ("blackhole", options.blackhole_rate),
+            ("partition", options.partition_rate),
+            ("corrupt", options.corrupt_rate),
             ("refuse", options.refuse_rate),
         )
         if rate
     ]
-    if options.drop_rate or options.reset_rate or options.blackhole_rate:
-        parts.append(f"window {options.fault_window_bytes} B")
+    if options.rates() and options.fault_window is not None:
+        parts.append(f"window {options.fault_window} B")
     if options.limit_data is not None:
         parts.append(f"limit-data {options.limit_data} B")
     if options.latency or options.jitter:
@@ -208,6 +210,8 @@ def enabled_fault_kinds(options: ChaosOptions) -> list[str]:
         FaultKind.DROP: options.drop_rate > 0,
         FaultKind.RESET: options.reset_rate > 0,
         FaultKind.BLACKHOLE: options.blackhole_rate > 0,
+        FaultKind.PARTITION: options.partition_rate > 0,
+        FaultKind.CORRUPT: options.corrupt_rate > 0,
         FaultKind.REFUSE: options.refuse_rate > 0,
         FaultKind.LIMIT_DATA: options.limit_data is not None,
         FaultKind.LATENCY: bool(options.latency or options.jitter),
@@ -254,8 +258,14 @@ def summary_line(report: ChaosReport) -> str:
         verdict = "failed under --strict" if report.options.strict else "excused"
         lost = _plural(report.final_frames_lost, "final frame lost", "final frames lost")
         parts.append(f"{lost} (spec §16.6, {verdict})")
+    if report.corruptions_detected:
+        parts.append(
+            _plural(report.corruptions_detected, "corruption caught", "corruptions caught")
+        )
+    if report.false_successes:
+        parts.append(_plural(report.false_successes, "FALSE SUCCESS", "FALSE SUCCESSES"))
     parts += [
-        fault_summary(report.options, report.faults),
+        fault_summary(report.options, report.fault_counts),
         _plural(reconnects, "reconnect"),
     ]
     if report.servers_killed:

@@ -9,39 +9,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shlex
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal, Protocol
 
-from proxy import FaultConfig, FaultEvent
+from proxy import ConnectionRecord, FaultConfig, FaultEvent, FaultKind
 from proxy.cli import fault_config_from_args
+from proxy.faults import DEFAULT_FAULT_WINDOW, DRAWN_KINDS
 
 Mode = Literal["stateless", "stateful"]
 ModeChoice = Literal["stateless", "stateful", "both"]
 
 #: Downstream bytes before a stream's first number: the WELCOME frame (3-byte header + 23).
 WELCOME_BYTES = 26
-#: Stateful DATA frame: header, u32 index, u32 value; FINAL adds the 32-byte checksum.
-STATEFUL_DATA_BYTES = 11
-STATEFUL_FINAL_EXTRA = 32
-#: Stateless DATA frame without its value: header and u32 index.
-STATELESS_FRAME_OVERHEAD = 7
-MIN_FAULT_WINDOW = 64
-
 #: stderr lines that were not JSON events, kept per client to explain a failure.
 DIAGNOSTIC_LINES = 8
-
-
-def stream_bytes(mode: Mode, n: int) -> int:
-    """Downstream bytes of one uninterrupted stream, at most (a = 255), for sizing the window.
-
-    A stateless value a·2^i has at most 8 + i bits; a stateful frame has a fixed size.
-    """
-    if mode == "stateful":
-        return WELCOME_BYTES + STATEFUL_DATA_BYTES * n + STATEFUL_FINAL_EXTRA
-    values = sum((8 + i + 7) // 8 for i in range(n))
-    return WELCOME_BYTES + STATELESS_FRAME_OVERHEAD * n + values
 
 
 def modes_for(choice: ModeChoice) -> tuple[Mode, ...]:
@@ -90,10 +75,14 @@ class ChaosOptions:
     concurrency: int | None = None
     #: None: 30 s plus four times the streaming time of every wave of clients.
     timeout: float | None = None
-    # Faults (proxy.FaultConfig); fault_window None means one whole stream (see fault_window_bytes).
+    # Faults (proxy.FaultConfig). fault_window None: each drawn fault strikes a byte uniform
+    # over what its connection carries (the proxy's sizer reads it off the WELCOME); set: the
+    # standalone proxy's window semantics.
     drop_rate: float = 0.0
     reset_rate: float = 0.0
     blackhole_rate: float = 0.0
+    partition_rate: float = 0.0
+    corrupt_rate: float = 0.0
     fault_window: int | None = None
     refuse_rate: float = 0.0
     refuse_duration: float = 0.5
@@ -143,21 +132,18 @@ class ChaosOptions:
         return 30.0 + 4 * self.n * self.interval * waves
 
     @property
-    def fault_window_bytes(self) -> int:
-        """Default: the size of one whole stream of the largest mode run.
-
-        A terminal fault then cuts a connection at a uniform point of what it would carry, so
-        early, middle and final frames are all hit; resumed connections carry less, so fewer
-        of them are cut and every client finishes.
-        """
-        if self.fault_window is not None:
-            return self.fault_window
-        largest = max(stream_bytes(mode, self.n) for mode in self.modes)
-        return max(MIN_FAULT_WINDOW, largest)
+    def sized_faults(self) -> bool:
+        """Drawn faults strike uniformly within each connection (no ``fault_window``)."""
+        return self.fault_window is None
 
     def fault_config(self) -> FaultConfig:
         """Raises ValueError for impossible settings (the CLI turns it into exit status 2)."""
-        return fault_config_from_args(self, fault_window=self.fault_window_bytes)
+        return fault_config_from_args(self, fault_window=self.fault_window or DEFAULT_FAULT_WINDOW)
+
+    def rates(self) -> dict[str, float]:
+        """The drawn fault kinds that are on, with their rates."""
+        config = self.fault_config()
+        return {kind.value: config.rate(kind) for kind in DRAWN_KINDS if config.rate(kind) > 0}
 
     def client_timing(self) -> ClientTiming:
         """Timeouts long enough for the configured shaping, short enough to notice a blackhole."""
@@ -172,12 +158,34 @@ class ChaosOptions:
             max_retries=30,
         )
 
+    def options_json(self) -> dict[str, Any]:
+        """Exactly the options, as given: ``from_json`` rebuilds them (for ``--replay``)."""
+        doc = dataclasses.asdict(self)
+        doc["client_args"] = list(self.client_args)
+        doc["server_cmd"] = list(self.server_cmd)
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> ChaosOptions:
+        """The options ``options_json`` wrote; raises ValueError for anything else."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(doc) - names
+        if unknown:
+            raise ValueError(f"unknown options {', '.join(sorted(unknown))}")
+        values = dict(doc)
+        for name in ("client_args", "server_cmd"):
+            if name in values:
+                values[name] = tuple(values[name])
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
+
     def to_json(self) -> dict[str, Any]:
         doc = dataclasses.asdict(self)
         doc["client_args"] = list(self.client_args)
         doc["server_cmd"] = list(self.server_cmd)
         doc["servers"] = self.server_count
-        doc["fault_window"] = self.fault_window_bytes
         doc["concurrency"] = self.effective_concurrency
         doc["timeout"] = self.effective_timeout
         doc["client_timing"] = dataclasses.asdict(self.client_timing())
@@ -205,11 +213,36 @@ class ClientPhase(Enum):
     VERIFIED = "verified"
     #: spec/PROTOCOL.md §16.6, confirmed by the server: not a fault of the implementation.
     FINAL_LOST = "final lost"
+    #: A corrupt fault hit the client, which failed loudly (checksum or value check, or an
+    #: error exit) instead of claiming a result: what it must do.
+    CORRUPTION_DETECTED = "corruption caught"
     FAILED = "failed"
+    #: The client claimed success with a result that is wrong: the worst verdict there is.
+    FALSE_SUCCESS = "FALSE SUCCESS"
 
     @property
     def finished(self) -> bool:
-        return self in (ClientPhase.VERIFIED, ClientPhase.FINAL_LOST, ClientPhase.FAILED)
+        return self in _FINISHED
+
+    @property
+    def acceptable(self) -> bool:
+        """Passes a run: verified, or a non-success the client could not have avoided."""
+        return self in (
+            ClientPhase.VERIFIED,
+            ClientPhase.FINAL_LOST,
+            ClientPhase.CORRUPTION_DETECTED,
+        )
+
+
+_FINISHED = frozenset(
+    {
+        ClientPhase.VERIFIED,
+        ClientPhase.FINAL_LOST,
+        ClientPhase.CORRUPTION_DETECTED,
+        ClientPhase.FAILED,
+        ClientPhase.FALSE_SUCCESS,
+    }
+)
 
 
 #: The reference client's ``--events`` phase names, and what the dashboard calls them.
@@ -238,6 +271,15 @@ class ClientState:
     reason: str | None = None
     seed_checked: bool = False
     diagnostics: deque[str] = field(default_factory=lambda: deque(maxlen=DIAGNOSTIC_LINES))
+    #: The command line the client ran with, and its own proxy port.
+    argv: list[str] = field(default_factory=list)
+    port: int | None = None
+    #: Faults the proxy struck this client's connections with, in order.
+    faults: list[FaultEvent] = field(default_factory=list)
+
+    @property
+    def corrupted(self) -> bool:
+        return any(event.kind is FaultKind.CORRUPT for event in self.faults)
 
     @property
     def ok(self) -> bool:
@@ -310,10 +352,11 @@ class ClientState:
             "seed_checked": self.seed_checked,
             "client_seed": self.spec.seed,
             "duration_s": None if self.duration is None else round(self.duration, 3),
+            "command": shlex.join(self.argv) if self.argv else None,
+            "faults": [fault_json(event) for event in self.faults],
             "result": self.result,
         }
-        if self.spec.mode == "stateful":
-            doc["client_id"] = self.spec.client_id
+        doc["client_id"] = self.spec.client_id
         if not self.ok:
             doc["reason"] = self.reason or "did not finish"
             doc["diagnostics"] = list(self.diagnostics)
@@ -379,6 +422,44 @@ class RunView:
         return self.now - self.started_at
 
 
+#: The ``--report`` document's layout version; bumped whenever a field changes meaning.
+SCHEMA_VERSION = 2
+#: Fault kinds that strike a connection (the report's ``faults``); shaping is not listed.
+STRIKING_KINDS = frozenset({*DRAWN_KINDS, FaultKind.REFUSE, FaultKind.LIMIT_DATA})
+
+
+def fault_json(event: FaultEvent) -> dict[str, Any]:
+    """One fault as the report lists it: whose connection, what, and where in the stream."""
+    doc: dict[str, Any] = {
+        "client": event.client,
+        "connection": event.client_connection,
+        "kind": event.kind.value,
+        "frame_index": event.frame_index,
+        "frame": event.frame,
+        "offset": event.offset_downstream,
+        "t": round(event.t, 3),
+        "upstream": event.upstream,
+    }
+    if event.xor is not None:
+        doc["xor"] = event.xor
+    return doc
+
+
+def describe_fault(event: FaultEvent) -> str:
+    """``client 3 conn 2: drop at frame 117 (data)``, as dashboard and plain lines show it."""
+    where = f"byte {event.offset_downstream}"
+    if event.frame_index is not None:
+        where = f"frame {event.frame_index}" + (
+            f" ({event.frame})" if event.frame != "data" else ""
+        )
+    if event.kind is FaultKind.REFUSE:
+        where = "at connect"
+    who = f"client {event.client} conn {event.client_connection}"
+    if event.client is None:
+        who = f"proxy conn {event.connection}"
+    return f"{who}: {event.kind.value} {where}"
+
+
 @dataclass(slots=True, kw_only=True)
 class ChaosReport:
     """The outcome of a run; ``to_json`` is the ``--report`` document."""
@@ -395,6 +476,13 @@ class ChaosReport:
     interrupted: bool = False
     timed_out: bool = False
     error: str | None = None
+    #: mode -> {connections, rates, expected, injected}: see ``harness.rates``.
+    fault_rates: dict[str, Any] = field(default_factory=dict)
+    #: The report this run replayed, if it was a replay.
+    replay_of: str | None = None
+    #: The options as asked (``options`` may have resolved ``--store redis`` to a URL).
+    requested: ChaosOptions | None = None
+    store_events: dict[str, int] = field(default_factory=dict)
 
     @property
     def verified(self) -> int:
@@ -405,24 +493,87 @@ class ChaosReport:
         return sum(client.final_frame_lost for client in self.clients)
 
     @property
-    def faults(self) -> dict[str, int]:
+    def corruptions_detected(self) -> int:
+        return sum(client.phase is ClientPhase.CORRUPTION_DETECTED for client in self.clients)
+
+    @property
+    def false_successes(self) -> int:
+        return sum(client.phase is ClientPhase.FALSE_SUCCESS for client in self.clients)
+
+    @property
+    def fault_counts(self) -> dict[str, int]:
+        """Faults by kind, as the proxy counted them (shaping once per connection)."""
         faults = self.proxy.get("faults", {})
         return dict(faults) if isinstance(faults, dict) else {}
 
+    def fault_list(self) -> list[dict[str, Any]]:
+        """Every fault that struck a client's connection, by client and connection."""
+        return [
+            fault_json(event)
+            for client in self.clients
+            for event in client.faults
+            if event.kind in STRIKING_KINDS
+        ]
+
     def to_json(self) -> dict[str, Any]:
         return {
+            "schema_version": SCHEMA_VERSION,
             "ok": self.ok,
             "seed": self.seed,
             "proxy_seed": self.proxy_seed,
+            "seeds": {
+                "run": self.seed,
+                "proxy": self.proxy_seed,
+                "clients": {str(client.spec.id): client.spec.seed for client in self.clients},
+            },
             "duration_s": round(self.duration_s, 3),
             "interrupted": self.interrupted,
             "timed_out": self.timed_out,
             "error": self.error,
+            "replay_of": self.replay_of,
             "verified": self.verified,
             "final_frames_lost": self.final_frames_lost,
+            "corruptions_detected": self.corruptions_detected,
+            "false_successes": self.false_successes,
+            "options": (self.requested or self.options).options_json(),
             "config": self.options.to_json(),
+            "fault_rates": self.fault_rates,
+            "faults": self.fault_list(),
             "clients": [client.to_json() for client in self.clients],
             "proxy": self.proxy,
             "server": self.server,
             "servers_killed": self.servers_killed,
+            "store_events": self.store_events,
         }
+
+
+def fault_rates(rates: dict[str, float], records: Sequence[ConnectionRecord]) -> dict[str, Any]:
+    """Per mode: connections that carried stream data, and per drawn kind its rate R, the
+    expected count R x connections and the count injected on those connections.
+
+    A rate R means: the probability that a connection carrying stream data is struck by that
+    fault at a byte uniform over what it carries (so before its last byte); a resumed
+    connection carries only the rest of its stream.
+    """
+    table: dict[str, Any] = {}
+    for record in records:
+        if not record.carried_stream or record.label is None:
+            continue
+        row = table.setdefault(
+            record.label,
+            {
+                "connections": 0,
+                "rates": dict(rates),
+                "expected": {},
+                "injected": dict.fromkeys(rates, 0),
+            },
+        )
+        row["connections"] += 1
+        fault = record.fault
+        if fault is not None and fault.kind in DRAWN_KINDS:
+            row["injected"][fault.kind.value] = row["injected"].get(fault.kind.value, 0) + 1
+    for row in table.values():
+        row["expected"] = {
+            kind: round(rate * row["connections"], 2) for kind, rate in rates.items()
+        }
+    return dict(sorted(table.items()))

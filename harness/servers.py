@@ -11,6 +11,7 @@ the sessions that open and complete between two reads.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import random
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from anyio.abc import Process, TaskStatus
+from anyio.abc import Process, SocketAttribute, SocketStream, TaskStatus
 
 from reference.server import NumberServer, ServerConfig
 from reference.store import SessionRecord, SessionStore, StoreError, open_store
@@ -55,38 +56,87 @@ class ServerStartError(Exception):
     """A server did not accept connections in time; the run cannot start."""
 
 
-class InProcessServers:
-    """A NumberServer on this event loop, with a store that records seeds."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionEvidence:
+    """What the server side shows of one stateful client's session, for its verdict.
 
-    def __init__(self, server: NumberServer, store: RecordingStore, port: int) -> None:
+    ``seed``: the seed the server handed out (None if never seen). ``seed_known``: the harness
+    sees every session opened, so None means the server never opened one. ``changed_seed``: a
+    later, different seed for the same session (servers broke it). ``completed``: the session
+    was completed, i.e. FINAL was written (None: the harness cannot tell).
+    """
+
+    seed: int | None = None
+    seed_known: bool = False
+    changed_seed: int | None = None
+    completed: bool | None = None
+
+
+#: The client whose connection the in-process server is handling: its own listener's client.
+_CLIENT: contextvars.ContextVar[int] = contextvars.ContextVar("chaos_client", default=0)
+
+
+class SeededRandomSource:
+    """The in-process server's randomness, drawn from the run seed, the client and how many
+    draws that client's connections made: the same run seed gives every client the same ``a``
+    and session seeds, which is what makes ``--replay`` exact. Only the harness's own server
+    uses it; ``python -m reference.server`` keeps its cryptographic source."""
+
+    def __init__(self, seed: int) -> None:
+        self._seed = seed
+        self._draws: dict[tuple[str, int], int] = {}
+
+    def _rng(self, what: str) -> random.Random:
+        key = (what, _CLIENT.get())
+        count = self._draws.get(key, 0)
+        self._draws[key] = count + 1
+        return random.Random(f"{self._seed}:{what}:{key[1]}:{count}")
+
+    def stateless_a(self) -> int:
+        return self._rng("a").randint(1, 255)
+
+    def session_seed(self) -> int:
+        return self._rng("seed").getrandbits(64)
+
+
+class InProcessServers:
+    """A NumberServer on this event loop, with a store that records seeds.
+
+    Besides its own port it listens on one port per client (``port_for``), so it knows whose
+    connection it serves and can draw that client's randomness (``SeededRandomSource``).
+    """
+
+    def __init__(
+        self, server: NumberServer, store: RecordingStore, port: int, client_ports: dict[int, int]
+    ) -> None:
         self.server = server
         self.store = store
         self._port = port
+        self._client_ports = client_ports
 
     @property
     def ports(self) -> list[int]:
         return [self._port]
+
+    def port_for(self, client: int) -> int:
+        return self._client_ports.get(client, self._port)
 
     @property
     def kills(self) -> int:
         return 0
 
     @property
-    def seeds(self) -> Mapping[str, SessionRecord]:
-        return self.store.sessions
-
-    @property
-    def sees_every_seed(self) -> bool:
-        """Every session the server opens passes through ``seeds``."""
+    def seeds_visible(self) -> bool:
         return True
 
-    def seed_changed(self, client_id: str) -> SessionRecord | None:
-        """The recording store keeps the record in force; it does not watch for changes."""
-        return None
-
-    def completed(self, client_id: str) -> bool | None:
-        """Whether the server wrote FINAL for this session (and so deleted it)."""
-        return client_id in self.store.completed
+    async def evidence(self, client_id: str, *, started_at: float | None) -> SessionEvidence:
+        """Every session the server opens and completes passes through the recording store."""
+        record = self.store.sessions.get(client_id)
+        return SessionEvidence(
+            seed=record.seed if record is not None else None,
+            seed_known=True,
+            completed=client_id in self.store.completed,
+        )
 
     def stats(self) -> dict[str, Any]:
         doc = dataclasses.asdict(self.server.stats)
@@ -105,18 +155,39 @@ class InProcessServers:
 
 
 @asynccontextmanager
-async def in_process_server(options: ChaosOptions) -> AsyncIterator[InProcessServers]:
+async def in_process_server(
+    options: ChaosOptions, seed: int, clients: Sequence[int] = ()
+) -> AsyncIterator[InProcessServers]:
+    """The reference server with a recording store and the run's seeded randomness, listening
+    on its own port and on one port per client in ``clients``."""
     store = RecordingStore(await open_store(options.store))
     try:
         config = ServerConfig(host=HOST, interval=options.interval, session_ttl=options.session_ttl)
-        server = NumberServer(config, store)
+        server = NumberServer(config, store, random_source=SeededRandomSource(seed))
         async with anyio.create_task_group() as tg:
             port: int = await tg.start(server.serve)
-            yield InProcessServers(server, store, port)
+            client_ports = {}
+            for client in clients:
+                client_ports[client] = await tg.start(_serve_client, server, client)
+            yield InProcessServers(server, store, port, client_ports)
             tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
             await store.aclose()
+
+
+async def _serve_client(
+    server: NumberServer, client: int, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """Client ``client``'s own port: its connections are handled with ``_CLIENT`` set."""
+
+    async def handle(stream: SocketStream) -> None:
+        _CLIENT.set(client)  # this connection's own task: its context is its own
+        await server.handle(stream)
+
+    async with await anyio.create_tcp_listener(local_host=HOST) as listener:
+        task_status.started(int(listener.extra(SocketAttribute.local_port)))
+        await listener.serve(handle)
 
 
 @dataclass(slots=True, eq=False)
@@ -154,6 +225,8 @@ class SubprocessServers:
         )
         #: A later record whose seed differed from the first: a server changed the session.
         self._seed_changes: dict[str, SessionRecord] = {}
+        #: When a session read earlier was first found gone (completed, or expired).
+        self._vanished: dict[str, float] = {}
 
     @property
     def ports(self) -> list[int]:
@@ -162,6 +235,10 @@ class SubprocessServers:
     @property
     def kills(self) -> int:
         return self._kills
+
+    def port_for(self, client: int) -> int | None:
+        """Clients share the round-robin over every instance."""
+        return None
 
     @property
     def seeds(self) -> Mapping[str, SessionRecord] | None:
@@ -173,15 +250,41 @@ class SubprocessServers:
         return self._seeds
 
     @property
-    def sees_every_seed(self) -> bool:
-        return False
+    def seeds_visible(self) -> bool:
+        return self._seeds is not None
 
-    def seed_changed(self, client_id: str) -> SessionRecord | None:
-        """A record read after the first one, with another seed; None if none was seen."""
-        return self._seed_changes.get(client_id)
+    async def evidence(self, client_id: str, *, started_at: float | None) -> SessionEvidence:
+        """The seeds read while the client ran, and whether its session was completed.
 
-    def completed(self, client_id: str) -> bool | None:
-        return None
+        Only completion deletes a session before its TTL runs out, and no session of this
+        client can exist before the client started: so a session that was seen and then found
+        gone less than ``--session-ttl`` after the client started was completed. Found gone
+        later (or never seen) it cannot be told apart from an expiry: None.
+        """
+        if self._seeds is None or self._store is None:
+            return SessionEvidence()
+        first = self._seeds.get(client_id)
+        changed = self._seed_changes.get(client_id)
+        completed: bool | None = None
+        if first is not None:
+            gone_at = self._vanished.get(client_id)
+            if gone_at is None:
+                try:
+                    present = await self._store.get(client_id) is not None
+                except StoreError:
+                    present = None
+                if present is False:
+                    gone_at = anyio.current_time()
+                elif present:
+                    completed = False
+            ttl = self._options.session_ttl
+            if gone_at is not None and started_at is not None and gone_at < started_at + ttl:
+                completed = True
+        return SessionEvidence(
+            seed=first.seed if first is not None else None,
+            changed_seed=changed.seed if changed is not None else None,
+            completed=completed,
+        )
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -242,7 +345,10 @@ class SubprocessServers:
                 log.debug("cannot read session %s: %s", client_id, exc)
                 return
             if record is None:
+                if client_id in self._seeds:
+                    self._vanished.setdefault(client_id, anyio.current_time())
                 continue
+            self._vanished.pop(client_id, None)  # a resume claimed it again: not gone
             first = self._seeds.setdefault(client_id, record)
             if record.seed != first.seed:
                 self._seed_changes[client_id] = record
@@ -401,6 +507,5 @@ async def subprocess_servers(
                 await store.aclose()
 
 
-#: Whichever way the servers run; ``seeds`` is None when the harness cannot observe them, and
-#: holds every seed handed out only when ``sees_every_seed``.
+#: Whichever way the servers run; ``evidence`` gives what each shows of a client's session.
 Servers = InProcessServers | SubprocessServers

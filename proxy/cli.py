@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from proxy.faults import FaultConfig
+from proxy.faults import DEFAULT_FAULT_WINDOW, FaultConfig
 from proxy.server import ChaosProxy
 from reference.cli import int_range, listen_port, non_negative_float, positive_int, probability
 
@@ -55,7 +55,7 @@ _positive_bytes = positive_int
 def add_fault_arguments(
     parser: argparse.ArgumentParser,
     *,
-    fault_window_default: int | None = 4096,
+    fault_window_default: int | None = DEFAULT_FAULT_WINDOW,
     fault_window_help: str = "offsets are drawn below this many downstream bytes "
     "(default %(default)s)",
 ) -> None:
@@ -66,9 +66,13 @@ def add_fault_arguments(
     turns them into a ``FaultConfig``.
     """
     ends = parser.add_argument_group(
-        "terminal faults",
-        "At most one per connection, at a downstream offset drawn uniformly from\n"
-        "[0, --fault-window): the rates are exclusive probabilities summing to at most 1.",
+        "drawn faults",
+        "At most one of drop, reset, blackhole, partition and corrupt per connection: the\n"
+        "rates are exclusive probabilities summing to at most 1. The fault strikes at a\n"
+        "downstream byte offset drawn uniformly from [0, --fault-window); a connection that\n"
+        "carries fewer bytes than that offset escapes it. (The chaos harness instead draws\n"
+        "the offset uniformly over what each connection carries, so there a rate R is the\n"
+        "probability that a connection carrying stream data is hit.)",
     )
     ends.add_argument(
         "--drop-rate",
@@ -89,7 +93,24 @@ def add_fault_arguments(
         metavar="P",
         type=_probability,
         default=0.0,
-        help="stop forwarding both ways but keep both sockets open until a peer closes",
+        help="stop forwarding both ways but keep both sockets open until a peer closes; "
+        "what either side sends is read and discarded",
+    )
+    ends.add_argument(
+        "--partition-rate",
+        metavar="P",
+        type=_probability,
+        default=0.0,
+        help="stop forwarding and stop reading both ways: the server's writes back up into "
+        "full buffers, the client hears nothing; both sockets are held until the client hangs "
+        "up and 12 s have passed (or both peers hang up)",
+    )
+    ends.add_argument(
+        "--corrupt-rate",
+        metavar="P",
+        type=_probability,
+        default=0.0,
+        help="XOR one downstream byte with a random nonzero mask; the connection goes on",
     )
     ends.add_argument(
         "--fault-window",

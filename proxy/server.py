@@ -12,6 +12,7 @@ import fcntl
 import logging
 import math
 import random
+import select
 import socket
 import struct
 import termios
@@ -27,12 +28,18 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from proxy.faults import (
     DEFAULT_SLICE_SIZE,
+    SIZER_MAX_PREFIX,
+    TERMINAL_KINDS,
+    ConnectionKey,
     ConnectionPlan,
     Direction,
     FaultConfig,
     FaultEvent,
     FaultKind,
+    FramePosition,
     ScheduledFault,
+    Sizer,
+    StreamShape,
     Trigger,
     plan_connection,
 )
@@ -40,14 +47,26 @@ from proxy.faults import (
 log = logging.getLogger(__name__)
 
 NO_FAULTS = FaultConfig()
-READ_AHEAD = (
-    16  # chunks a direction may read ahead of its writer: hides latency, keeps backpressure
-)
+#: Bounded buffering, so that bytes the proxy has taken from the server are close to delivered
+#: (what a server that waits for its peer's TCP acknowledgements before FINAL relies on). Per
+#: connection and direction the proxy holds at most: its receive socket buffer (SO_RCVBUF, set
+#: to SOCKET_BUFFER; Linux doubles it for bookkeeping), READ_AHEAD chunks of at most CHUNK
+#: bytes in its own queue (plus the rest of one kernel read, itself bounded by the receive
+#: buffer), and its send socket buffer (SO_SNDBUF, SOCKET_BUFFER). About 64 KiB with the
+#: defaults, against several MiB with Linux's autotuned loopback buffers.
+SOCKET_BUFFER = 8 * 1024
+CHUNK = 4 * 1024
+READ_AHEAD = 4  # chunks a direction may read ahead of its writer: hides latency, keeps backpressure
 BANDWIDTH_QUANTUM = 0.1  # seconds of traffic per paced piece, so a big chunk is not one long burst
 CONNECT_TIMEOUT = 5.0
 ACCEPT_BACKOFF = 0.1
 RESET_FLUSH_TIMEOUT = 1.0  # how long a RESET waits for forwarded bytes to leave the kernel
 RESET_FLUSH_POLL = 0.005
+#: A partitioned connection is held, unread, until the client has hung up and then for this
+#: long after the partition began (beyond the reference server's 10 s write-stall bound), or
+#: until the proxy stops; only then are both sockets closed.
+PARTITION_HOLD = 12.0
+PARTITION_POLL = 0.05
 RECENT_EVENTS = 1000
 
 # Out of descriptors or buffers: accepting again at once would spin, so back off (as trio does).
@@ -56,6 +75,9 @@ _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EN
 _ABORTED_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO})
 # A peer went away: the connection is over, not the proxy.
 _BROKEN = (anyio.BrokenResourceError, OSError)
+#: Kinds that strike a connection (kept as its ``ConnectionRecord.fault``); not shaping.
+_STRIKING = TERMINAL_KINDS | {FaultKind.CORRUPT, FaultKind.REFUSE}
+_HUNG_UP = select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL
 
 
 @dataclass(slots=True)
@@ -75,6 +97,29 @@ class ProxyCounters:
 
 
 @dataclass(slots=True, eq=False)
+class ConnectionRecord:
+    """One accepted connection as the proxy saw it; the harness computes its rates from these.
+
+    ``label`` and ``size`` come from the sizer (None without one, or before it answered):
+    ``size`` 0 means the connection carried no stream data. ``drawn``: the kind the seeded draw
+    chose (None if none); ``fault``: the first fault that struck it (terminal, corrupt or
+    refuse), if any.
+    """
+
+    key: ConnectionKey
+    upstream: str | None = None
+    refused: bool = False
+    label: str | None = None
+    size: int | None = None
+    drawn: FaultKind | None = None
+    fault: FaultEvent | None = None
+
+    @property
+    def carried_stream(self) -> bool:
+        return bool(self.size)
+
+
+@dataclass(slots=True, eq=False)
 class _Way:
     """One direction of one connection: how far it got and how it is shaped."""
 
@@ -88,17 +133,29 @@ class _Way:
 
 @dataclass(slots=True, eq=False)
 class _Connection:
-    index: int
+    key: ConnectionKey
     upstream_name: str
     client: SocketStream
     upstream: SocketStream
     ways: dict[Direction, _Way]
+    plan: ConnectionPlan
+    record: ConnectionRecord
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     fault: FaultKind | None = None  # the terminal fault that ended the relay, if any
+    shape: StreamShape | None = None
+    started: float = 0.0
 
 
 class ChaosProxy:
-    """A TCP proxy whose faults are reproducible from a seed and exact to the byte."""
+    """A TCP proxy whose faults are reproducible from a seed and exact to the byte.
+
+    ``sizer``: reads each connection's first downstream bytes to learn what it will carry, so
+    drawn faults strike uniformly within it (see ``proxy.faults``); without one they strike
+    below ``config.fault_window``. ``serve(client=k)`` opens a listener whose connections are
+    client k's: numbered 1, 2, ... per client, with their own seeded decisions and refuse
+    periods, and spread over the upstreams by that number (consecutive connections of one
+    client go to consecutive upstreams).
+    """
 
     def __init__(
         self,
@@ -109,18 +166,23 @@ class ChaosProxy:
         seed: int = 0,
         event_log: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sizer: Sizer | None = None,
     ) -> None:
         if not upstreams:
             raise ValueError("at least one upstream is needed")
         self.counters = ProxyCounters()
+        self.connections: list[ConnectionRecord] = []
         self._upstreams = tuple(upstreams)
         self._config = config
         self._schedule = tuple(schedule)
         self._seed = seed
         self._event_log = event_log
         self._clock = clock
+        self._sizer = sizer
         self._t0 = clock()
-        self._refuse_until = -math.inf
+        self._refuse_until: dict[int | None, float] = {}
+        self._numbers: dict[int | None, int] = {}
+        self._listener_upstreams: dict[int | None, tuple[tuple[str, int], ...]] = {}
         self._events: deque[FaultEvent] = deque(maxlen=RECENT_EVENTS)
 
     def recent_events(self, limit: int = 20) -> list[FaultEvent]:
@@ -131,21 +193,36 @@ class ChaosProxy:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        client: int | None = None,
+        upstreams: Sequence[tuple[str, int]] | None = None,
         task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve until cancelled; reports the bound port so callers can bind port 0."""
-        self._t0 = self._clock()
+        """Serve until cancelled; reports the bound port so callers can bind port 0.
+
+        ``client``: this listener is that client's own (see the class docstring).
+        ``upstreams``: relay this listener's connections there instead of to the proxy's.
+        """
+        if upstreams is not None:
+            if not upstreams:
+                raise ValueError("at least one upstream is needed")
+            self._listener_upstreams[client] = tuple(upstreams)
+        if not self.connections and not self._numbers:
+            self._t0 = self._clock()
         listeners = await anyio.create_tcp_listener(local_host=host, local_port=port)
         async with listeners, anyio.create_task_group() as tg:
             for listener in listeners.listeners:
                 assert isinstance(listener, SocketListener)  # typed loosely by MultiListener
-                tg.start_soon(self._accept_loop, listener, tg)
+                # Inherited by accepted sockets: the upstream direction is buffered little too.
+                _set_buffer(listener.extra(SocketAttribute.raw_socket), socket.SO_RCVBUF)
+                tg.start_soon(self._accept_loop, listener, tg, client)
             task_status.started(listeners.extra(SocketAttribute.local_port))
 
-    async def _accept_loop(self, listener: SocketListener, tg: TaskGroup) -> None:
+    async def _accept_loop(
+        self, listener: SocketListener, tg: TaskGroup, client: int | None
+    ) -> None:
         while True:
             try:
-                client = await listener.accept()
+                accepted = await listener.accept()
             except (OSError, anyio.BrokenResourceError) as exc:
                 code = (
                     exc.errno if isinstance(exc, OSError) else getattr(exc.__cause__, "errno", None)
@@ -159,41 +236,63 @@ class ChaosProxy:
                 continue
             index = self.counters.connections_total
             self.counters.connections_total += 1
+            number = self._numbers.get(client, 0) + 1
+            self._numbers[client] = number
+            key = ConnectionKey(index=index, client=client, number=number)
             plan = plan_connection(
-                index, config=self._config, schedule=self._schedule, seed=self._seed
+                key, config=self._config, schedule=self._schedule, seed=self._seed
             )
-            # Decided here, in accept order, so a refuse period covers the connections after it.
+            # Decided here, in accept order, so a refuse period covers the connections after it
+            # (on a client's own listener: that client's later connections).
             now = self._clock()
-            refused = plan.starts_refuse or now < self._refuse_until
+            refused = (
+                plan.refused
+                or plan.starts_refuse
+                or now < self._refuse_until.get(client, -math.inf)
+            )
             if plan.starts_refuse:
-                self._refuse_until = max(self._refuse_until, now + self._config.refuse_duration)
-            tg.start_soon(self._handle, client, index, plan, refused, name=f"connection {index}")
+                self._refuse_until[client] = max(
+                    self._refuse_until.get(client, -math.inf), now + self._config.refuse_duration
+                )
+            record = ConnectionRecord(
+                key=key, refused=refused, drawn=plan.drawn.kind if plan.drawn else None
+            )
+            self.connections.append(record)
+            tg.start_soon(self._handle, accepted, plan, record, name=f"connection {index}")
 
     async def _handle(
-        self, client: SocketStream, index: int, plan: ConnectionPlan, refused: bool
+        self, client: SocketStream, plan: ConnectionPlan, record: ConnectionRecord
     ) -> None:
         self.counters.connections_active += 1
         try:
-            if refused:
-                self._record(index, FaultKind.REFUSE, None, 0, 0, None)
+            if record.refused:
+                self._record(record, FaultKind.REFUSE, None, 0, 0)
                 return
-            connected = await self._connect(index)
+            _set_buffer(_raw_socket(client), socket.SO_SNDBUF)
+            connected = await self._connect(record.key)
             if connected is None:
                 return
             upstream, name = connected
+            record.upstream = name
             try:
-                await self._relay(self._connection(index, plan, name, client, upstream))
+                await self._relay(self._connection(record, plan, name, client, upstream))
             finally:
                 await _aclose(upstream)
         finally:
             await _aclose(client)
             self.counters.connections_active -= 1
 
-    async def _connect(self, index: int) -> tuple[SocketStream, str] | None:
-        """Round-robin by connection index, so each reconnect can land on another server."""
-        count = len(self._upstreams)
+    async def _connect(self, key: ConnectionKey) -> tuple[SocketStream, str] | None:
+        """Round-robin by connection, so each reconnect can land on another server.
+
+        On a client's own listener by (client + number), so one client's consecutive
+        connections alternate between upstreams whatever the others do.
+        """
+        upstreams = self._listener_upstreams.get(key.client, self._upstreams)
+        count = len(upstreams)
+        first = key.index if key.client is None else key.client + key.number - 2
         for attempt in range(count):
-            host, port = self._upstreams[(index + attempt) % count]
+            host, port = upstreams[(first + attempt) % count]
             try:
                 with anyio.fail_after(CONNECT_TIMEOUT):
                     stream = await anyio.connect_tcp(host, port)
@@ -201,35 +300,41 @@ class ChaosProxy:
                 self.counters.upstream_failures += 1
                 log.warning(
                     "connection %d: upstream %s:%d failed: %s",
-                    index,
+                    key.index,
                     host,
                     port,
                     exc.__cause__ or exc,
                 )
                 continue
-            log.debug("connection %d: relaying to %s:%d", index, host, port)
+            _set_buffer(_raw_socket(stream), socket.SO_RCVBUF)
+            log.debug("connection %d: relaying to %s:%d", key.index, host, port)
             return stream, f"{host}:{port}"
-        log.error("connection %d: no upstream accepted it; closing the client", index)
+        log.error("connection %d: no upstream accepted it; closing the client", key.index)
         return None
 
     def _connection(
         self,
-        index: int,
+        record: ConnectionRecord,
         plan: ConnectionPlan,
         name: str,
         client: SocketStream,
         upstream: SocketStream,
     ) -> _Connection:
+        key = record.key
         ways = {
             direction: _Way(
                 direction=direction,
                 triggers=deque(t for t in plan.triggers if t.direction is direction),
-                jitter=random.Random(f"{self._seed}:{index}:{direction}"),
+                jitter=random.Random(f"{key.seed_key(self._seed)}:{direction}"),
                 slice_size=self._config.slice_size if direction is Direction.DOWNSTREAM else None,
             )
             for direction in Direction
         }
-        return _Connection(index, name, client, upstream, ways)
+        conn = _Connection(key, name, client, upstream, ways, plan, record)
+        conn.started = self._clock()
+        if self._sizer is None and plan.drawn is not None:
+            _arm(ways[Direction.DOWNSTREAM], plan.drawn.trigger(self._config.fault_window))
+        return conn
 
     async def _relay(self, conn: _Connection) -> None:
         config = self._config
@@ -256,11 +361,16 @@ class ChaosProxy:
                             socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
                         )
             case FaultKind.BLACKHOLE:
-                # Like a partition: the server's FIN is swallowed too, so only the client giving
-                # up (its silence detection) ends the connection.
+                # The server's FIN is swallowed too, so only the client giving up (its silence
+                # detection) ends the connection; what the server writes is read and discarded.
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(_discard_until_closed, conn.upstream, None)
                     tg.start_soon(_discard_until_closed, conn.client, tg.cancel_scope)
+            case FaultKind.PARTITION:
+                # Nothing is read any more either way: the server's writes back up into full
+                # buffers (until its write-stall bound), the client hears nothing (until its
+                # silence timeout).
+                await _hold_partitioned(conn.client, conn.upstream, conn.started)
 
     async def _pump(
         self, conn: _Connection, direction: Direction, source: SocketStream, sink: SocketStream
@@ -282,41 +392,82 @@ class ChaosProxy:
         try:
             if not self._fire_due(conn, way):
                 return
+            sizing = self._sizer is not None and way.direction is Direction.DOWNSTREAM
+            held = bytearray()
             async for arrived, data in pending:
+                if sizing:
+                    held += data
+                    if not self._sized(conn, way, bytes(held)):
+                        continue
+                    data, held, sizing = bytes(held), bytearray(), False
                 if self._config.latency or self._config.jitter:
                     await anyio.sleep_until(arrived + self._delay(way))
                 if not await self._forward(conn, way, data, sink):
                     return
+            if held and not await self._forward(conn, way, bytes(held), sink):
+                return  # EOF before the sizer could tell: no stream data, no drawn fault
             await sink.send_eof()
         except _BROKEN:
             conn.scope.cancel()
+
+    def _sized(self, conn: _Connection, way: _Way, prefix: bytes) -> bool:
+        """Ask the sizer about the downstream prefix held back so far; True once it answered
+        (the drawn fault, if any, is then armed at its point of what the connection carries)."""
+        assert self._sizer is not None
+        shape = self._sizer(prefix)
+        if shape is None and len(prefix) < SIZER_MAX_PREFIX:
+            return False
+        conn.shape = shape
+        conn.record.size = shape.size if shape is not None else 0
+        conn.record.label = shape.label if shape is not None else None
+        drawn = conn.plan.drawn
+        if shape is not None and shape.size > 0 and drawn is not None:
+            _arm(way, drawn.trigger(shape.size))
+        return True
 
     def _delay(self, way: _Way) -> float:
         config = self._config
         return max(0.0, config.latency + way.jitter.uniform(-config.jitter, config.jitter))
 
     async def _forward(self, conn: _Connection, way: _Way, data: bytes, sink: SocketStream) -> bool:
-        """Send `data` in pieces cut at fault offsets; False once a terminal fault has fired."""
+        """Send `data` in pieces cut at fault offsets; False once a terminal fault has fired.
+
+        A CORRUPT trigger sends the byte at its offset XORed with its mask, as a piece alone.
+        """
         bandwidth = self._config.bandwidth
         view = memoryview(data)
         while view:
-            size = len(view)
-            if way.triggers:
-                size = min(size, way.triggers[0].offset - way.forwarded)
-            if way.slice_size is not None:
-                size = min(size, way.slice_size)
-            if bandwidth is not None:
-                size = min(size, max(1, int(bandwidth * BANDWIDTH_QUANTUM)))
-                start = max(anyio.current_time(), way.next_send)
-                way.next_send = start + size / bandwidth
-                await anyio.sleep_until(start)
-            await sink.send(bytes(view[:size]))
-            view = view[size:]
-            way.forwarded += size
-            if way.direction is Direction.UPSTREAM:
-                self.counters.bytes_upstream += size
+            if not self._fire_due(conn, way):
+                return False
+            trigger = way.triggers[0] if way.triggers else None
+            if (
+                trigger is not None
+                and trigger.kind is FaultKind.CORRUPT
+                and trigger.offset == way.forwarded
+            ):
+                way.triggers.popleft()
+                piece = bytes([view[0] ^ trigger.xor])
+                self._fault(conn, FaultKind.CORRUPT, way.direction, xor=trigger.xor)
             else:
-                self.counters.bytes_downstream += size
+                size = len(view)
+                if trigger is not None:
+                    size = min(size, trigger.offset - way.forwarded)
+                if way.slice_size is not None:
+                    size = min(size, way.slice_size)
+                if bandwidth is not None:
+                    size = min(size, max(1, int(bandwidth * BANDWIDTH_QUANTUM)))
+                piece = bytes(view[:size])
+            if bandwidth is not None:
+                start = max(anyio.current_time(), way.next_send)
+                way.next_send = start + len(piece) / bandwidth
+                await anyio.sleep_until(start)
+            await sink.send(piece)
+            view = view[len(piece) :]
+            way.forwarded += len(piece)
+            if way.direction is Direction.UPSTREAM:
+                self.counters.bytes_upstream += len(piece)
+            else:
+                self.counters.bytes_downstream += len(piece)
             if not self._fire_due(conn, way):
                 return False
             if view and way.slice_size is not None and self._config.slice_delay:
@@ -324,8 +475,16 @@ class ChaosProxy:
         return True
 
     def _fire_due(self, conn: _Connection, way: _Way) -> bool:
-        """Fire the triggers this offset has reached; False if the connection is to end."""
-        while conn.fault is None and way.triggers and way.triggers[0].offset <= way.forwarded:
+        """Fire the triggers this offset has reached; False if the connection is to end.
+
+        A CORRUPT trigger waits for its byte to be sent (``_forward``).
+        """
+        while (
+            conn.fault is None
+            and way.triggers
+            and way.triggers[0].offset <= way.forwarded
+            and way.triggers[0].kind is not FaultKind.CORRUPT
+        ):
             kind = way.triggers.popleft().kind
             self._fault(conn, kind, way.direction)
             if kind is FaultKind.SLICE:
@@ -335,46 +494,108 @@ class ChaosProxy:
                 conn.scope.cancel()
         return conn.fault is None
 
-    def _fault(self, conn: _Connection, kind: FaultKind, direction: Direction | None) -> None:
+    def _fault(
+        self,
+        conn: _Connection,
+        kind: FaultKind,
+        direction: Direction | None,
+        *,
+        xor: int | None = None,
+    ) -> None:
+        downstream = conn.ways[Direction.DOWNSTREAM].forwarded
+        position = None
+        striking = kind in TERMINAL_KINDS or kind is FaultKind.CORRUPT
+        if striking and conn.shape is not None and downstream < conn.shape.size:
+            position = conn.shape.locate(downstream)
         self._record(
-            conn.index,
+            conn.record,
             kind,
             direction,
-            conn.ways[Direction.DOWNSTREAM].forwarded,
+            downstream,
             conn.ways[Direction.UPSTREAM].forwarded,
-            conn.upstream_name,
+            position=position,
+            xor=xor,
         )
 
     def _record(
         self,
-        index: int,
+        record: ConnectionRecord,
         kind: FaultKind,
         direction: Direction | None,
         offset_downstream: int,
         offset_upstream: int,
-        upstream: str | None,
+        *,
+        position: FramePosition | None = None,
+        xor: int | None = None,
     ) -> None:
+        key = record.key
         event = FaultEvent(
             t=self._clock() - self._t0,
-            connection=index,
+            connection=key.index,
             kind=kind,
             direction=direction,
             offset_downstream=offset_downstream,
             offset_upstream=offset_upstream,
-            upstream=upstream,
+            upstream=record.upstream,
+            client=key.client,
+            client_connection=key.number if key.client is not None else None,
+            frame_index=position.frame_index if position is not None else None,
+            frame=position.frame if position is not None else None,
+            xor=xor,
         )
+        if record.fault is None and kind in _STRIKING:
+            record.fault = event
         self._events.append(event)
         self.counters.faults[kind.value] = self.counters.faults.get(kind.value, 0) + 1
+        who = f"client {key.client} connection {key.number}" if key.client is not None else ""
         log.info(
-            "connection %d: %s at %d bytes down, %d up",
-            index,
+            "connection %d%s: %s at %d bytes down, %d up%s",
+            key.index,
+            f" ({who})" if who else "",
             kind,
             offset_downstream,
             offset_upstream,
+            f", frame {position.frame_index} ({position.frame})" if position is not None else "",
         )
         if self._event_log is not None:
             self._event_log.write(event.to_json() + "\n")
             self._event_log.flush()  # a killed proxy still leaves every fault it injected
+
+
+def _arm(way: _Way, trigger: Trigger) -> None:
+    """Add a trigger, keeping the queue ordered by offset (earlier-armed first at a tie)."""
+    triggers = sorted([*way.triggers, trigger], key=lambda t: t.offset)
+    way.triggers.clear()
+    way.triggers.extend(triggers)
+
+
+def _set_buffer(sock: socket.socket, option: int) -> None:
+    """Bound a socket buffer (``SOCKET_BUFFER``); best effort, as the kernel may round it."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+
+
+async def _hold_partitioned(client: SocketStream, upstream: SocketStream, since: float) -> None:
+    """Read nothing either way; return once the client has hung up and ``PARTITION_HOLD``
+    seconds have passed since the connection began, or both peers have hung up.
+
+    Hang-ups are polled (POLLRDHUP, which reports a peer's FIN without reading its data).
+    """
+    poller = select.poll()
+    fds = {}
+    for stream in (client, upstream):
+        with contextlib.suppress(OSError, ValueError):
+            fd = _raw_socket(stream).fileno()
+            poller.register(fd, _HUNG_UP)
+            fds[fd] = stream
+    gone: set[int] = set()
+    client_fd = next((fd for fd, stream in fds.items() if stream is client), None)
+    while True:
+        gone |= {fd for fd, events in poller.poll(0) if events & _HUNG_UP}
+        client_gone = client_fd is None or client_fd in gone
+        if client_gone and (len(gone) == len(fds) or time.monotonic() - since >= PARTITION_HOLD):
+            return
+        await anyio.sleep(PARTITION_POLL)
 
 
 async def _read(
@@ -383,7 +604,11 @@ async def _read(
     """Stamp chunks with their arrival time; closing `chunks` tells the writer about EOF."""
     with chunks:
         try:
-            async for data in source:
+            while True:
+                try:
+                    data = await source.receive(CHUNK)
+                except anyio.EndOfStream:
+                    return
                 await chunks.send((anyio.current_time(), data))
         except _BROKEN:
             conn.scope.cancel()
