@@ -22,12 +22,12 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import anyio
 from rich.console import Console
 
-from proxy import ChaosProxy, FaultEvent, ScheduledFault
+from proxy import ChaosProxy, FaultEvent, FaultKind, ScheduledFault
 from proxy.cli import add_fault_arguments, fault_values
 from reference.cli import (
     add_common_arguments,
@@ -43,6 +43,7 @@ from . import processes
 from .clients import CLIENT_PLACEHOLDERS, client_argv, passes_client_id, run_client_process
 from .dashboard import ChaosUI, LiveDashboard, LogUI, NullUI, summary_line, summary_table
 from .model import (
+    SCHEMA_VERSION,
     ChaosOptions,
     ChaosReport,
     ClientPhase,
@@ -69,6 +70,8 @@ log = logging.getLogger("harness.chaos")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: Interrupted (Ctrl-C or SIGTERM): 128 + SIGINT, as shells report it.
+EXIT_INTERRUPTED = 130
 #: Dashboard redraws per second.
 REFRESH_RATE = 8
 _STORE_SCHEMES = ("memory", "redis", "rediss", "unix")
@@ -491,7 +494,18 @@ def build_parser() -> argparse.ArgumentParser:
         "completed the session (spec/PROTOCOL.md §16.6); by default such a confirmed "
         "loss is reported but excused, as the protocol cannot avoid it",
     )
-    run.add_argument("--report", metavar="FILE", help="write the JSON report to FILE")
+    run.add_argument(
+        "--report",
+        metavar="FILE",
+        help="write the JSON report to FILE (- for stdout; the verdict then goes to stderr)",
+    )
+    run.add_argument(
+        "--replay",
+        metavar="REPORT",
+        help="run again exactly what the --report file REPORT describes: the same clients "
+        "against the same faults (in-process server only); exit 1 if the faults or the "
+        "verdicts differ. Other run options are ignored",
+    )
     run.add_argument("--event-log", metavar="FILE", help="write proxy faults as JSON lines")
     run.add_argument(
         "--ui",
@@ -621,12 +635,14 @@ async def _watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
             stop.set()
 
 
-async def _main(options: ChaosOptions, ui: ChaosUI) -> ChaosReport | None:
+async def _main(
+    options: ChaosOptions, ui: ChaosUI, schedule: Sequence[ScheduledFault], replay_of: str | None
+) -> ChaosReport | None:
     stop = anyio.Event()
     report = None
     async with anyio.create_task_group() as tg:
         tg.start_soon(_watch_signals, stop, tg.cancel_scope)
-        report = await run_chaos(options, ui=ui, stop=stop)
+        report = await run_chaos(options, ui=ui, stop=stop, schedule=schedule, replay_of=replay_of)
         tg.cancel_scope.cancel()
     return report
 
@@ -641,8 +657,14 @@ def _configure_logging(level: str, handler: logging.Handler) -> None:
 
 
 def _write_report(path: str, report: ChaosReport) -> bool:
+    """``-``: to stdout (the verdict then goes to stderr)."""
+    text = json.dumps(report.to_json(), indent=2) + "\n"
+    if path == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return True
     try:
-        Path(path).write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+        Path(path).write_text(text, encoding="utf-8")
     except OSError as exc:
         print(f"chaos: cannot write report {path}: {exc}", file=sys.stderr)
         return False
@@ -662,28 +684,105 @@ def _warn_about(options: ChaosOptions) -> None:
             log.warning("killed servers lose memory:// sessions: stateful clients may fail")
 
 
+def load_replay(path: str) -> tuple[ChaosOptions, list[ScheduledFault], dict[str, Any]]:
+    """The options and exact fault schedule that replay the run a ``--report`` file describes.
+
+    The same run seed gives the same clients (mode, n, client id, client seed) and the same
+    in-process server randomness (each client's ``a`` and session seeds); the random faults are
+    switched off and every recorded fault (client, connection, kind, byte offset, XOR mask) is
+    scheduled instead. Raises ValueError for a file that is no such report.
+    """
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{path} is not a chaos report of schema version {SCHEMA_VERSION}")
+    try:
+        original = ChaosOptions.from_json(doc["options"])
+        seed = int(doc["seed"])
+        schedule = [
+            ScheduledFault(
+                client=int(fault["client"]),
+                connection=int(fault["connection"]),
+                after_bytes=int(fault["offset"]),
+                kind=FaultKind(fault["kind"]),
+                xor=int(fault.get("xor", 0xFF)),
+            )
+            for fault in doc["faults"]
+            if fault["kind"] != FaultKind.LIMIT_DATA  # the options cut those again
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: malformed report ({exc})") from None
+    if original.server_subprocess:
+        raise ValueError("--replay reproduces runs with the in-process server only")
+    options = dataclasses.replace(
+        original,
+        seed=seed,
+        event_log=None,
+        drop_rate=0.0,
+        reset_rate=0.0,
+        blackhole_rate=0.0,
+        partition_rate=0.0,
+        corrupt_rate=0.0,
+        refuse_rate=0.0,
+    )
+    return options, schedule, doc
+
+
+def replay_differences(original: dict[str, Any], replay: ChaosReport) -> list[str]:
+    """How a replay differs from the run it replayed: its faults (compared on client,
+    connection, kind and frame_index) and its verdicts. Empty when it reproduced the run."""
+
+    def faults(listing: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        keys = ("client", "connection", "kind", "frame_index")
+        return [tuple(fault.get(key) for key in keys) for fault in listing]
+
+    before, after = faults(original.get("faults", [])), faults(replay.fault_list())
+    differences = [_fault_text(fault) + " not reproduced" for fault in before if fault not in after]
+    differences += [_fault_text(fault) + " is new" for fault in after if fault not in before]
+    outcomes = {client.get("id"): client.get("outcome") for client in original.get("clients", [])}
+    for client in replay.clients:
+        was = outcomes.get(client.spec.id)
+        if was != client.outcome:
+            differences.append(f"client {client.spec.id}: {was}, now {client.outcome}")
+    return differences
+
+
+def _fault_text(fault: tuple[Any, ...]) -> str:
+    client, connection, kind, frame_index = fault
+    return f"client {client} connection {connection}: {kind} at frame {frame_index}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    options = options_from_args(args)
+    schedule: list[ScheduledFault] = []
+    original: dict[str, Any] | None = None
+    if args.replay is not None:
+        try:
+            options, schedule, original = load_replay(args.replay)
+        except ValueError as exc:
+            parser.error(f"--replay: {exc}")
+    else:
+        options = options_from_args(args)
     try:
         check_options(options)
     except ValueError as exc:
         parser.error(str(exc))
     for path, flag in ((args.report, "--report"), (args.event_log, "--event-log")):
-        if path is not None and not Path(path).resolve().parent.is_dir():
+        if path not in (None, "-") and not Path(path).resolve().parent.is_dir():
             parser.error(f"{flag}: directory of {path} does not exist")
 
-    live = args.ui == "live" or (args.ui == "auto" and sys.stdout.isatty())
+    to_stdout = args.report == "-"
+    live = args.ui == "live" or (args.ui == "auto" and sys.stdout.isatty() and not to_stdout)
     ui: ChaosUI
     handler: logging.Handler
-    console = Console()
+    console = Console(stderr=to_stdout)
     if live:
         dashboard = LiveDashboard(console)
         ui = dashboard
-        handler = (
-            dashboard.log_handler() if sys.stderr.isatty() else logging.StreamHandler(sys.stderr)
-        )
+        handler = dashboard.log_handler()
     else:
         ui = LogUI()
         handler = logging.StreamHandler(sys.stderr)
@@ -691,19 +790,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     _warn_about(options)
 
     try:
-        report = anyio.run(_main, options, ui)
+        report = anyio.run(_main, options, ui, schedule, args.replay)
     except KeyboardInterrupt:  # before the signal handler was installed: nothing ran yet
         report = None
     if report is None:
         print("chaos: aborted", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_INTERRUPTED
     written = args.report is None or _write_report(args.report, report)
+    verdict_stream = sys.stderr if to_stdout else sys.stdout
     if live:
         console.print(summary_table(report))
         console.print(summary_line(report), highlight=False, soft_wrap=True)
     else:
-        print(summary_line(report), flush=True)
-    return EXIT_OK if report.ok and written else EXIT_FAILED
+        print(summary_line(report), file=verdict_stream, flush=True)
+    status = EXIT_OK if report.ok and written else EXIT_FAILED
+    if original is not None:
+        differences = replay_differences(original, report)
+        for line in differences:
+            print(f"chaos: replay differs: {line}", file=verdict_stream)
+        same = "differs" if differences else "reproduced the same"
+        print(
+            f"chaos: replay of {args.replay} {same} {len(report.fault_list())} faults and "
+            f"{len(report.clients)} verdicts",
+            file=verdict_stream,
+            flush=True,
+        )
+        if differences:
+            status = EXIT_FAILED
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    return status
 
 
 if __name__ == "__main__":

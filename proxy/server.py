@@ -354,12 +354,14 @@ class ChaosProxy:
                     with contextlib.suppress(*_BROKEN):
                         await stream.send_eof()
             case FaultKind.RESET:
-                await _flush(conn.client, conn.upstream)
-                for stream in (conn.client, conn.upstream):
-                    with contextlib.suppress(OSError):
-                        _raw_socket(stream).setsockopt(
-                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                        )
+                # Both sides at once, as one RST on a path would be: the server's side first
+                # (it must not stream on while the client's side drains), then the client's
+                # once what was forwarded to it has left the kernel (an RST discards it).
+                await _flush(conn.upstream)  # the HELLO: long acknowledged, in practice
+                _abort(conn.upstream)
+                await _aclose(conn.upstream)
+                await _flush(conn.client)
+                _abort(conn.client)
             case FaultKind.BLACKHOLE:
                 # The server's FIN is swallowed too, so only the client giving up (its silence
                 # detection) ends the connection; what the server writes is read and discarded.
@@ -390,9 +392,11 @@ class ChaosProxy:
         sink: SocketStream,
     ) -> None:
         try:
-            if not self._fire_due(conn, way):
-                return
             sizing = self._sizer is not None and way.direction is Direction.DOWNSTREAM
+            # Sizing, downstream faults wait for the first bytes (``_forward`` fires them), so
+            # that when they strike does not depend on how fast the server answers.
+            if not sizing and not self._fire_due(conn, way):
+                return
             held = bytearray()
             async for arrived, data in pending:
                 if sizing:
@@ -567,6 +571,12 @@ def _arm(way: _Way, trigger: Trigger) -> None:
     triggers = sorted([*way.triggers, trigger], key=lambda t: t.offset)
     way.triggers.clear()
     way.triggers.extend(triggers)
+
+
+def _abort(stream: SocketStream) -> None:
+    """Make closing ``stream`` send an RST (SO_LINGER 0) instead of a FIN."""
+    with contextlib.suppress(OSError):
+        _raw_socket(stream).setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def _set_buffer(sock: socket.socket, option: int) -> None:
