@@ -553,7 +553,10 @@ def fault_rates(rates: dict[str, float], records: Sequence[ConnectionRecord]) ->
 
     A rate R means: the probability that a connection carrying stream data is struck by that
     fault at a byte uniform over what it carries (so before its last byte); a resumed
-    connection carries only the rest of its stream.
+    connection carries only the rest of its stream. ``connections`` counts those that reached
+    the point their draw chose (every connection draws one, fault or not); ``cut_short``
+    counts those something else ended first (a client giving up on a slow server, a killed
+    server), which no drawn fault could strike.
     """
     table: dict[str, Any] = {}
     for record in records:
@@ -563,11 +566,15 @@ def fault_rates(rates: dict[str, float], records: Sequence[ConnectionRecord]) ->
             record.label,
             {
                 "connections": 0,
+                "cut_short": 0,
                 "rates": dict(rates),
                 "expected": {},
                 "injected": dict.fromkeys(rates, 0),
             },
         )
+        if not record.reached_point:
+            row["cut_short"] += 1
+            continue
         row["connections"] += 1
         fault = record.fault
         if fault is not None and fault.kind in DRAWN_KINDS:

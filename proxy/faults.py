@@ -256,6 +256,11 @@ class Trigger:
     xor: int = 0xFF
 
 
+def point_offset(point: float, size: int) -> int:
+    """The byte a point in [0, 1) of a ``size``-byte connection falls on: 0 .. size - 1."""
+    return max(0, min(size - 1, math.floor(point * size)))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DrawnFault:
     """The random fault of one connection: its kind, and the point ``u`` in [0, 1) of what the
@@ -267,7 +272,7 @@ class DrawnFault:
 
     def trigger(self, size: int) -> Trigger:
         return Trigger(
-            offset=min(size - 1, math.floor(self.point * size)),
+            offset=point_offset(self.point, size),
             kind=self.kind,
             direction=Direction.DOWNSTREAM,
             xor=self.xor,
@@ -282,6 +287,9 @@ class ConnectionPlan:
     triggers: tuple[Trigger, ...]  # by offset; at equal offsets, scheduled before random
     drawn: DrawnFault | None = None  # placed once the connection's size is known
     refused: bool = False  # a scheduled REFUSE
+    #: The point in [0, 1) where a drawn fault strikes: drawn for every connection, so that a
+    #: connection without a fault can be told to have reached it (see ``ConnectionRecord``).
+    point: float = 0.0
 
 
 def plan_connection(
@@ -302,6 +310,8 @@ def plan_connection(
     # Every draw is made whatever the rates, so changing one rate never shifts another decision.
     starts_refuse = rng.random() < config.refuse_rate
     kind_draw = rng.random()
+    if key.client is not None:
+        kind_draw = stratified_draw(seed, key.client, key.number)
     point = rng.random()
     xor = rng.randrange(1, 256)
 
@@ -328,7 +338,31 @@ def plan_connection(
         triggers=tuple(triggers),
         drawn=drawn,
         refused=any(fault.kind is FaultKind.REFUSE for fault in mine),
+        point=point,
     )
+
+
+#: Kronecker steps for ``stratified_draw``, one per connection number (cycled): the fractional
+#: parts of the golden ratio and of square roots of primes, rationally independent of each other.
+_STEPS = (
+    (1 + math.sqrt(5)) / 2 % 1.0,
+    *(math.sqrt(root) % 1.0 for root in (2, 3, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43)),
+)
+
+
+def stratified_draw(seed: int, client: int, number: int) -> float:
+    """Client ``client``'s draw for its connection ``number``: uniform in [0, 1), and spread
+    evenly over the clients (a randomly shifted Kronecker sequence in the client number).
+
+    Each draw on its own is uniform, as an independent one is; but over a run's clients the
+    fraction of first (second, ...) connections that draw below R is R within about one client,
+    not within the binomial spread, so a run's realised fault rates sit close to the rates asked
+    for. Each connection number has its own step, rationally independent of the others, so
+    which clients reach a second connection says nothing about their second draws.
+    """
+    shift = random.Random(f"{seed}:stratum:{number}").random()
+    step = _STEPS[(number - 1) % len(_STEPS)]
+    return (shift + client * step) % 1.0
 
 
 def _drawn_kind(draw: float, config: FaultConfig) -> FaultKind | None:

@@ -42,6 +42,7 @@ from proxy.faults import (
     StreamShape,
     Trigger,
     plan_connection,
+    point_offset,
 )
 
 log = logging.getLogger(__name__)
@@ -113,10 +114,23 @@ class ConnectionRecord:
     size: int | None = None
     drawn: FaultKind | None = None
     fault: FaultEvent | None = None
+    point: float = 0.0
+    forwarded: int = 0  # downstream bytes that got through, once the connection ended
 
     @property
     def carried_stream(self) -> bool:
         return bool(self.size)
+
+    @property
+    def reached_point(self) -> bool:
+        """Whether the connection got as far as its drawn point (where a drawn fault strikes,
+        had one been drawn). One that ended earlier, by the client giving up or the server
+        going away, was never at risk of a drawn fault: rates are measured over the others."""
+        if not self.size:
+            return False
+        if self.fault is not None and self.fault.kind is self.drawn:
+            return True
+        return self.forwarded >= point_offset(self.point, self.size)
 
 
 @dataclass(slots=True, eq=False)
@@ -255,7 +269,10 @@ class ChaosProxy:
                     self._refuse_until.get(client, -math.inf), now + self._config.refuse_duration
                 )
             record = ConnectionRecord(
-                key=key, refused=refused, drawn=plan.drawn.kind if plan.drawn else None
+                key=key,
+                refused=refused,
+                drawn=plan.drawn.kind if plan.drawn else None,
+                point=plan.point,
             )
             self.connections.append(record)
             tg.start_soon(self._handle, accepted, plan, record, name=f"connection {index}")
@@ -274,9 +291,11 @@ class ChaosProxy:
                 return
             upstream, name = connected
             record.upstream = name
+            conn = self._connection(record, plan, name, client, upstream)
             try:
-                await self._relay(self._connection(record, plan, name, client, upstream))
+                await self._relay(conn)
             finally:
+                record.forwarded = conn.ways[Direction.DOWNSTREAM].forwarded
                 await _aclose(upstream)
         finally:
             await _aclose(client)
