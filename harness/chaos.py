@@ -457,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run = parser.add_argument_group("the run")
-    run.add_argument("--clients", type=positive_int, default=10, help="clients (default 10)")
+    run.add_argument("--clients", type=positive_int, default=20, help="clients (default 20)")
     run.add_argument(
         "--mode",
         choices=["stateless", "stateful", "both"],

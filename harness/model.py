@@ -65,7 +65,7 @@ class ClientTiming:
 class ChaosOptions:
     """Everything a run depends on; with ``seed`` set, faults and client choices are replayable."""
 
-    clients: int = 10
+    clients: int = 20
     mode: ModeChoice = "both"
     n: int = 200
     seed: int | None = None
