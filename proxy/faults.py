@@ -70,9 +70,10 @@ DEFAULT_SLICE_SIZE = 7
 """Slice size for a scheduled SLICE when the config sets none: small and odd, so slices straddle
 frame boundaries."""
 
-DEFAULT_FAULT_WINDOW = 256
-"""Without a sizer, drawn faults are armed at a byte uniform below this: small enough that a
-short stream (the README's proxy example carries about 220 bytes) is usually hit."""
+DEFAULT_FAULT_WINDOW = 200
+"""Without a sizer, drawn faults are armed at a byte uniform below this. The README's proxy
+example (a stateless stream of 20 numbers: 202 to 219 bytes, depending on a) carries at least
+this much, so there every armed fault strikes and a rate is exactly the chance per connection."""
 
 _RATE_SLACK = 1e-9  # rates like 0.1 + 0.2 + 0.7 sum to a hair above 1.0 in binary floating point
 
