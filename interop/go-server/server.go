@@ -505,18 +505,19 @@ func (cn *connection) serveStateful() {
 	lease := ttl + s.cfg.RefreshPeriod.Milliseconds()
 	cn.owner = fmt.Sprintf("%s:%d", s.serverID, cn.id)
 
+	// Early check, for open (§7.2 SHOULD) and claim alike: a HELLO with the wrong n is answered
+	// SESSION_MISMATCH without taking the session over, so it cannot disturb a live stream.
+	pre, err := s.store.Get(id)
+	if err != nil {
+		cn.storeFailed("get", err)
+		return
+	}
+	if pre != nil && pre.N != h.N {
+		cn.sendError(SessionMismatch, fmt.Sprintf("session has n = %d, HELLO has n = %d", pre.N, h.N))
+		return
+	}
 	var rec Record
 	if !h.Resume {
-		// Early check (§7.2 SHOULD): a wrong n must not take over a streaming session.
-		pre, err := s.store.Get(id)
-		if err != nil {
-			cn.storeFailed("get", err)
-			return
-		}
-		if pre != nil && pre.N != h.N {
-			cn.sendError(SessionMismatch, fmt.Sprintf("session has n = %d, HELLO has n = %d", pre.N, h.N))
-			return
-		}
 		seed, err := s.newSeed()
 		if err != nil {
 			cn.sendError(InternalError, "no randomness")
@@ -541,7 +542,9 @@ func (cn *connection) serveStateful() {
 		}
 		rec = *r
 	}
-	if rec.N != h.N { // the session is ours now: release it as on any disconnection (§7.2)
+	// A race (the session changed between get and take-over): it is ours now, so release it as
+	// on any disconnection (§7.2).
+	if rec.N != h.N {
 		cn.release()
 		cn.sendError(SessionMismatch, fmt.Sprintf("session has n = %d, HELLO has n = %d", rec.N, h.N))
 		return
