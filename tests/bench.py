@@ -4,15 +4,18 @@
 * resume latency (TCP connect to the first resumed number), p50 and p99, memory vs Redis store;
 * resume latency by resume index (0 .. 65534), as a ratio to resuming at index 0 in the same run;
 * how a burst of resumes near the ends of long sessions delays other streams (lateness);
-* session-store operations per message sent.
+* session-store operations per message sent;
+* the memory store's footprint (heap items, bytes) against sessions and TTL, on a fake clock.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import struct
 import time
+import tracemalloc
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -24,7 +27,14 @@ from rich.table import Table
 from reference.client import ClientConfig, run_client
 from reference.protocol import Mode
 from reference.server import NumberServer, ServerConfig
-from reference.store import DelegatingStore, MemoryStore, SessionStore, open_store
+from reference.store import (
+    DelegatingStore,
+    Lease,
+    MemoryStore,
+    SessionRecord,
+    SessionStore,
+    open_store,
+)
 
 from .redis_fixture import RedisServerMissingError, redis_server
 from .support import RawReader, stateful_hello, stateless_hello
@@ -194,6 +204,43 @@ async def burst_lateness(
     return results
 
 
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def memory_store_footprint(
+    sessions: int, ttl_s: int, seconds: int, store_class: type[MemoryStore] = MemoryStore
+) -> tuple[int, int]:
+    """Heap items and traced bytes of a memory store after ``seconds`` of 1 Hz batch refreshes.
+
+    The bytes are what tracemalloc sees allocated between just before the sessions are opened
+    and the end (records, entries, dict, heap), minus the caller's own list of leases.
+    """
+    clock = _FakeClock()
+    leases = [Lease(str(uuid.uuid4()), f"srv-1:{i:06d}") for i in range(sessions)]
+    record = SessionRecord(seed=2**63 + 12345, n=MAX_N)
+    lease_ms = ttl_s * 1000 + 1000
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        store = store_class(clock=clock)
+        for client_id, owner in leases:
+            await store.open_session(client_id, record, owner, lease_ms)
+        for _ in range(seconds):
+            clock.now += 1.0
+            await store.refresh_many(leases, lease_ms)
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    return len(store._deadlines), used
+
+
 class CountingStore(DelegatingStore):
     """Delegates to a real store and counts each operation: the per-message cost."""
 
@@ -241,12 +288,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="throughput runs, best kept (3)")
     parser.add_argument(
         "--only",
-        choices=["all", "resume"],
+        choices=["all", "resume", "memory"],
         default="all",
-        help="'resume': only the per-index resume latency and the burst tables",
+        help="'resume': only the per-index resume latency and the burst tables; 'memory': only"
+        " the memory store's footprint",
     )
     args = parser.parse_args(argv)
     console = Console()
+    _memory_table(console)
+    if args.only == "memory":
+        return 0
     _resume_tables(console, args.resumes)
     if args.only == "resume":
         return 0
@@ -295,6 +346,26 @@ def main(argv: list[str] | None = None) -> int:
         ops.add_row(str(n), f"{interval:g}", f"{per_message:.4f}", _calls(calls))
     console.print(ops)
     return 0
+
+
+def _memory_table(console: Console, seconds: int = 60) -> None:
+    table = Table(
+        title=f"Memory store after {seconds} s of 1 Hz lease refreshes (fake clock);"
+        " lease = TTL + 1 s"
+    )
+    for column in ("sessions", "TTL (s)", "heap items", "items / session", "bytes / session"):
+        table.add_column(column, justify="right")
+    for sessions in (1_000, 10_000):
+        for ttl_s in (30, 3600, 86_400):
+            items, used = anyio.run(memory_store_footprint, sessions, ttl_s, seconds)
+            table.add_row(
+                f"{sessions:,}",
+                f"{ttl_s:,}",
+                f"{items:,}",
+                f"{items / sessions:.2f}",
+                f"{used / sessions:.0f}",
+            )
+    console.print(table)
 
 
 def _resume_tables(console: Console, resumes: int) -> None:

@@ -15,7 +15,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from reference.store import MemoryStore, SessionRecord
+from reference.store import Lease, MemoryStore, SessionRecord
 from reference.store.base import SEED_MAX
 
 CLIENT_IDS = st.sampled_from(["c1", "c2", "c3"])
@@ -50,7 +50,9 @@ class StoreModel(RuleBasedStateMachine):
         self._portal_cm = start_blocking_portal("asyncio")
         self.portal: BlockingPortal = self._portal_cm.__enter__()
         self.clock = FakeClock()
-        self.store = MemoryStore(clock=self.clock)
+        # No slack: the heap is rebuilt as soon as leftovers outnumber sessions, so rebuilds
+        # happen all the time and are checked against the model like everything else.
+        self.store = MemoryStore(clock=self.clock, heap_slack=0)
         self.model: dict[str, Entry] = {}
 
     def teardown(self) -> None:
@@ -106,6 +108,19 @@ class StoreModel(RuleBasedStateMachine):
             entry.expires_at = self.deadline(lease_ms)
         assert got is (entry is not None)
 
+    @rule(
+        leases=st.lists(st.builds(Lease, CLIENT_IDS, OWNERS), max_size=5), lease_ms=DURATIONS_MS
+    )
+    def refresh_many(self, leases: list[Lease], lease_ms: int) -> None:
+        got = self.portal.call(self.store.refresh_many, leases, lease_ms)
+        expected = []
+        for client_id, owner in leases:  # in order: a batch is a sequence of refreshes
+            entry = self.held(client_id, owner)
+            if entry is not None:
+                entry.expires_at = self.deadline(lease_ms)
+            expected.append(entry is not None)
+        assert got == expected
+
     @rule(client_id=CLIENT_IDS, owner=OWNERS, ttl_ms=DURATIONS_MS)
     def release(self, client_id: str, owner: str, ttl_ms: int) -> None:
         got = self.portal.call(self.store.release, client_id, owner, ttl_ms)
@@ -134,6 +149,12 @@ class StoreModel(RuleBasedStateMachine):
             entry = self.live(client_id)
             expected = None if entry is None else entry.record
             assert self.portal.call(self.store.get, client_id) == expected
+
+    @invariant()
+    def heap_is_bounded_by_sessions(self) -> None:
+        """Memory proportional to sessions: at most two heap items per session (slack 0)."""
+        sessions = self.portal.call(self.store.count)
+        assert self.store.heap_items <= 2 * sessions
 
     @invariant()
     def count_agrees(self) -> None:
