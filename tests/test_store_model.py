@@ -108,9 +108,7 @@ class StoreModel(RuleBasedStateMachine):
             entry.expires_at = self.deadline(lease_ms)
         assert got is (entry is not None)
 
-    @rule(
-        leases=st.lists(st.builds(Lease, CLIENT_IDS, OWNERS), max_size=5), lease_ms=DURATIONS_MS
-    )
+    @rule(leases=st.lists(st.builds(Lease, CLIENT_IDS, OWNERS), max_size=5), lease_ms=DURATIONS_MS)
     def refresh_many(self, leases: list[Lease], lease_ms: int) -> None:
         got = self.portal.call(self.store.refresh_many, leases, lease_ms)
         expected = []
