@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import signal
@@ -16,14 +17,15 @@ from pathlib import Path
 from typing import Any, cast
 
 import anyio
+import anyio.lowlevel
 import pytest
 from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy import ChaosProxy, Direction, FaultConfig, FaultKind, ScheduledFault
+from proxy import ChaosProxy, Direction, FaultConfig, FaultKind, FramePosition, ScheduledFault
 from proxy.cli import main
-from proxy.faults import plan_connection
+from proxy.faults import plan_connection, stratified_draw
 
 pytestmark = pytest.mark.anyio
 
@@ -404,3 +406,145 @@ def test_cli_exits_cleanly_on_signal(signum: signal.Signals) -> None:
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=10)
     assert (proc.returncode, stdout, stderr) == (0, "", "")
+
+
+# --- corrupt, partition, per-client listeners, sizing -------------------------------------------
+
+
+@pytest.mark.parametrize(("after", "xor"), [(0, 0xFF), (1, 0x01), (1000, 0x5A), (2047, 0x80)])
+async def test_corrupt_alters_exactly_one_byte_and_the_connection_goes_on(
+    after: int, xor: int
+) -> None:
+    schedule = [ScheduledFault(connection=0, after_bytes=after, kind=FaultKind.CORRUPT, xor=xor)]
+    async with proxied(schedule=schedule) as setup:
+        received, error = await exchange(setup.port, PAYLOAD)
+    expected = bytearray(PAYLOAD)
+    expected[after] ^= xor
+    assert (received, error) == (bytes(expected), None)
+    assert setup.echoes[0].received == [bytearray(PAYLOAD)]  # upstream untouched
+    [event] = setup.proxy.recent_events()
+    assert (event.kind, event.offset_downstream, event.xor) == (FaultKind.CORRUPT, after, xor)
+
+
+@dataclass(eq=False)
+class Firehose:
+    """Upstream that writes as fast as it may until blocked, counting what its sends accepted."""
+
+    written: int = 0
+
+    async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+            task_status.started(listener.extra(SocketAttribute.local_port))
+            await listener.serve(self._pour)
+
+    async def _pour(self, stream: SocketStream) -> None:
+        chunk = PAYLOAD * 8
+        with contextlib.suppress(anyio.BrokenResourceError, OSError):
+            async with stream:
+                while True:
+                    await stream.send(chunk)
+                    self.written += len(chunk)
+
+
+async def test_partition_stops_reading_and_forwarding_both_ways() -> None:
+    """Unlike a blackhole, nothing is read after a partition: the server's writes stall."""
+    after = 3000
+    schedule = [ScheduledFault(connection=0, after_bytes=after, kind=FaultKind.PARTITION)]
+    firehose = Firehose()
+    received = bytearray()
+    async with anyio.create_task_group() as tg:
+        upstream = await tg.start(firehose.serve)
+        proxy = ChaosProxy([("127.0.0.1", upstream)], schedule=schedule)
+        port = await tg.start(proxy.serve)
+        client = await anyio.connect_tcp("127.0.0.1", port)
+
+        async def read() -> None:
+            with contextlib.suppress(
+                anyio.BrokenResourceError, anyio.EndOfStream, anyio.ClosedResourceError
+            ):
+                while True:
+                    received.extend(await client.receive())
+
+        tg.start_soon(read)
+        with anyio.fail_after(10):
+            while not proxy.recent_events():
+                await anyio.wait_all_tasks_blocked()
+                await anyio.lowlevel.checkpoint()
+            # Every task blocked: the firehose on a send nobody reads, the client on a
+            # receive that nothing answers (no EOF: the partition holds the sockets open).
+            await anyio.wait_all_tasks_blocked()
+        assert bytes(received) == (PAYLOAD * 8 * 2)[:after]
+        written = firehose.written
+        await anyio.wait_all_tasks_blocked()
+        assert firehose.written == written  # stalled, not drained as a blackhole would
+        [event] = proxy.recent_events()
+        assert (event.kind, event.offset_downstream) == (FaultKind.PARTITION, after)
+        await client.aclose()
+        tg.cancel_scope.cancel()
+
+
+async def test_client_listeners_number_connections_and_alternate_upstreams() -> None:
+    servers = [EchoServer(), EchoServer()]
+    async with anyio.create_task_group() as tg:
+        ports = [await tg.start(server.serve) for server in servers]
+        proxy = ChaosProxy([("127.0.0.1", port) for port in ports])
+        seven = await tg.start(functools.partial(proxy.serve, client=7))
+        eight = await tg.start(functools.partial(proxy.serve, client=8))
+        for port in (seven, eight, seven, seven, eight):
+            assert await exchange(port, b"x") == (b"x", None)
+        tg.cancel_scope.cancel()
+    keys = [(r.key.client, r.key.number, r.upstream) for r in proxy.connections]
+    up = [f"127.0.0.1:{port}" for port in ports]
+    # Client c's connection k goes to upstream (c + k - 2) mod 2: one client alternates.
+    assert keys == [
+        (7, 1, up[0]),
+        (8, 1, up[1]),
+        (7, 2, up[1]),
+        (7, 3, up[0]),
+        (8, 2, up[0]),
+    ]
+
+
+@dataclass(frozen=True)
+class FixedShape:
+    size: int
+    label: str = "fixed"
+
+    def locate(self, offset: int) -> FramePosition:
+        return FramePosition(frame_index=offset // 100, frame="data")
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32), size=st.integers(1, len(PAYLOAD)))
+async def test_sized_faults_strike_before_the_last_byte(seed: int, size: int) -> None:
+    """With a sizer, a drawn fault strikes a byte of what the connection carries, never later."""
+    config = FaultConfig(drop_rate=1.0)
+    async with proxied(config=config, seed=seed, sizer=lambda _: FixedShape(size)) as setup:
+        received, error = await exchange(setup.port, PAYLOAD[:size])
+    [record] = setup.proxy.connections
+    assert error is None
+    assert len(received) < size
+    assert received == PAYLOAD[: len(received)]
+    assert record.fault is not None
+    assert record.fault.offset_downstream == len(received)
+    assert record.fault.frame_index == len(received) // 100
+    assert (record.size, record.label, record.reached_point) == (size, "fixed", True)
+
+
+async def test_sizer_sees_a_connection_without_stream_data() -> None:
+    async with proxied(config=FaultConfig(drop_rate=1.0), sizer=lambda _: FixedShape(0)) as setup:
+        assert await exchange(setup.port, PAYLOAD[:50]) == (PAYLOAD[:50], None)
+    [record] = setup.proxy.connections
+    assert record.fault is None
+    assert not record.carried_stream
+
+
+def test_stratified_draws_are_uniform_and_evenly_spread() -> None:
+    draws = [stratified_draw(7, client, 1) for client in range(1, 1001)]
+    assert all(0 <= draw < 1 for draw in draws)
+    # Every tenth of [0, 1) holds 100 +- 2 of 1000 clients' first draws (binomial: +- 9.5).
+    counts = [sum(k / 10 <= draw < (k + 1) / 10 for draw in draws) for k in range(10)]
+    assert all(abs(count - 100) <= 2 for count in counts), counts
+    # Among the clients whose first draw is below 0.3, second draws are still spread out.
+    second = [stratified_draw(7, c, 2) for c in range(1, 1001) if draws[c - 1] < 0.3]
+    assert abs(sum(draw < 0.5 for draw in second) / len(second) - 0.5) < 0.05
