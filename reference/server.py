@@ -7,14 +7,16 @@ this module only moves bytes, keeps time and talks to the session store.
 from __future__ import annotations
 
 import argparse
-import errno
+import contextlib
+import enum
+import gc
 import itertools
 import logging
-import os
 import secrets
 import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,6 +25,7 @@ import anyio.abc
 import anyio.lowlevel
 from anyio.abc import TaskStatus
 
+from .accept import accept_forever
 from .cli import (
     add_common_arguments,
     configure_logging,
@@ -32,6 +35,7 @@ from .cli import (
     positive_int,
     ttl_seconds,
 )
+from .pacing import TimerWheel, limit_send_buffer, socket_fd, unacked_bytes, write_now
 from .protocol import (
     NEED_DATA,
     Checksum,
@@ -52,18 +56,24 @@ from .store import SessionRecord, SessionStore, StoreError, open_store
 
 log = logging.getLogger("reference.server")
 
-#: Accept errors that mean "out of descriptors/memory right now": back off instead of dying.
-_ACCEPT_RETRY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-_ACCEPT_ABORTED_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO})
 _RECEIVE_SIZE = 65536
 #: Numbers due at the same moment (interval 0, or after a stall) are written in one batch of
 #: about this many bytes, instead of one system call each.
 _BATCH_BYTES = 65536
 #: How long shutdown waits to tell a client SHUTTING_DOWN and release its session.
 _CLEANUP_TIMEOUT = 2.0
-#: A write blocked this long means the client stopped reading: treat it as gone, so its
-#: session's TTL starts instead of the lease being held until the kernel gives up (minutes).
+#: A write that makes no progress for this long means the client stopped reading: treat it as
+#: gone, so its session's TTL starts instead of the lease being held until the kernel gives up
+#: (minutes). Checked by one watchdog per server, not by a timer per write.
 _WRITE_STALL_TIMEOUT = 10.0
+#: FINAL waits until the peer's TCP has acknowledged every earlier byte (spec §16.6); a peer
+#: whose acknowledgements make no progress for this long is treated as gone instead.
+_FINAL_ACK_TIMEOUT = 10.0
+#: The kernel's send buffer per connection: how far writes may run ahead of the client.
+_SEND_BUFFER = 128 * 1024
+#: Streams paced at least this slowly are driven by the server's timer wheel; faster ones (and
+#: streams that are not TCP sockets) pace themselves in their own task.
+_WHEEL_MIN_INTERVAL = 0.05
 #: After an ERROR frame, how long to drain the client's unread bytes so that closing does not
 #: turn into a reset that destroys the ERROR frame before the client reads it.
 _LINGER = 1.0
@@ -118,12 +128,18 @@ class ServerConfig:
 
 @dataclass(slots=True)
 class ServerStats:
-    """Live counters, read by the harness dashboard and by tests."""
+    """Live counters, read by the harness dashboard, by tests and by the scale benchmark."""
 
     connections_active: int = 0
     connections_total: int = 0
     streams_completed: int = 0
     errors_sent: dict[str, int] = field(default_factory=dict)
+    #: Streams that ended without FINAL because the peer stopped acknowledging (spec §16.6).
+    final_ack_timeouts: int = 0
+    #: Cyclic garbage collections while serving, and their pauses in milliseconds.
+    gc_collections: int = 0
+    gc_pause_total_ms: float = 0.0
+    gc_pause_max_ms: float = 0.0
 
 
 class _Rejected(Exception):
@@ -134,26 +150,206 @@ class _Rejected(Exception):
         self.code = code
 
 
-@dataclass(slots=True)
-class _Stream:
-    """What one connection streams: the sequence, where it starts, and its session if any."""
+class _End(enum.Enum):
+    """How the streaming phase of a connection ended (or that it has not)."""
 
-    hello: Hello
-    start: int
-    a: int = 0
-    session: SessionRecord | None = None
-    owner: str = ""
-    #: False once the session is completed or taken over: then it is not ours to release.
-    holds_session: bool = False
+    RUNNING = enum.auto()
+    DONE = enum.auto()  # FINAL written: complete the session
+    BLOCKED = enum.auto()  # the kernel took only part of a paced write: finish in the task
+    GONE = enum.auto()  # the client left, or a write failed
+    STALLED = enum.auto()  # no progress writing, or FINAL never acknowledged
+    LOST = enum.auto()  # the lease was lost to a newer connection or to expiry
+    REJECTED = enum.auto()  # the client broke the protocol (``rejection`` says how)
+
+
+class _Lease:
+    """A stateful connection's hold on its session, from claim or open to release or complete."""
+
+    __slots__ = ("client_id", "held", "owner", "record", "run")
+
+    def __init__(self, client_id: str, owner: str, record: SessionRecord) -> None:
+        self.client_id = client_id
+        self.owner = owner
+        self.record = record
+        #: False once completed, released or lost: then it is not ours to release.
+        self.held = True
+        self.run: _Run | None = None
+
+    def lost(self) -> None:
+        self.held = False
+        if self.run is not None:
+            self.run.end(_End.LOST)
+
+
+class _Run:
+    """One connection's stream: what is due next, and the scope that wakes its task.
+
+    The same object is the timer wheel's entry while the wheel paces it (``on_due``) and the
+    state of the connection's own task otherwise; whoever learns that the stream must end
+    (the wheel, the lease keeper, the write watchdog, the client watcher) calls ``end``.
+    """
+
+    __slots__ = (
+        "a",
+        "checksum",
+        "conn",
+        "due_tick",
+        "end_reason",
+        "fd",
+        "index",
+        "interval",
+        "last",
+        "lease",
+        "leftover",
+        "rejection",
+        "scope",
+        "seed",
+        "start",
+        "t0",
+        "waiting_queued",
+        "waiting_since",
+        "writer",
+    )
+
+    def __init__(
+        self,
+        conn: ServerConnection,
+        writer: _Writer,
+        hello: Hello,
+        *,
+        a: int,
+        lease: _Lease | None,
+        interval: float,
+    ) -> None:
+        self.conn = conn
+        self.writer = writer
+        self.fd = socket_fd(writer.stream)
+        self.a = a
+        self.lease = lease
+        self.seed = lease.record.seed if lease is not None else 0
+        self.start = hello.next_index
+        self.index = hello.next_index  # the next index to write
+        self.last = hello.n - 1
+        self.interval = interval
+        self.checksum: Checksum | None = None
+        self.t0 = 0.0
+        self.due_tick = 0
+        self.scope = anyio.CancelScope()
+        self.end_reason = _End.RUNNING
+        self.rejection: _Rejected | None = None
+        self.leftover = b""
+        self.waiting_since = -1.0
+        self.waiting_queued = -1
+
+    def end(self, reason: _End) -> None:
+        """Stop the stream (first reason wins) and wake the connection's task."""
+        if self.end_reason is _End.RUNNING:
+            self.end_reason = reason
+            self.scope.cancel()
 
     def value(self, index: int) -> int:
-        if self.session is None:
+        if self.lease is None:
             return self.a << index
-        return stateful_value(self.session.seed, index)
+        return stateful_value(self.seed, index)
+
+    def final_frame(self) -> bytes:
+        value = self.value(self.last)
+        digest = None
+        if self.checksum is not None:
+            self.checksum.update(value)
+            digest = self.checksum.digest()
+        return self.conn.send(Number(index=self.last, value=value, final=True, checksum=digest))
+
+    def acknowledged(self, now: float) -> bool | None:
+        """Has the peer acknowledged every byte written? None: not yet but still progressing;
+        False: no progress for _FINAL_ACK_TIMEOUT (the peer is stalled)."""
+        queued = self.writer.buffered()
+        if self.fd is not None:
+            queued += unacked_bytes(self.fd)
+        if queued == 0:
+            return True
+        if queued != self.waiting_queued:  # progress (or the first look)
+            self.waiting_queued = queued
+            self.waiting_since = now
+        elif now - self.waiting_since > _FINAL_ACK_TIMEOUT:
+            return False
+        return None
+
+    # --- driven by the timer wheel -------------------------------------------------------------
+
+    def on_due(self, now: float) -> float | None:
+        """Write the number due now (never a burst: a stream an interval behind re-anchors)."""
+        if self.end_reason is not _End.RUNNING:
+            return None
+        interval = self.interval
+        index = self.index
+        j = index - self.start
+        if now - (self.t0 + j * interval) > interval:
+            self.t0 = now - j * interval
+        try:
+            if index == self.last:
+                acked = self.acknowledged(now)
+                if acked is None:
+                    return now  # look again next tick
+                if acked is False:
+                    self.end(_End.STALLED)
+                    return None
+                data = self.final_frame()
+            else:
+                value = self.value(index)
+                if self.checksum is not None:
+                    self.checksum.update(value)
+                data = self.conn.send_data(value)
+            assert self.fd is not None  # the wheel only drives TCP sockets
+            written = write_now(self.fd, data)
+        except OSError:
+            self.end(_End.GONE)
+            return None
+        self.index = index + 1
+        if written < len(data):
+            self.leftover = data[written:]
+            self.writer.torn = True
+            self.end(_End.BLOCKED)
+            return None
+        if index == self.last:
+            self.end(_End.DONE)
+            return None
+        return self.t0 + (j + 1) * interval
+
+
+class _GcMonitor:
+    """Times every cyclic collection (``gc.callbacks``) into the server's stats."""
+
+    def __init__(self, stats: ServerStats) -> None:
+        self._stats = stats
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause = (time.perf_counter() - self._started) * 1000
+        stats = self._stats
+        stats.gc_collections += 1
+        stats.gc_pause_total_ms += pause
+        stats.gc_pause_max_ms = max(stats.gc_pause_max_ms, pause)
+
+    def __enter__(self) -> _GcMonitor:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self)
 
 
 class NumberServer:
-    """Serves both protocol variants; ``handle`` accepts any ByteStream, so tests can inject one."""
+    """Serves both protocol variants; ``handle`` accepts any ByteStream, so tests can inject one.
+
+    ``serve`` also runs the server-wide services: the timer wheel that paces slow streams, the
+    lease keeper (one batched refresh per period for every session held) and the write-stall
+    watchdog. A connection handed to ``handle`` without ``serve`` running paces itself.
+    """
 
     def __init__(
         self,
@@ -171,6 +367,11 @@ class NumberServer:
         self._connection_ids = itertools.count(1)
         self._shutting_down = False
         self._activity: anyio.Event | None = None
+        self._wheel = TimerWheel()
+        #: Sessions held by this server's connections, by connection (owner).
+        self._leases: dict[str, _Lease] = {}
+        #: Streams writing from their own task, for the stall watchdog.
+        self._self_paced: set[_Run] = set()
 
     def _notify_activity(self) -> None:
         if self._activity is not None:
@@ -194,36 +395,29 @@ class NumberServer:
         try:
             port = int(multi.extra(anyio.abc.SocketAttribute.local_port))
             log.info("listening on %s:%d", self.config.host, port)
-            task_status.started(port)
-            async with anyio.create_task_group() as tg:
-                try:
-                    for listener in multi.listeners:
-                        assert isinstance(listener, anyio.abc.SocketListener)
-                        tg.start_soon(self._accept_loop, listener, tg)
-                    await anyio.sleep_forever()
-                finally:
-                    self._shutting_down = True
+            with _GcMonitor(self.stats):
+                async with anyio.create_task_group() as tg:
+                    try:
+                        tg.start_soon(self._wheel.run)
+                        tg.start_soon(self._keep_leases)
+                        tg.start_soon(self._watch_writes)
+                        for listener in multi.listeners:
+                            tg.start_soon(self._accept, listener, tg)
+                        task_status.started(port)
+                        await anyio.sleep_forever()
+                    finally:
+                        self._shutting_down = True
         finally:
             with anyio.CancelScope(shield=True):
                 await multi.aclose()
 
-    async def _accept_loop(
-        self, listener: anyio.abc.SocketListener, tg: anyio.abc.TaskGroup
+    async def _accept(
+        self, listener: anyio.abc.Listener[anyio.abc.SocketStream], tg: anyio.abc.TaskGroup
     ) -> None:
-        while True:
-            try:
-                stream = await listener.accept()
-            except (OSError, anyio.BrokenResourceError) as exc:
-                # trio's listener wraps the OSError in BrokenResourceError; asyncio's does not.
-                code = exc.errno if isinstance(exc, OSError) else getattr(exc.__cause__, "errno", 0)
-                if code in _ACCEPT_ABORTED_ERRNOS:
-                    continue  # that one client gave up during the handshake
-                if code not in _ACCEPT_RETRY_ERRNOS:
-                    raise
-                log.warning("accept failed (%s); backing off 100 ms", os.strerror(code))
-                await anyio.sleep(0.1)
-                continue
-            tg.start_soon(self.handle, stream)
+        assert isinstance(listener, anyio.abc.SocketListener)  # typed loosely by MultiListener
+        await accept_forever(
+            listener.accept, lambda stream: tg.start_soon(self.handle, stream), log=log
+        )
 
     # --- one connection -------------------------------------------------------------------------
 
@@ -235,15 +429,15 @@ class NumberServer:
         self._notify_activity()
         conn = ServerConnection()
         writer = _Writer(stream)
-        job: _Stream | None = None
         try:
             if self.stats.connections_active > self.config.max_connections:
                 raise _Rejected(ErrorCode.SERVER_BUSY, "connection limit reached; retry later")
             hello = await self._receive_hello(stream, conn)
             if hello is None:
                 return
-            job = await self._admit(hello, conn_id)
-            await self._run_stream(writer, conn, job)
+            self._check_mode(hello)
+            async with self._leased(hello, conn_id) as lease:
+                await self._run_stream(writer, conn, hello, lease)
         except _Rejected as rejection:
             await self._send_error(writer, conn, rejection.code, str(rejection))
         except RemoteProtocolError as exc:
@@ -260,9 +454,6 @@ class NumberServer:
             log.exception("[%s] internal error", conn_id)
             await self._send_error(writer, conn, ErrorCode.INTERNAL_ERROR, "internal error")
         finally:
-            if job is not None and job.holds_session:  # not completed, not taken over
-                with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
-                    await self._release(job)
             with anyio.CancelScope(shield=True):
                 await stream.aclose()  # its own scope: a slow store must not skip it
             self.stats.connections_active -= 1
@@ -290,15 +481,42 @@ class NumberServer:
             f"no HELLO within {self.config.handshake_timeout:g} s",
         )
 
-    async def _admit(self, hello: Hello, owner: str) -> _Stream:
-        """Decide what this connection streams, creating or claiming its session."""
+    def _check_mode(self, hello: Hello) -> None:
         if hello.mode not in self.config.modes:
             raise _Rejected(
                 ErrorCode.UNSUPPORTED_MODE, f"this server does not serve {hello.mode.name} mode"
             )
+
+    # --- the session lease ----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _leased(self, hello: Hello, owner: str) -> AsyncIterator[_Lease | None]:
+        """Hold the HELLO's session for the body: claimed (resume) or opened (new) on entry,
+        refreshed by the server's lease keeper meanwhile, released on exit unless completed
+        or lost. None for a stateless HELLO. Raises _Rejected when no session can be held."""
         if hello.mode is Mode.STATELESS:
-            a = hello.a if hello.resume else self._random.stateless_a()
-            return _Stream(hello=hello, start=hello.next_index, a=a)
+            yield None
+            return
+        lease = _Lease(hello.client_id, owner, await self._claim_or_open(hello, owner))
+        self._leases[owner] = lease
+        try:
+            if lease.record.n != hello.n:
+                raise _Rejected(
+                    ErrorCode.SESSION_MISMATCH,
+                    f"session {hello.client_id} has n={lease.record.n}, HELLO says n={hello.n}",
+                )
+            yield lease
+        finally:
+            self._leases.pop(owner, None)
+            if lease.held:  # not completed, not taken over
+                lease.held = False
+                with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
+                    try:
+                        await self.store.release(hello.client_id, owner, self.config.ttl_ms)
+                    except StoreError as exc:
+                        log.warning("could not release session %s: %s", hello.client_id, exc)
+
+    async def _claim_or_open(self, hello: Hello, owner: str) -> SessionRecord:
         cfg = self.config
         try:
             existing = await self.store.get(hello.client_id)
@@ -314,130 +532,53 @@ class NumberServer:
                         ErrorCode.SESSION_UNKNOWN,
                         f"no session for {hello.client_id}: expired, completed or never created",
                     )
-            else:
-                fresh = SessionRecord(seed=self._random.session_seed(), n=hello.n)
-                record, _ = await self.store.open_session(
-                    hello.client_id, fresh, owner, cfg.lease_ms
-                )
+                return record
+            fresh = SessionRecord(seed=self._random.session_seed(), n=hello.n)
+            record, _ = await self.store.open_session(hello.client_id, fresh, owner, cfg.lease_ms)
         except StoreError as exc:
             log.warning("session store unavailable: %s", exc)
             raise _Rejected(ErrorCode.STORE_UNAVAILABLE, "session store unavailable") from exc
-        job = _Stream(
-            hello=hello, start=hello.next_index, session=record, owner=owner, holds_session=True
-        )
-        if record.n != hello.n:
-            await self._release(job)
-            raise _Rejected(
-                ErrorCode.SESSION_MISMATCH,
-                f"session {hello.client_id} has n={record.n}, HELLO says n={hello.n}",
-            )
-        return job
+        return record
 
-    async def _run_stream(self, writer: _Writer, conn: ServerConnection, job: _Stream) -> None:
-        """Stream until FINAL or until the client leaves; raises _Rejected for a violation."""
-        cfg = self.config
-        hello = job.hello
-        welcome = Welcome(
-            mode=hello.mode,
-            n=hello.n,
-            next_index=job.start,
-            interval_ms=cfg.interval_ms,
-            a=job.a,
-            session_ttl_ms=cfg.ttl_ms if job.session is not None else 0,
-        )
-        outcome = _Outcome()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._watch_client, writer.stream, outcome, tg.cancel_scope)
-            if job.session is not None:
-                tg.start_soon(self._keep_lease, job, outcome, tg.cancel_scope)
+    async def _complete(self, lease: _Lease) -> None:
+        """Discard the session: its FINAL frame has been written (spec §16.6)."""
+        lease.held = False
+        self._leases.pop(lease.owner, None)
+        with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
             try:
-                await self._send_numbers(writer, conn, welcome, job)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, TimeoutError):
-                pass  # the client is gone (or stopped reading): its session gets released
-            else:
-                outcome.completed = True
-            tg.cancel_scope.cancel()
-        if outcome.completed:
-            self.stats.streams_completed += 1
-        elif outcome.rejection is not None:
-            raise outcome.rejection
+                await self.store.complete(lease.client_id, lease.owner)
+            except StoreError as exc:
+                log.warning("could not delete completed session %s: %s", lease.client_id, exc)
 
-    async def _send_numbers(
-        self, writer: _Writer, conn: ServerConnection, welcome: Welcome, job: _Stream
-    ) -> None:
-        """Absolute deadlines t0 + j·interval; whatever is due at once goes in one write."""
-        interval = self.config.interval
-        n = job.hello.n
-        checksum: Checksum | None = None
-        if job.session is not None:
-            checksum = stateful_prefix_checksum(job.session.seed, job.start)  # vectorised, ~1 ms
-        pending = [conn.send(welcome)]
-        pending_bytes = 0
-        t0 = anyio.current_time()
-        for j, index in enumerate(range(job.start, n)):
-            deadline = t0 + j * interval
-            now = anyio.current_time()
-            if deadline > now:
-                if pending:
-                    await writer.send(b"".join(pending))
-                    pending, pending_bytes = [], 0
-                await anyio.sleep_until(deadline)
-            elif interval > 0 and now - deadline > interval:
-                t0 = now - j * interval  # fell a whole interval behind: re-anchor, never burst
-            value = job.value(index)
-            final = index == n - 1
-            digest = None
-            if checksum is not None:
-                checksum.update(value)
-                digest = checksum.digest() if final else None
-            frame = conn.send(Number(index=index, value=value, final=final, checksum=digest))
-            pending.append(frame)
-            pending_bytes += len(frame)
-            if pending_bytes >= _BATCH_BYTES:
-                await writer.send(b"".join(pending))
-                pending, pending_bytes = [], 0
-        if pending:
-            await writer.send(b"".join(pending))
-        if job.session is not None:
-            with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
-                await self._complete(job)
-
-    async def _watch_client(
-        self, stream: anyio.abc.ByteStream, outcome: _Outcome, scope: anyio.CancelScope
-    ) -> None:
-        """A client sends nothing after HELLO: EOF means it left, any byte is a violation.
-
-        The violation is reported on the first byte, without waiting for a whole frame, because
-        no frame from a client is acceptable here whatever it turns out to be. The connection
-        object is left alone: the sender task owns it, and feeding it EOF here could close it
-        under a send that is about to run before the cancellation lands.
-        """
-        if await _receive_or_eof(stream):
-            outcome.rejection = _Rejected(
-                ErrorCode.UNEXPECTED_FRAME, "a client sends nothing after its HELLO"
-            )
-        scope.cancel()
-
-    async def _keep_lease(self, job: _Stream, outcome: _Outcome, scope: anyio.CancelScope) -> None:
-        """Refresh the session lease; losing it means a newer connection took the session."""
+    async def _keep_leases(self) -> None:
+        """Refresh every lease this server holds, in one batch per period."""
         cfg = self.config
         while True:
             await anyio.sleep(cfg.lease_refresh)
-            try:
-                held = await self.store.refresh(job.hello.client_id, job.owner, cfg.lease_ms)
-            except StoreError as exc:
-                log.warning("lease refresh failed, will retry: %s", exc)
+            leases = [lease for lease in self._leases.values() if lease.held]
+            if not leases:
                 continue
-            if not held:
-                outcome.rejection = await self._lease_lost(job)
-                job.holds_session = False
-                scope.cancel()
-                return
+            try:
+                held = await self._refresh(leases)
+            except StoreError as exc:
+                log.warning("lease refresh of %d sessions failed, will retry: %s", len(leases), exc)
+                continue
+            for lease, still_held in zip(leases, held, strict=True):
+                if not still_held and lease.held:
+                    lease.lost()
 
-    async def _lease_lost(self, job: _Stream) -> _Rejected:
+    async def _refresh(self, leases: list[_Lease]) -> list[bool]:
+        lease_ms = self.config.lease_ms
+        pairs = [(lease.client_id, lease.owner) for lease in leases]
+        refresh_many = getattr(self.store, "refresh_many", None)
+        if refresh_many is not None:
+            return list(await refresh_many(pairs, lease_ms))
+        return [await self.store.refresh(client_id, owner, lease_ms) for client_id, owner in pairs]
+
+    async def _lease_lost(self, lease: _Lease) -> _Rejected:
         """Taken over by a newer connection, or expired while the store was out of reach."""
         try:
-            taken_over = await self.store.get(job.hello.client_id) is not None
+            taken_over = await self.store.get(lease.client_id) is not None
         except StoreError:
             taken_over = False
         if taken_over:
@@ -448,18 +589,184 @@ class NumberServer:
             ErrorCode.STORE_UNAVAILABLE, "session lease lost while the store was unreachable"
         )
 
-    async def _complete(self, job: _Stream) -> None:
-        job.holds_session = False
-        try:
-            await self.store.complete(job.hello.client_id, job.owner)
-        except StoreError as exc:
-            log.warning("could not delete completed session %s: %s", job.hello.client_id, exc)
+    # --- streaming ------------------------------------------------------------------------------
 
-    async def _release(self, job: _Stream) -> None:
+    async def _run_stream(
+        self, writer: _Writer, conn: ServerConnection, hello: Hello, lease: _Lease | None
+    ) -> None:
+        """Stream until FINAL or until the client leaves; raises _Rejected for a violation."""
+        cfg = self.config
+        if hello.mode is Mode.STATELESS:
+            a = hello.a if hello.resume else self._random.stateless_a()
+        else:
+            a = 0
+        run = _Run(conn, writer, hello, a=a, lease=lease, interval=cfg.interval)
+        welcome = Welcome(
+            mode=hello.mode,
+            n=hello.n,
+            next_index=run.start,
+            interval_ms=cfg.interval_ms,
+            a=a,
+            session_ttl_ms=cfg.ttl_ms if lease is not None else 0,
+        )
+        if lease is not None:
+            run.checksum = stateful_prefix_checksum(lease.record.seed, run.start)  # vectorised
+            if not lease.held:
+                raise await self._lease_lost(lease)
+            lease.run = run
+        limit_send_buffer(writer.stream, _SEND_BUFFER)
+        data = conn.send(welcome)
+        run.t0 = anyio.current_time()
+        if (
+            run.fd is not None
+            and self._wheel.running
+            and cfg.interval >= _WHEEL_MIN_INTERVAL
+            and not writer.buffered()
+        ):
+            await self._run_on_wheel(run, data)
+            data = b""  # written, in whole or in part (then ``run.leftover`` holds the rest)
+        if run.end_reason in (_End.RUNNING, _End.BLOCKED):
+            run.end_reason = _End.RUNNING
+            run.scope = anyio.CancelScope()
+            await self._run_in_task(run, data)
+        if run.end_reason is _End.DONE:
+            if lease is not None:
+                await self._complete(lease)
+            self.stats.streams_completed += 1
+        elif run.end_reason is _End.LOST:
+            assert lease is not None
+            raise await self._lease_lost(lease)
+        elif run.end_reason is _End.REJECTED:
+            assert run.rejection is not None
+            raise run.rejection
+        elif run.end_reason is _End.STALLED and run.index == run.last:
+            self.stats.final_ack_timeouts += 1
+
+    async def _run_on_wheel(self, run: _Run, welcome: bytes) -> None:
+        """Write WELCOME, then let the wheel write each number while this task watches the
+        client; returns when the wheel, the lease keeper or the client ends the stream."""
+        assert run.fd is not None
         try:
-            await self.store.release(job.hello.client_id, job.owner, self.config.ttl_ms)
-        except StoreError as exc:
-            log.warning("could not release session %s: %s", job.hello.client_id, exc)
+            written = write_now(run.fd, welcome)
+        except OSError:
+            run.end_reason = _End.GONE
+            return
+        if written < len(welcome):
+            run.leftover = welcome[written:]
+            run.writer.torn = True
+            run.end_reason = _End.BLOCKED
+            return
+        self._wheel.add(run, run.t0)
+        try:
+            with run.scope:
+                await self._watch_client(run)
+        finally:
+            run.end(_End.GONE)  # no-op if it already ended; makes the wheel drop it if not
+
+    async def _run_in_task(self, run: _Run, first: bytes) -> None:
+        """Write the rest of the stream from this task (fast streams, or a paced stream whose
+        client fell behind), while a second task watches the client."""
+        self._self_paced.add(run)
+        try:
+            with run.scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._watch_client, run)
+                    try:
+                        await self._write_rest(run, first)
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                        run.end(_End.GONE)
+                    tg.cancel_scope.cancel()
+        finally:
+            self._self_paced.discard(run)
+
+    async def _write_rest(self, run: _Run, first: bytes) -> None:
+        """Absolute deadlines t0 + j·interval; whatever is due at once goes in one write."""
+        writer = run.writer
+        conn = run.conn
+        interval = run.interval
+        checksum = run.checksum
+        if run.leftover:
+            await writer.send(run.leftover)
+            run.leftover = b""
+        pending = [first] if first else []
+        pending_bytes = len(first)
+        for index in range(run.index, run.last):
+            if interval > 0:
+                j = index - run.start
+                deadline = run.t0 + j * interval
+                now = anyio.current_time()
+                if deadline > now:
+                    if pending:
+                        await writer.send(b"".join(pending))
+                        pending, pending_bytes = [], 0
+                    await anyio.sleep_until(deadline)
+                elif now - deadline > interval:
+                    run.t0 = now - j * interval  # a whole interval behind: re-anchor, never burst
+            value = run.value(index)
+            if checksum is not None:
+                checksum.update(value)
+            frame = conn.send_data(value)
+            pending.append(frame)
+            pending_bytes += len(frame)
+            if pending_bytes >= _BATCH_BYTES:
+                await writer.send(b"".join(pending))
+                pending, pending_bytes = [], 0
+            run.index = index + 1
+        if interval > 0:
+            deadline = run.t0 + (run.last - run.start) * interval
+            if pending:
+                await writer.send(b"".join(pending))
+                pending = []
+            await anyio.sleep_until(deadline)
+        if pending:
+            await writer.send(b"".join(pending))
+        if not await self._acknowledged(run):
+            run.end(_End.STALLED)
+            return
+        await writer.send(run.final_frame())
+        run.index = run.last + 1
+        run.end(_End.DONE)
+
+    async def _acknowledged(self, run: _Run) -> bool:
+        """Wait until the peer's TCP has acknowledged every byte written so far (spec §16.6);
+        False if its acknowledgements make no progress for _FINAL_ACK_TIMEOUT."""
+        if run.fd is None:
+            return True
+        delay = 0.001
+        while True:
+            await anyio.sleep(delay)  # lets a buffering transport hand its bytes to the kernel
+            acked = run.acknowledged(anyio.current_time())
+            if acked is not None:
+                return acked
+            delay = min(delay * 2, 0.05)
+
+    async def _watch_client(self, run: _Run) -> None:
+        """A client sends nothing after HELLO: EOF means it left, any byte is a violation.
+
+        The violation is reported on the first byte, without waiting for a whole frame, because
+        no frame from a client is acceptable here whatever it turns out to be. The connection
+        object is left alone: the writer owns it.
+        """
+        if await _receive_or_eof(run.writer.stream):
+            run.rejection = _Rejected(
+                ErrorCode.UNEXPECTED_FRAME, "a client sends nothing after its HELLO"
+            )
+            run.end(_End.REJECTED)
+        else:
+            run.end(_End.GONE)
+
+    async def _watch_writes(self) -> None:
+        """The write-stall watchdog: a self-paced stream whose write has made no progress for
+        _WRITE_STALL_TIMEOUT is ended, which releases its session."""
+        period = _WRITE_STALL_TIMEOUT / 10
+        while True:
+            await anyio.sleep(period)
+            now = anyio.current_time()
+            for run in list(self._self_paced):
+                since = run.writer.blocked_since
+                if since is not None and now - since > _WRITE_STALL_TIMEOUT:
+                    log.info("client stopped reading for %g s; closing", _WRITE_STALL_TIMEOUT)
+                    run.end(_End.STALLED)
 
     async def _send_error(
         self, writer: _Writer, conn: ServerConnection, code: ErrorCode, message: str
@@ -485,33 +792,39 @@ class NumberServer:
             pass
 
 
-@dataclass(slots=True)
-class _Outcome:
-    """How the streaming task group ended, as its tasks found out."""
-
-    completed: bool = False
-    rejection: _Rejected | None = None
-
-
 class _Writer:
     """Writes whole batches of frames and remembers a write that did not finish.
 
-    A cancelled or timed-out write may have sent part of its bytes (trio's ``send_all`` can);
-    after that the framing is torn, and an ERROR frame written behind it would be read as the
-    rest of the broken frame. A torn connection is just closed.
+    A cancelled write may have sent part of its bytes (trio's ``send_all`` can); after that the
+    framing is torn, and an ERROR frame written behind it would be read as the rest of the
+    broken frame. A torn connection is just closed. ``blocked_since`` is when the write in
+    progress started (None between writes): the server's watchdog reads it, so no write needs
+    a timer or a cancel scope of its own.
     """
 
-    __slots__ = ("stream", "torn")
+    __slots__ = ("blocked_since", "stream", "torn")
 
     def __init__(self, stream: anyio.abc.ByteStream) -> None:
         self.stream = stream
         self.torn = False
+        self.blocked_since: float | None = None
 
     async def send(self, data: bytes) -> None:
         self.torn = True
-        with anyio.fail_after(_WRITE_STALL_TIMEOUT):
-            await self.stream.send(data)
+        self.blocked_since = anyio.current_time()
+        await self.stream.send(data)
+        self.blocked_since = None
         self.torn = False
+
+    def buffered(self) -> int:
+        """Bytes the stream accepted but still holds in user space (asyncio's transport).
+
+        anyio does not expose the transport, so this looks for it by name; a stream without
+        one (trio, test doubles) buffers nothing in user space.
+        """
+        transport = getattr(self.stream, "_transport", None)
+        size = getattr(transport, "get_write_buffer_size", None)
+        return int(size()) if size is not None else 0
 
 
 async def _receive_or_eof(stream: anyio.abc.ByteStream) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import struct
@@ -9,6 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import anyio
+import anyio.abc
 import pytest
 
 from reference.client import (
@@ -24,7 +26,15 @@ from reference.server import ServerConfig
 from reference.store import MemoryStore
 
 from .oracle import doubling_sum, session_checksum, session_values
-from .support import FakeClock, FixedRandom, RawReader, cutting_connector, frame, running_server
+from .support import (
+    FakeClock,
+    FixedRandom,
+    PassThroughStream,
+    RawReader,
+    cutting_connector,
+    frame,
+    running_server,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -491,11 +501,42 @@ async def test_connection_limit_answers_server_busy() -> None:
                 assert item.error_code == 31
 
 
+class _SwallowingStream(PassThroughStream):
+    """Passes ``limit`` bytes, then reads the rest to the server's EOF and drops it: a FINAL
+    acknowledged by the client's host but lost before the client read it."""
+
+    def __init__(self, inner: anyio.abc.ByteStream, limit: int) -> None:
+        super().__init__(inner)
+        self.remaining = limit
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        if self.remaining <= 0:
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                while await self.inner.receive():
+                    pass
+            await self.inner.aclose()
+            raise anyio.EndOfStream
+        data = await self.inner.receive(min(max_bytes, self.remaining))
+        self.remaining -= len(data)
+        return data
+
+
 async def test_client_reports_final_frame_lost_when_session_completed_in_flight() -> None:
-    """Interval 0: the server writes everything and deletes the session before the cut lands."""
+    """The FINAL frame is written (every earlier byte acknowledged), the session deleted, and
+    the frame lost on its way to the client."""
     async with running_server(ServerConfig(interval=0.0, session_ttl=30.0)) as (server, port):
         config = stateful_config(port, 5)
-        result = await run_client(config, connect=cutting_connector([WELCOME_BYTES]))
+        first = True
+
+        async def connect(host: str, port: int) -> anyio.abc.ByteStream:
+            nonlocal first
+            stream = await anyio.connect_tcp(host, port)
+            if not first:
+                return stream
+            first = False
+            return _SwallowingStream(stream, WELCOME_BYTES + 4 * STATEFUL_DATA_BYTES)
+
+        result = await run_client(config, connect=connect)
     assert not result.ok
     assert result.exit_code == EXIT_REJECTED
     assert result.error == "SESSION_UNKNOWN"

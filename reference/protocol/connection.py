@@ -28,6 +28,7 @@ from .frames import (
     decode_hello,
     decode_number,
     decode_welcome,
+    encode_data,
     encode_error,
     encode_hello,
     encode_number,
@@ -310,6 +311,23 @@ class ServerConnection(_Connection):
 
     def _check_received(self, event: Event) -> None:
         """HELLO's field checks already ran when the event was built."""
+
+    def send_data(self, value: int) -> bytes:
+        """Bytes of the next number, which must not be the final one: the hot path.
+
+        Equivalent to ``send(Number(index=next_index, value=value))`` for every index but n-1,
+        without building an event; anything else (wrong state, the final index) goes through
+        ``send`` and its checks. Raises LocalProtocolError as ``send`` does.
+        """
+        index = self._next_index
+        if self._state is not State.STREAMING or index >= self._n - 1 or self._mode is None:
+            return self.send(Number(index=index, value=value))
+        try:
+            data = encode_data(index, value, self._mode)
+        except LocalProtocolError as exc:
+            raise self._fail(exc) from None
+        self._next_index = index + 1
+        return data
 
     def _encode(self, event: Hello | Welcome | Number | Error) -> bytes:
         if isinstance(event, Welcome):

@@ -1,0 +1,54 @@
+"""One accept loop for every TCP service in this project (the server and the proxy).
+
+Running out of descriptors or kernel memory is a moment to back off, not a reason to die; a
+client that gave up between its SYN and our ``accept`` is nobody's problem.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+
+#: Accept errors that mean "out of descriptors/memory right now": back off instead of dying.
+ACCEPT_RETRY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: The client gave up during the handshake: accept the next one.
+ACCEPT_ABORTED_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO})
+#: Seconds to wait after a resource error before accepting again (trio does the same).
+ACCEPT_BACKOFF = 0.1
+
+_T = TypeVar("_T")
+
+
+async def accept_forever(
+    accept: Callable[[], Awaitable[_T]],
+    spawn: Callable[[_T], object],
+    *,
+    log: logging.Logger,
+) -> None:
+    """Call ``accept`` (a listener's) until cancelled, handing each connection to ``spawn``,
+    which must not block.
+
+    Raises whatever ``accept`` raises that is neither a resource shortage nor an aborted
+    handshake (for example the listener being closed).
+    """
+    while True:
+        try:
+            connection = await accept()
+        except (OSError, anyio.BrokenResourceError) as exc:
+            # trio's listener wraps the OSError in BrokenResourceError; asyncio's does not.
+            code = exc.errno if isinstance(exc, OSError) else getattr(exc.__cause__, "errno", 0)
+            if code in ACCEPT_ABORTED_ERRNOS:
+                continue
+            if code not in ACCEPT_RETRY_ERRNOS:
+                raise
+            log.warning(
+                "accept failed (%s); backing off %d ms", os.strerror(code), ACCEPT_BACKOFF * 1000
+            )
+            await anyio.sleep(ACCEPT_BACKOFF)
+            continue
+        spawn(connection)

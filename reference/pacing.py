@@ -1,0 +1,172 @@
+"""Pacing for many slow streams: one timer wheel per server, and what the kernel tells us.
+
+At one number per second a server's job is to hold thousands of streams that each need a few
+bytes now and then. Giving each stream its own timer (and a cancel scope around each write)
+costs objects per number that the garbage collector then has to chase; here one task wakes once
+per *tick*, reads the clock once, and calls every entry that has come due. An entry stays in its
+wheel slot from one period to the next, so a steady stream allocates nothing to be scheduled.
+
+The module also holds the socket-level helpers the write path needs on Linux: the descriptor
+behind an anyio stream, a non-blocking write that never waits, and ``unacked_bytes`` (SIOCOUTQ),
+which says how much of what was written the peer's TCP has not acknowledged yet (spec §16.6:
+FINAL is written only once that is zero).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+import socket
+import struct
+import termios
+from typing import Protocol
+
+import anyio
+import anyio.abc
+
+#: Seconds per wheel tick: the pacing resolution. A number is written at the first tick at or
+#: after its deadline, so this bounds the lateness pacing itself adds.
+DEFAULT_TICK = 0.004
+#: Slots in the wheel; a deadline further out than slots x tick just waits another round.
+DEFAULT_SLOTS = 1024
+
+_INT = struct.Struct("i")
+
+
+class Paced(Protocol):
+    """Something the wheel calls when due; it keeps its own deadlines."""
+
+    #: Set by the wheel: the tick this entry is filed under.
+    due_tick: int
+
+    def on_due(self, now: float) -> float | None:
+        """Do what was due at ``now``; return the next deadline, or None to leave the wheel."""
+        ...
+
+
+class TimerWheel:
+    """A hashed timer wheel driven by one task (``run``); entries are called in deadline order
+    to within one tick, never before their deadline.
+
+    Not thread-safe; everything runs on the event loop that runs ``run``.
+    """
+
+    def __init__(self, tick: float = DEFAULT_TICK, slots: int = DEFAULT_SLOTS) -> None:
+        if tick <= 0 or slots < 2:
+            raise ValueError("a wheel needs a positive tick and at least two slots")
+        self._tick = tick
+        self._slots: list[list[Paced]] = [[] for _ in range(slots)]
+        self._origin = 0.0
+        self._cursor = 0  # the next tick to process
+        self._entries = 0
+        self._running = False
+        self._idle: anyio.Event | None = None
+        #: Ticks processed and the largest number of entries one tick called (for benchmarks).
+        self.ticks = 0
+        self.busiest_tick = 0
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def __len__(self) -> int:
+        return self._entries
+
+    def add(self, entry: Paced, deadline: float) -> None:
+        """File ``entry`` to be called at ``deadline`` (anyio clock seconds). Needs ``run``."""
+        if not self._running:
+            raise RuntimeError("the wheel is not running")
+        self._file(entry, deadline, self._cursor)
+        self._entries += 1
+        if self._idle is not None:
+            self._idle.set()
+            self._idle = None
+
+    def _file(self, entry: Paced, deadline: float, earliest: int) -> None:
+        due = math.ceil((deadline - self._origin) / self._tick)
+        due = max(due, earliest)
+        entry.due_tick = due
+        self._slots[due % len(self._slots)].append(entry)
+
+    async def run(self) -> None:
+        """Drive the wheel until cancelled; one clock read and at most one sleep per tick."""
+        tick = self._tick
+        slots = self._slots
+        size = len(slots)
+        self._origin = anyio.current_time()
+        self._cursor = 0
+        self._running = True
+        try:
+            while True:
+                if self._entries == 0:
+                    self._idle = anyio.Event()
+                    await self._idle.wait()
+                    self._cursor = max(
+                        self._cursor, int((anyio.current_time() - self._origin) / tick)
+                    )
+                await anyio.sleep_until(self._origin + self._cursor * tick)
+                now = anyio.current_time()
+                last = int((now - self._origin) / tick)
+                while self._cursor <= last:
+                    cursor = self._cursor
+                    index = cursor % size
+                    bucket = slots[index]
+                    slots[index] = []
+                    called = 0
+                    for entry in bucket:
+                        if entry.due_tick > cursor:  # a later round of the wheel
+                            slots[index].append(entry)
+                            continue
+                        called += 1
+                        deadline = entry.on_due(now)
+                        if deadline is None:
+                            self._entries -= 1
+                        else:
+                            self._file(entry, deadline, cursor + 1)
+                    self.busiest_tick = max(self.busiest_tick, called)
+                    self._cursor = cursor + 1
+                    self.ticks += 1
+        finally:
+            self._running = False
+
+
+# --- the socket underneath -------------------------------------------------------------------
+
+
+def socket_fd(stream: anyio.abc.ByteStream) -> int | None:
+    """The descriptor of a TCP stream, or None for anything else (test doubles, TLS...)."""
+    raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    if raw is None or raw.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    return int(raw.fileno())
+
+
+def limit_send_buffer(stream: anyio.abc.ByteStream, size: int) -> None:
+    """Cap the kernel's send buffer, so writes cannot run far ahead of what the peer takes."""
+    raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    if raw is not None:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+
+def write_now(fd: int, data: bytes | memoryview) -> int:
+    """Write what the kernel takes without waiting; returns the count (0 if its buffer is full).
+
+    Raises OSError when the connection is broken (EPIPE, ECONNRESET...).
+    """
+    try:
+        return os.write(fd, data)
+    except BlockingIOError:
+        return 0
+
+
+def unacked_bytes(fd: int) -> int:
+    """Bytes written to the socket that the peer's TCP has not acknowledged (Linux SIOCOUTQ).
+
+    0 where the kernel cannot say (the caller then cannot wait for acknowledgement).
+    """
+    try:
+        buffer = fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int(_INT.unpack(buffer)[0])
