@@ -50,6 +50,13 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "tests.bench", *session.posargs)
 
 
+@nox.session(name="bench-scale")
+def bench_scale(session: nox.Session) -> None:
+    """Many 1 Hz sessions against one server process: lateness, CPU, RSS; table and plot."""
+    _install(session, "test", "bench")
+    session.run("python", "-m", "tests.bench_scale", *session.posargs)
+
+
 @nox.session
 def soak(session: nox.Session) -> None:
     """Many more property examples, then a long chaos run with every terminal fault on."""

@@ -1,0 +1,612 @@
+"""Scale benchmark: ``nox -s bench-scale`` (or ``python -m tests.bench_scale``). Asserts nothing.
+
+Many 1 Hz sessions against one server process, the way issue 10 measures them:
+
+* the server runs as its own process (``python -m reference.server`` by default, or any command
+  given with ``--server-cmd``, such as the Go server), on the backend and store asked for;
+* the load comes from this module's own generator: worker processes that speak the protocol over
+  raw non-blocking sockets (one epoll loop each, thousands of sessions per process), half of the
+  sessions stateless and half stateful;
+* lateness is taken from *kernel receive timestamps* (SO_TIMESTAMPNS), against the schedule the
+  WELCOME announces (number j due ``j x interval`` after the WELCOME arrived), so a busy generator
+  does not count its own delays against the server;
+* every session runs to its FINAL frame and is verified (stateless: every value is ``a << i``;
+  stateful: SHA-256 over the values equals the FINAL checksum);
+* server CPU over the steady window from /proc, RSS per session as (RSS under load - RSS idle) /
+  sessions, the cyclic collector's pauses from the server's own shutdown summary.
+
+Prints one table row per (backend, sessions) and writes a plot of p99 lateness against sessions
+per backend (``--plot``). Bounded in time: every run has a hard deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import hashlib
+import json
+import os
+import re
+import secrets
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from reference.protocol import stateful_value
+
+from .redis_fixture import RedisServerMissingError, free_port, redis_server
+
+_HEADER = struct.Struct(">BH")
+_U32 = struct.Struct(">I")
+_TIMESPEC = struct.Struct("@ll")
+_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
+#: Linux's value; the socket module exports it only on some builds.
+_SO_TIMESTAMPNS = int(getattr(socket, "SO_TIMESTAMPNS", 35))
+_WELCOME, _DATA, _FINAL, _ERROR = 0x02, 0x03, 0x04, 0x05
+_STATELESS, _STATEFUL = 1, 2
+
+
+# --- the load generator (one worker process) -----------------------------------------------------
+
+
+@dataclass(slots=True, eq=False)
+class _Session:
+    sock: socket.socket
+    stateful: bool
+    n: int
+    hello: bytes
+    buffer: bytearray = field(default_factory=bytearray)
+    welcome_at: float = -1.0
+    interval: float = 0.0
+    a: int = 0
+    index: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)
+    ok: bool | None = None
+    why: str = ""
+
+
+def _hello(stateful: bool, n: int) -> bytes:
+    if stateful:
+        payload = struct.pack(">BBBII", 1, _STATEFUL, 0, n, 0) + str(uuid.uuid4()).encode()
+    else:
+        payload = struct.pack(">BBBIII", 1, _STATELESS, 0, n, 0, 0)
+    return _HEADER.pack(0x01, len(payload)) + payload
+
+
+def _kernel_time(ancdata: list[tuple[int, int, bytes]]) -> float:
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
+            seconds, nanos = _TIMESPEC.unpack_from(data)
+            return float(seconds + nanos / 1e9)
+    return time.time()
+
+
+def _consume(session: _Session, stamp: float, lateness: list[float], steady_from: float) -> None:
+    """Parse whole frames from the session's buffer; record lateness; verify at FINAL."""
+    buffer = session.buffer
+    while len(buffer) >= 3:
+        kind, length = _HEADER.unpack_from(buffer)
+        if len(buffer) < 3 + length:
+            return
+        payload = bytes(buffer[3 : 3 + length])
+        del buffer[: 3 + length]
+        if kind == _WELCOME:
+            _, _, _, _, next_index, interval_ms, a, _ = struct.unpack(">BBBIIIII", payload)
+            session.welcome_at = stamp
+            session.interval = interval_ms / 1000
+            session.a = a
+            session.index = next_index
+        elif kind in (_DATA, _FINAL):
+            (index,) = _U32.unpack_from(payload)
+            if index != session.index:
+                session.ok, session.why = False, f"index {index} where {session.index} was due"
+                return
+            if stamp >= steady_from:
+                lateness.append(stamp - (session.welcome_at + index * session.interval))
+            if session.stateful:
+                value = _U32.unpack_from(payload, 4)[0]
+                session.digest.update(_U32.pack(value))
+                if kind == _FINAL:
+                    session.ok = session.digest.digest() == payload[8:40]
+                    session.why = "" if session.ok else "checksum mismatch"
+            else:
+                value = int.from_bytes(payload[4:], "big")
+                if value != session.a << index:
+                    session.ok, session.why = False, f"value at {index} is not a << {index}"
+                    return
+                if kind == _FINAL:
+                    session.ok = index == session.n - 1
+            session.index = index + 1
+        elif kind == _ERROR:
+            code = struct.unpack_from(">H", payload)[0]
+            session.ok, session.why = False, f"ERROR {code}: {payload[2:].decode(errors='replace')}"
+            return
+
+
+def run_worker(
+    port: int, sessions: int, rate: float, n: int, stateful_every: int
+) -> dict[str, Any]:
+    """Open ``sessions`` sessions at ``rate`` per second, read them to the end; a JSON report."""
+    selector = selectors.DefaultSelector()
+    lateness: list[float] = []
+    done: list[_Session] = []
+    live: dict[int, _Session] = {}
+    connect_failures = 0
+    started = time.monotonic()
+    ramp = sessions / rate
+    steady_from = time.time() + ramp + 1.0  # count lateness once every session is streaming
+    deadline = started + ramp + n * 1.0 + 30.0
+    opened = 0
+    while (opened < sessions or live) and time.monotonic() < deadline:
+        due = min(sessions, int((time.monotonic() - started) * rate) + 1)
+        while opened < due:
+            stateful = opened % stateful_every == 0
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            sock.setblocking(False)
+            session = _Session(sock, stateful, n, _hello(stateful, n))
+            opened += 1
+            code = sock.connect_ex(("127.0.0.1", port))
+            if code not in (0, errno.EINPROGRESS):
+                connect_failures += 1
+                sock.close()
+                continue
+            live[sock.fileno()] = session
+            selector.register(sock, selectors.EVENT_WRITE, session)
+        for key, events in selector.select(timeout=0.01):
+            session = key.data
+            sock = session.sock
+            if events & selectors.EVENT_WRITE:
+                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                    connect_failures += 1
+                    session.ok, session.why = False, "connect failed"
+                else:
+                    try:
+                        sock.send(session.hello)  # 31 or 51 bytes: always taken whole
+                    except OSError as exc:
+                        session.ok, session.why = False, f"HELLO not sent: {exc}"
+                if session.ok is None:
+                    selector.modify(sock, selectors.EVENT_READ, session)
+                    continue
+            else:
+                try:
+                    data, ancdata, _, _ = sock.recvmsg(65536, _CMSG_SPACE)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    data, ancdata = b"", []
+                    session.why = str(exc)
+                if data:
+                    session.buffer += data
+                    _consume(session, _kernel_time(ancdata), lateness, steady_from)
+                elif session.ok is None:
+                    session.ok = False
+                    session.why = session.why or f"closed after {session.index}/{n} numbers"
+                if session.ok is None:
+                    continue
+            selector.unregister(sock)
+            del live[sock.fileno()]
+            sock.close()
+            done.append(session)
+    for session in live.values():
+        session.ok, session.why = False, "unfinished at the deadline"
+        done.append(session)
+        session.sock.close()
+    failures: dict[str, int] = {}
+    for session in done:
+        if not session.ok:
+            reason = re.sub(r"\d+", "#", session.why)
+            failures[reason] = failures.get(reason, 0) + 1
+    return {
+        "sessions": sessions,
+        "verified": sum(1 for s in done if s.ok),
+        "connect_failures": connect_failures,
+        "failures": failures,
+        "lateness_ms": [round(x * 1000, 2) for x in lateness],
+    }
+
+
+# --- the floor: a bare asyncio server writing the same frames ------------------------------------
+
+
+class _BareSession(asyncio.Protocol):
+    """The least a server can do per session: one timer and one write per number."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) < 3 or self.transport is None:
+            return
+        _, mode, _, n, _ = struct.unpack_from(">BBBII", self.buffer, 3)
+        loop = asyncio.get_running_loop()
+        self.n = n
+        self.stateful = mode == _STATEFUL
+        self.a = 0 if self.stateful else secrets.randbelow(255) + 1
+        self.seed = secrets.randbits(64)
+        self.digest = hashlib.sha256()
+        welcome = struct.pack(
+            ">BBBIIIII", 1, mode, 0, n, 0, 1000, self.a, 30000 if self.stateful else 0
+        )
+        self.transport.write(_HEADER.pack(_WELCOME, len(welcome)) + welcome)
+        self.t0 = loop.time()
+        self.send(0)
+
+    def send(self, index: int) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        final = index == self.n - 1
+        kind = _FINAL if final else _DATA
+        if self.stateful:
+            value = stateful_value(self.seed, index)
+            self.digest.update(_U32.pack(value))
+            tail = self.digest.digest() if final else b""
+            payload = struct.pack(">II", index, value) + tail
+        else:
+            value = self.a << index
+            payload = _U32.pack(index) + value.to_bytes((value.bit_length() + 7) // 8, "big")
+        transport.write(_HEADER.pack(kind, len(payload)) + payload)
+        if final:
+            transport.close()
+        else:
+            asyncio.get_running_loop().call_at(self.t0 + index + 1, self.send, index + 1)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+
+async def _bare_server(port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_BareSession, "127.0.0.1", port, backlog=4096)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    async with server:
+        await stop.wait()
+
+
+# --- the driver --------------------------------------------------------------------------------
+
+
+def _proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _wait_listening(port: int, within: float) -> None:
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"server did not listen on {port} within {within:g} s")
+
+
+def _percentile(ordered: list[float], fraction: float) -> float:
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+@dataclass(slots=True)
+class RunResult:
+    label: str
+    sessions: int
+    verified: int
+    connect_failures: int
+    failures: dict[str, int]
+    p50: float
+    p99: float
+    p999: float
+    maximum: float
+    cpu_percent: float
+    rss_per_session_kb: float
+    gc: str
+    load_average: str
+
+
+def run_one(
+    label: str,
+    server_argv: list[str],
+    port: int,
+    sessions: int,
+    *,
+    workers: int,
+    rate: float,
+    window: float,
+) -> RunResult:
+    """One server process, ``sessions`` sessions; returns the figures of its steady window."""
+    ramp = sessions / rate
+    n = int(ramp + window + 6)
+    stderr = tempfile.TemporaryFile()  # noqa: SIM115 - read back after the server exits
+    server = subprocess.Popen(server_argv, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        _wait_listening(port, 15)
+        time.sleep(0.5)
+        rss_idle = _proc_rss_kb(server.pid)
+        share = [sessions // workers + (1 if i < sessions % workers else 0) for i in range(workers)]
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.bench_scale",
+                    "--worker",
+                    str(port),
+                    str(count),
+                    str(rate / workers),
+                    str(n),
+                ],
+                stdout=subprocess.PIPE,
+            )
+            for count in share
+            if count
+        ]
+        time.sleep(ramp + 1.5)
+        cpu0, t0 = _proc_cpu_seconds(server.pid), time.monotonic()
+        time.sleep(window / 2)
+        rss_load = _proc_rss_kb(server.pid)
+        time.sleep(window / 2)
+        cpu1, t1 = _proc_cpu_seconds(server.pid), time.monotonic()
+        load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+        reports = []
+        for proc in procs:
+            out, _ = proc.communicate(timeout=ramp + n + 60)
+            reports.append(json.loads(out))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    stderr.seek(0)
+    log_text = stderr.read().decode(errors="replace")
+    stderr.close()
+    match = re.search(r"gc: .*", log_text)
+    lateness = sorted(x for report in reports for x in report["lateness_ms"])
+    failures: dict[str, int] = {}
+    for report in reports:
+        for reason, count in report["failures"].items():
+            failures[reason] = failures.get(reason, 0) + count
+    return RunResult(
+        label=label,
+        sessions=sessions,
+        verified=sum(r["verified"] for r in reports),
+        connect_failures=sum(r["connect_failures"] for r in reports),
+        failures=failures,
+        p50=_percentile(lateness, 0.5),
+        p99=_percentile(lateness, 0.99),
+        p999=_percentile(lateness, 0.999),
+        maximum=lateness[-1] if lateness else float("nan"),
+        cpu_percent=100 * (cpu1 - cpu0) / (t1 - t0),
+        rss_per_session_kb=(rss_load - rss_idle) / sessions,
+        gc=match.group(0)[4:] if match else "not reported",
+        load_average=load,
+    )
+
+
+def _server_argv(
+    template: str | None, backend: str, port: int, store: str, sessions: int
+) -> list[str]:
+    if template:
+        return template.format(port=port, store=store, max=sessions + 100).split()
+    if backend == "bare":
+        return [sys.executable, "-m", "tests.bench_scale", "--bare-server", str(port)]
+    return [
+        sys.executable,
+        "-m",
+        "reference.server",
+        "--port",
+        str(port),
+        "--backend",
+        backend,
+        "--store",
+        store,
+        "--max-connections",
+        str(sessions + 100),
+        "--log-level",
+        "info",
+    ]
+
+
+def _plot(results: list[RunResult], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for label in dict.fromkeys(r.label for r in results):
+        rows = [r for r in results if r.label == label]
+        axes.plot([r.sessions for r in rows], [r.p99 for r in rows], marker="o", label=label)
+    axes.axhline(50, color="grey", linestyle="--", linewidth=1, label="target p99 50 ms")
+    axes.set_xlabel("concurrent 1 Hz sessions (half stateful)")
+    axes.set_ylabel("p99 lateness (ms)")
+    axes.set_yscale("log")
+    axes.set_title("NSP server: p99 lateness against sessions, one process")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench_scale",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--worker", nargs=4, metavar=("PORT", "SESSIONS", "RATE", "N"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--sessions",
+        default="1000,5000,10000",
+        help="comma-separated session counts (default 1000,5000,10000)",
+    )
+    parser.add_argument(
+        "--backends",
+        default="bare,asyncio,trio",
+        help="comma-separated anyio backends, and 'bare' for the floor: a plain asyncio server "
+        "writing the same frames (default bare,asyncio,trio)",
+    )
+    parser.add_argument(
+        "--trio-max",
+        type=int,
+        default=5000,
+        help="largest session count tried on trio (default 5000)",
+    )
+    parser.add_argument("--store", choices=["memory", "redis"], default="memory")
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=20.0,
+        help="steady seconds measured once every session streams (default 20)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=1000.0,
+        help="new sessions per second while ramping up (default 1000)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="load generator processes (2)")
+    parser.add_argument(
+        "--server-cmd",
+        metavar="TEMPLATE",
+        help="another server: a command with {port}, {store} and {max}, run "
+        "instead of the Python server (the backend column then names it)",
+    )
+    parser.add_argument("--label", default=None, help="name for --server-cmd rows")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=Path("bench-scale.png"),
+        help="where to write the plot (default bench-scale.png)",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    args = parser.parse_args(argv)
+    if args.bare_server:
+        asyncio.run(_bare_server(args.bare_server))
+        return 0
+    if args.worker:
+        port, sessions, rate, n = args.worker
+        report = run_worker(int(port), int(sessions), float(rate), int(n), stateful_every=2)
+        json.dump(report, sys.stdout)
+        return 0
+
+    counts = [int(x) for x in args.sessions.split(",")]
+    backends = [args.label or "custom"] if args.server_cmd else args.backends.split(",")
+    results: list[RunResult] = []
+    console = Console(width=200)
+    with contextlib.ExitStack() as stack:
+        if args.store == "redis":
+            try:
+                store = stack.enter_context(redis_server())
+            except RedisServerMissingError:
+                console.print("redis-server is not installed")
+                return 1
+        else:
+            store = "memory://"
+        for backend in backends:
+            for sessions in counts:
+                if backend == "trio" and sessions > args.trio_max:
+                    continue
+                port = free_port()
+                argv_ = _server_argv(args.server_cmd, backend, port, store, sessions)
+                label = f"{backend} ({args.store})"
+                console.print(f"[dim]running {label} with {sessions} sessions...[/dim]")
+                result = run_one(
+                    label,
+                    argv_,
+                    port,
+                    sessions,
+                    workers=args.workers,
+                    rate=args.rate,
+                    window=args.window,
+                )
+                results.append(result)
+                console.print(_table([result]))
+    console.print(_table(results))
+    if args.json:
+        args.json.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
+    try:
+        _plot(results, args.plot)
+        console.print(f"plot written to {args.plot}")
+    except ImportError:
+        console.print("matplotlib is not installed: no plot (nox -s bench-scale installs it)")
+    return 0
+
+
+def _table(results: list[RunResult]) -> Table:
+    table = Table(
+        title="1 Hz sessions against one server process (lateness from kernel "
+        "receive timestamps, steady window)"
+    )
+    for name in (
+        "server (store)",
+        "sessions",
+        "verified",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms",
+        "server CPU %",
+        "RSS/session KB",
+        "GC pauses",
+        "load avg",
+    ):
+        table.add_column(
+            name, justify="left" if name in ("server (store)", "GC pauses") else "right"
+        )
+    for r in results:
+        verified = f"{r.verified}"
+        if r.failures:
+            verified += " " + ", ".join(f"{k} x{v}" for k, v in r.failures.items())
+        table.add_row(
+            r.label,
+            str(r.sessions),
+            verified,
+            f"{r.p50:.1f}",
+            f"{r.p99:.1f}",
+            f"{r.p999:.1f}",
+            f"{r.maximum:.1f}",
+            f"{r.cpu_percent:.0f}",
+            f"{r.rss_per_session_kb:.1f}",
+            r.gc,
+            r.load_average,
+        )
+    return table
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
