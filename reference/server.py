@@ -23,7 +23,6 @@ from typing import Protocol
 
 import anyio
 import anyio.abc
-import anyio.lowlevel
 from anyio.abc import TaskStatus
 
 from .accept import accept_forever
