@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import fcntl
 import logging
 import math
@@ -44,6 +43,7 @@ from proxy.faults import (
     plan_connection,
     point_offset,
 )
+from reference.accept import accept_forever
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,6 @@ CHUNK = 4 * 1024
 READ_AHEAD = 4  # chunks a direction may read ahead of its writer: hides latency, keeps backpressure
 BANDWIDTH_QUANTUM = 0.1  # seconds of traffic per paced piece, so a big chunk is not one long burst
 CONNECT_TIMEOUT = 5.0
-ACCEPT_BACKOFF = 0.1
 RESET_FLUSH_TIMEOUT = 1.0  # how long a RESET waits for forwarded bytes to leave the kernel
 RESET_FLUSH_POLL = 0.005
 #: A partitioned connection is held, unread, until the client has hung up and then for this
@@ -70,10 +69,6 @@ PARTITION_HOLD = 12.0
 PARTITION_POLL = 0.05
 RECENT_EVENTS = 1000
 
-# Out of descriptors or buffers: accepting again at once would spin, so back off (as trio does).
-_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
-# The client gave up between SYN and accept: nothing to do but accept the next one.
-_ABORTED_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO})
 # A peer went away: the connection is over, not the proxy.
 _BROKEN = (anyio.BrokenResourceError, OSError)
 #: Kinds that strike a connection (kept as its ``ConnectionRecord.fault``); not shaping.
@@ -234,48 +229,35 @@ class ChaosProxy:
     async def _accept_loop(
         self, listener: SocketListener, tg: TaskGroup, client: int | None
     ) -> None:
-        while True:
-            try:
-                accepted = await listener.accept()
-            except (OSError, anyio.BrokenResourceError) as exc:
-                code = (
-                    exc.errno if isinstance(exc, OSError) else getattr(exc.__cause__, "errno", None)
-                )
-                if code in _ABORTED_ERRNOS:
-                    continue
-                if code not in _RESOURCE_ERRNOS:
-                    raise
-                log.warning("accept failed (%s); retrying in %.1fs", exc, ACCEPT_BACKOFF)
-                await anyio.sleep(ACCEPT_BACKOFF)
-                continue
-            index = self.counters.connections_total
-            self.counters.connections_total += 1
-            number = self._numbers.get(client, 0) + 1
-            self._numbers[client] = number
-            key = ConnectionKey(index=index, client=client, number=number)
-            plan = plan_connection(
-                key, config=self._config, schedule=self._schedule, seed=self._seed
+        await accept_forever(
+            listener.accept, lambda accepted: self._accepted(accepted, tg, client), log=log
+        )
+
+    def _accepted(self, accepted: SocketStream, tg: TaskGroup, client: int | None) -> None:
+        index = self.counters.connections_total
+        self.counters.connections_total += 1
+        number = self._numbers.get(client, 0) + 1
+        self._numbers[client] = number
+        key = ConnectionKey(index=index, client=client, number=number)
+        plan = plan_connection(key, config=self._config, schedule=self._schedule, seed=self._seed)
+        # Decided here, in accept order, so a refuse period covers the connections after it
+        # (on a client's own listener: that client's later connections).
+        now = self._clock()
+        refused = (
+            plan.refused or plan.starts_refuse or now < self._refuse_until.get(client, -math.inf)
+        )
+        if plan.starts_refuse:
+            self._refuse_until[client] = max(
+                self._refuse_until.get(client, -math.inf), now + self._config.refuse_duration
             )
-            # Decided here, in accept order, so a refuse period covers the connections after it
-            # (on a client's own listener: that client's later connections).
-            now = self._clock()
-            refused = (
-                plan.refused
-                or plan.starts_refuse
-                or now < self._refuse_until.get(client, -math.inf)
-            )
-            if plan.starts_refuse:
-                self._refuse_until[client] = max(
-                    self._refuse_until.get(client, -math.inf), now + self._config.refuse_duration
-                )
-            record = ConnectionRecord(
-                key=key,
-                refused=refused,
-                drawn=plan.drawn.kind if plan.drawn else None,
-                point=plan.point,
-            )
-            self.connections.append(record)
-            tg.start_soon(self._handle, accepted, plan, record, name=f"connection {index}")
+        record = ConnectionRecord(
+            key=key,
+            refused=refused,
+            drawn=plan.drawn.kind if plan.drawn else None,
+            point=plan.point,
+        )
+        self.connections.append(record)
+        tg.start_soon(self._handle, accepted, plan, record, name=f"connection {index}")
 
     async def _handle(
         self, client: SocketStream, plan: ConnectionPlan, record: ConnectionRecord
