@@ -286,6 +286,169 @@ async def _bare_server(port: int) -> None:
         await stop.wait()
 
 
+# --- interval 0: full-length streams against a bare writer/reader moving the same bytes ---------
+
+
+def _bare_writer(port: int, stateful: bool, n: int) -> None:
+    """Accept one connection, read its HELLO, write WELCOME and the n frames in 64 KB batches."""
+    with socket.create_server(("127.0.0.1", port)) as server:
+        print("ready", flush=True)
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(64)
+            a = 255
+            mode = _STATEFUL if stateful else _STATELESS
+            welcome = struct.pack(">BBBIIIII", 1, mode, 0, n, 0, 0, 0 if stateful else a, 0)
+            batch = [_HEADER.pack(_WELCOME, len(welcome)) + welcome]
+            size = 0
+            digest = hashlib.sha256()
+            seed = 0x0123456789ABCDEF
+            for index in range(n):
+                kind = _FINAL if index == n - 1 else _DATA
+                if stateful:
+                    value = stateful_value(seed, index)
+                    digest.update(_U32.pack(value))
+                    tail = digest.digest() if kind == _FINAL else b""
+                    payload = struct.pack(">II", index, value) + tail
+                else:
+                    value = a << index
+                    payload = _U32.pack(index) + value.to_bytes((value.bit_length() + 7) // 8)
+                frame = _HEADER.pack(kind, len(payload)) + payload
+                batch.append(frame)
+                size += len(frame)
+                if size >= 65536:
+                    conn.sendall(b"".join(batch))
+                    batch, size = [], 0
+            conn.sendall(b"".join(batch))
+
+
+def _bare_reader(port: int, stateful: bool, n: int) -> None:
+    """Send a HELLO, then read to EOF and discard: the least a client can do."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(_hello(stateful, n))
+        while sock.recv(1 << 20):
+            pass
+
+
+def _timed(argv: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one child process."""
+    before = os.times()
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    after = os.times()
+    return wall, (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
+
+
+def _with_reference_server(backend: str, client_argv: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds (server + client) of one client run against a fresh server."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reference.server",
+            "--port",
+            str(port),
+            "--interval",
+            "0",
+            "--backend",
+            backend,
+            "--log-level",
+            "error",
+        ],
+    )
+    try:
+        _wait_listening(port, 15)
+        cpu0 = _proc_cpu_seconds(server.pid)
+        wall, cpu = _timed([arg.replace("{port}", str(port)) for arg in client_argv])
+        return wall, cpu + _proc_cpu_seconds(server.pid) - cpu0
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def interval_zero(repeat: int, backend: str, console: Console) -> None:
+    """Best of ``repeat`` interleaved runs per variant, each as two processes: the reference
+    server with the reference client, the reference server with the bare reader, and the bare
+    writer with the bare reader (the floor) moving the same bytes."""
+    table = Table(title=f"Interval 0, n = 65535, two processes, best of {repeat} ({backend})")
+    for name in ("variant", "pair", "wall s", "CPU s", "wall / floor", "CPU / floor", "load"):
+        table.add_column(name, justify="left" if name in ("variant", "pair") else "right")
+    n = 65535
+    for stateful in (False, True):
+        mode = "stateful" if stateful else "stateless"
+        reader = [
+            sys.executable,
+            "-m",
+            "tests.bench_scale",
+            "--bare-reader",
+            "{port}",
+            mode,
+            str(n),
+        ]
+        client = [
+            sys.executable,
+            "-m",
+            "reference.client",
+            "--port",
+            "{port}",
+            "--mode",
+            mode,
+            "-n",
+            str(n),
+            "--backend",
+            backend,
+            "--log-level",
+            "warning",
+        ]
+        best: dict[str, tuple[float, float]] = {}
+        for _ in range(repeat):
+            runs = {
+                "reference server + client": _with_reference_server(backend, client),
+                "reference server + bare reader": _with_reference_server(backend, reader),
+            }
+            port = free_port()
+            writer = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.bench_scale",
+                    "--bare-writer",
+                    str(port),
+                    mode,
+                    str(n),
+                ],
+                stdout=subprocess.PIPE,
+            )
+            assert writer.stdout is not None
+            writer.stdout.readline()  # "ready"
+            cpu0 = _proc_cpu_seconds(writer.pid)
+            wall, cpu = _timed([arg.replace("{port}", str(port)) for arg in reader])
+            runs["bare writer + bare reader (floor)"] = (
+                wall,
+                cpu + _proc_cpu_seconds(writer.pid) - cpu0,
+            )
+            writer.wait()
+            for name, figures in runs.items():
+                best[name] = min(best.get(name, figures), figures)
+        floor = best["bare writer + bare reader (floor)"]
+        load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+        for name, (wall, cpu) in best.items():
+            table.add_row(
+                mode,
+                name,
+                f"{wall:.2f}",
+                f"{cpu:.2f}",
+                f"{wall / floor[0]:.2f}",
+                f"{cpu / floor[1]:.2f}",
+                load,
+            )
+    console.print(table)
+
+
 # --- the driver --------------------------------------------------------------------------------
 
 
@@ -469,6 +632,15 @@ def main(argv: list[str] | None = None) -> int:
         "--worker", nargs=4, metavar=("PORT", "SESSIONS", "RATE", "N"), help=argparse.SUPPRESS
     )
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--bare-writer", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--bare-reader", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--interval0",
+        type=int,
+        metavar="REPEAT",
+        help="instead: full-length streams at interval 0 against the bare floor, best of "
+        "REPEAT interleaved runs per variant (on the last of --backends)",
+    )
     parser.add_argument(
         "--sessions",
         default="1000,5000,10000",
@@ -517,6 +689,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.bare_server:
         asyncio.run(_bare_server(args.bare_server))
+        return 0
+    if args.bare_writer:
+        _bare_writer(
+            int(args.bare_writer[0]), args.bare_writer[1] == "stateful", int(args.bare_writer[2])
+        )
+        return 0
+    if args.bare_reader:
+        port, mode, n = args.bare_reader
+        _bare_reader(int(port), mode == "stateful", int(n))
+        return 0
+    if args.interval0:
+        interval_zero(args.interval0, args.backends.split(",")[-1], Console(width=200))
         return 0
     if args.worker:
         port, sessions, rate, n = args.worker
