@@ -8,23 +8,23 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from .protocol import MAX_N
+from .protocol import MAX_DURATION_MS, MAX_N, seconds_text_to_ms
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 BACKENDS = ("asyncio", "trio")
 
 _T = TypeVar("_T", int, float)
 
-#: WELCOME carries ``interval_ms`` and ``session_ttl_ms`` as u32 milliseconds (spec §4.2, §17).
-U32_MAX = 2**32 - 1
-#: The longest duration the protocol can express, in seconds: 2^32 - 1 ms, about 49.7 days.
-#: Every duration option is held to it, so none can stand for "no bound" (infinity).
-MAX_SECONDS = U32_MAX / 1000
+#: The longest duration any option may give, in seconds: MAX_DURATION_MS, one day (spec §13.1).
+#: Every duration option is held to it, so none can stand for "no bound" (infinity), and every
+#: timer derived from one fits a signed 32-bit millisecond count.
+MAX_SECONDS = MAX_DURATION_MS // 1000
+#: Largest count option (``--max-connections``, ``--max-retries``): a signed 32-bit int.
+MAX_COUNT = 2**31 - 1
 
 
 def _checked(text: str, convert: Callable[[str], _T], ok: Callable[[_T], bool], allowed: str) -> _T:
@@ -42,51 +42,53 @@ def _checked(text: str, convert: Callable[[str], _T], ok: Callable[[_T], bool], 
     return value
 
 
-def _fits_u32_ms(seconds: float) -> bool:
-    """``seconds`` is finite and, rounded to milliseconds as WELCOME does, fits a u32."""
-    return math.isfinite(seconds) and round(seconds * 1000) <= U32_MAX
-
-
 def duration(*, zero_ok: bool, what: str = "") -> Callable[[str], float]:
-    """An argparse type for seconds: finite, at most ``MAX_SECONDS``, > 0 unless ``zero_ok``.
+    """An argparse type for seconds, converted to whole milliseconds by spec §13.1.
 
-    ``what`` is appended to the allowed range in the message (why the range is what it is).
+    The text must be a decimal number (``0.5``, ``.5``, ``1e-05``; no sign, ``inf`` or ``nan``);
+    its exact value times 1000 is rounded to the nearest integer, ties up (``0.0025`` is 3 ms),
+    and must be in ``0..MAX_DURATION_MS`` (``1..`` unless ``zero_ok``). Returns the milliseconds
+    / 1000, so every value is a whole number of ms. ``what`` is appended to the allowed range
+    in the message (why the range is what it is).
     """
-    span = f"0..{MAX_SECONDS:.3f}" if zero_ok else f"more than 0, at most {MAX_SECONDS:.3f}"
-    allowed = f"{span} seconds (2^32-1 ms, spec §17){what}"
-
-    def ok(value: float) -> bool:
-        return (value >= 0 if zero_ok else value > 0) and _fits_u32_ms(value)
+    low_ms = 0 if zero_ok else 1
+    span = f"0..{MAX_SECONDS}" if zero_ok else f"0.001..{MAX_SECONDS}"
+    allowed = f"{span} seconds, in whole milliseconds (spec §13.1){what}"
 
     def parse(text: str) -> float:
-        return _checked(text, float, ok, allowed)
+        ms = _checked(text, seconds_text_to_ms, lambda v: low_ms <= v <= MAX_DURATION_MS, allowed)
+        return ms / 1000
 
     return parse
 
 
-def int_range(low: int, high: int | None = None, *, what: str = "") -> Callable[[str], int]:
-    """An argparse type for an integer in ``low..high`` (no upper bound when ``high`` is None)."""
-    allowed = f"an integer >= {low}" if high is None else f"an integer in {low}..{high}"
-    allowed += what
+def _decimal_digits(text: str) -> int:
+    """ASCII digits only: no sign, prefix, ``_`` or spaces, which ``int()`` would accept."""
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(text)
+    return int(text, 10)
+
+
+def int_range(low: int, high: int = MAX_COUNT, *, what: str = "") -> Callable[[str], int]:
+    """An argparse type for ASCII decimal digits whose value is in ``low..high``."""
+    allowed = f"an integer in {low}..{high}{what}"
 
     def parse(text: str) -> int:
-        return _checked(
-            text, int, lambda value: value >= low and (high is None or value <= high), allowed
-        )
+        return _checked(text, _decimal_digits, lambda value: low <= value <= high, allowed)
 
     return parse
 
 
-#: ``--interval``: announced in WELCOME as ``interval_ms``, a u32 (spec §4.2, §13); 0 streams
+#: ``--interval``: announced in WELCOME as ``interval_ms`` (spec §4.2, §13, §13.1); 0 streams
 #: as fast as the client reads.
-interval_seconds = duration(zero_ok=True, what="; WELCOME carries it as a u32 interval_ms")
-#: ``--session-ttl``: announced in WELCOME as ``session_ttl_ms``, a u32 (spec §4.2, §16.4).
-ttl_seconds = duration(zero_ok=True, what="; WELCOME carries it as a u32 session_ttl_ms")
+interval_seconds = duration(zero_ok=True, what="; announced in WELCOME as interval_ms")
+#: ``--session-ttl``: announced in WELCOME as ``session_ttl_ms`` (spec §4.2, §13.1, §16.4).
+ttl_seconds = duration(zero_ok=True, what="; announced in WELCOME as session_ttl_ms")
 #: Durations that may be zero (a delay of 0 means none).
 non_negative_float = duration(zero_ok=True)
 #: Timeouts and delays where zero would mean "never wait" and infinity "no bound".
 positive_float = duration(zero_ok=False)
-#: Counts and limits of things (clients, servers, connections, retries): at least 1.
+#: Counts and limits of things (clients, servers, connections, retries): 1..2^31-1.
 positive_int = int_range(1)
 
 
@@ -106,12 +108,9 @@ def connect_port(text: str) -> int:
 
 
 def stream_length(text: str) -> int:
-    """``-n``: numbers in one stream, as HELLO can carry it (0x prefixes accepted)."""
+    """``-n``: ASCII decimal digits, 1..65535 (spec Appendix A.1; no 0x prefixes)."""
     return _checked(
-        text,
-        lambda digits: int(digits, 0),
-        lambda value: 1 <= value <= MAX_N,
-        f"an integer in 1..{MAX_N} (spec §17)",
+        text, _decimal_digits, lambda value: 1 <= value <= MAX_N, f"an integer in 1..{MAX_N}"
     )
 
 

@@ -201,6 +201,8 @@ class _Receiver:
         self.session_ttl = 0.0
         #: Whether the current connection got a WELCOME (so its loss starts the session TTL).
         self.session_held = False
+        #: When the last complete frame (WELCOME or number) arrived: the §12.2 reference point.
+        self.last_frame_at = -math.inf
 
     def hello(self) -> Hello:
         cfg = self.config
@@ -224,6 +226,7 @@ class _Receiver:
     def welcome(self, welcome: Welcome) -> None:
         self.welcomed = True
         self.session_held = True
+        self.last_frame_at = anyio.current_time()
         self.interval = welcome.interval_ms / 1000
         self.session_ttl = welcome.session_ttl_ms / 1000
         if self.config.mode is Mode.STATELESS:
@@ -239,6 +242,7 @@ class _Receiver:
         else:
             self.checksum.update(value)
         self.received += 1
+        self.last_frame_at = anyio.current_time()
         self.observer.number(number.index, value)
         if number.final:
             self.expected = number.checksum
@@ -279,7 +283,9 @@ async def run_client(
             reason = str(why)
             if receiver.session_held:  # the TTL runs from losing a WELCOMEd connection
                 # A drop may have eaten FINAL; an ERROR frame means the server stopped short.
-                dropped_at = -math.inf if why.told else anyio.current_time()
+                # Measured from the last complete frame, not from noticing the drop (§12.2):
+                # a long silence timeout must not turn an expiry into "final frame lost".
+                dropped_at = -math.inf if why.told else receiver.last_frame_at
         except _Fatal as fatal:
             name = _code_name(fatal.code)
             result.error = name
@@ -523,7 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--client-id",
         type=_client_id,
         default=None,
-        help="stateful session id (default: a random UUID4)",
+        help="stateful session id (default: a random UUID4); accepted and ignored in stateless "
+        "mode, so one command template serves both",
     )
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object on stdout instead of text"
@@ -657,8 +664,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.mode == "stateless" and args.n is None:
         parser.error("stateless mode needs -n (1..65535)")
-    if args.mode == "stateless" and args.client_id is not None:
-        parser.error("--client-id applies to stateful mode only")
     configure_logging(args.log_level)
     try:
         return anyio.run(_run, args, backend=args.backend)

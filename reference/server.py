@@ -49,6 +49,7 @@ from .protocol import (
     RemoteProtocolError,
     ServerConnection,
     Welcome,
+    seconds_to_ms,
     stateful_prefix_checksum,
     stateful_value,
 )
@@ -114,11 +115,12 @@ class ServerConfig:
 
     @property
     def interval_ms(self) -> int:
-        return round(self.interval * 1000)
+        """As announced in WELCOME and used for pacing: exact decimal, ties up (spec §13.1)."""
+        return seconds_to_ms(self.interval)
 
     @property
     def ttl_ms(self) -> int:
-        return round(self.session_ttl * 1000)
+        return seconds_to_ms(self.session_ttl)
 
     @property
     def lease_ms(self) -> int:
@@ -618,7 +620,8 @@ class NumberServer:
             a = hello.a if hello.resume else self._random.stateless_a()
         else:
             a = 0
-        run = _Run(conn, writer, hello, a=a, lease=lease, interval=cfg.interval)
+        # Paced by the announced interval_ms, never by a finer configured value (spec §13.1).
+        run = _Run(conn, writer, hello, a=a, lease=lease, interval=cfg.interval_ms / 1000)
         welcome = Welcome(
             mode=hello.mode,
             n=hello.n,
@@ -907,21 +910,23 @@ def build_parser() -> argparse.ArgumentParser:
         type=interval_seconds,
         default=1.0,
         metavar="SECONDS",
-        help="time between numbers (default 1.0; 0 streams as fast as the client reads)",
+        help="time between numbers, 0..86400 in whole ms (default 1.0; 0 streams as fast as "
+        "the client reads)",
     )
     parser.add_argument(
         "--session-ttl",
         type=ttl_seconds,
         default=30.0,
         metavar="SECONDS",
-        help="how long a disconnected stateful session is kept for a resume (default 30)",
+        help="how long a disconnected stateful session is kept for a resume, 0..86400 "
+        "(default 30; below 30 for tests only)",
     )
     parser.add_argument(
         "--store",
         default="memory://",
         metavar="URL",
-        help="session store: memory:// (default) or redis://HOST:PORT/DB to share sessions "
-        "between server instances",
+        help="session store: memory:// (default) or redis://HOST:PORT/DB[?prefix=P] to share "
+        "sessions between server instances (key prefix P, default nsp:v1:)",
     )
     parser.add_argument(
         "--handshake-timeout",

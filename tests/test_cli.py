@@ -63,6 +63,13 @@ def test_help_explains_and_exits_zero(module: str) -> None:
         ["reference.client", "--port", "70000", "--mode", "stateless", "-n", "3"],
         ["reference.server", "--port", "9000", "--interval", "-1"],
         ["reference.server"],
+        # Spec 1.1: every numeric option is range-checked at start-up (§13.1, Appendices A, B).
+        ["reference.server", "--port", "9000", "--interval", "5000000"],  # 5e9 ms > u32
+        ["reference.server", "--port", "9000", "--session-ttl", "inf"],
+        ["reference.server", "--port", "9000", "--max-connections", "0"],
+        ["reference.client", "--port", "9", "--mode", "stateless", "-n", "0x10"],
+        ["reference.client", "--port", "9", "--mode", "stateful", "--backoff-initial", "2500000"],
+        ["reference.client", "--port", "9", "--mode", "stateful", "--connect-timeout", "0.0004"],
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(args: list[str]) -> None:
@@ -75,7 +82,12 @@ def test_bad_arguments_exit_2_with_a_message(args: list[str]) -> None:
 
 def test_stateless_client_prints_exact_sum_on_stdout() -> None:
     with server("--interval", "0") as (_, port):
-        done = run("reference.client", "--port", str(port), "--mode", "stateless", "-n", "300")
+        # Spec 1.1 Appendix A.1: --client-id is accepted and ignored in stateless mode, and -n
+        # is decimal digits (leading zeros allowed).
+        done = run(
+            "reference.client", "--port", str(port), "--mode", "stateless", "-n", "0300",
+            "--client-id", str(uuid.uuid4()),
+        )  # fmt: skip
     assert done.returncode == 0, done.stderr
     total = int(done.stdout.strip())
     first = total // ((1 << 300) - 1)

@@ -1,5 +1,6 @@
-"""Connection state machines: every (role, state, kind, direction) against TRANSITIONS, a client
-and a server run back to back under Hypothesis, and hand-built server streams that break the
+"""Connection state machines: every (role, state, kind, direction) against the table of
+spec/PROTOCOL.md §5.5 (read from the spec itself, not from the core's TRANSITIONS), a client and
+a server run back to back under Hypothesis, and hand-built server streams that break the
 ordering rules the table cannot express.
 
 Wire bytes fed to a connection are built here with ``struct`` from the documented layout
@@ -9,9 +10,11 @@ Wire bytes fed to a connection are built here with ``struct`` from the documente
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 from typing import cast
 
 import pytest
@@ -146,6 +149,73 @@ def welcome_of(hello: Hello, a: int = 7) -> Welcome:
 
 
 ERROR_EVENT = Error(code=ErrorCode.SERVER_BUSY, message="busy, retry \u2013 later")
+
+
+# --- the spec's table ---------------------------------------------------------------------------
+
+PROTOCOL_MD = Path(__file__).resolve().parent.parent / "spec" / "PROTOCOL.md"
+#: The spec's state names (§5.5, "state" and "next state" columns) and the core's.
+SPEC_STATES = {
+    "before HELLO": State.IDLE,
+    "awaiting WELCOME": State.AWAIT_WELCOME,
+    "awaiting HELLO": State.AWAIT_HELLO,
+    "HELLO received": State.HELLO_RECEIVED,
+    "streaming": State.STREAMING,
+    "done": State.DONE,
+    "closed": State.CLOSED,
+}
+Cell = tuple[Role, State, Kind, str]
+
+
+def _spec_state(text: str) -> State:
+    return SPEC_STATES[re.sub(r"\s*\(.*\)$", "", text.strip())]  # "done (FINAL sent)"
+
+
+def _spec_kinds(text: str) -> list[Kind]:
+    """ "DATA / FINAL / ERROR / EOF" -> kinds; "—" (with any remark in brackets) -> none."""
+    text = re.sub(r"\(.*\)", "", text).strip()
+    return [] if text == "\u2014" else [Kind[word.strip()] for word in text.split("/")]
+
+
+def spec_transitions() -> dict[Cell, State]:
+    """§5.5 "What may follow what", transcribed from PROTOCOL.md's own table.
+
+    Each row lists what a side may receive, then what it may send, and the next states in that
+    order (receive entries first). The table is normative and complete: any cell not in it is
+    a violation.
+    """
+    text = PROTOCOL_MD.read_text(encoding="utf-8")
+    section = text[text.index("### 5.5 What may follow what") :]
+    section = section[: section.index("\n\n", section.index("| side |"))]
+    cells: dict[Cell, State] = {}
+    rows = [line for line in section.splitlines() if re.match(r"\| (client|server) \|", line)]
+    assert len(rows) == 8
+    for row in rows:
+        side, state, receive, send, after = (c.strip() for c in row.strip("|").split("|"))
+        moves = [(k, "receive") for k in _spec_kinds(receive)]
+        moves += [(k, "send") for k in _spec_kinds(send)]
+        targets = [_spec_state(t) for t in after.split("/")]
+        if moves:
+            assert len(targets) == len(moves), row
+        for (kind, direction), target in zip(moves, targets, strict=False):
+            cells[(Role[side.upper()], _spec_state(state), kind, direction)] = target
+    return cells
+
+
+SPEC_TRANSITIONS = spec_transitions()
+
+
+def test_spec_table_transcription() -> None:
+    """Anchors for the parse above: cells any reading of §5.5 must give."""
+    assert len(SPEC_TRANSITIONS) == 19
+    assert SPEC_TRANSITIONS[(Role.CLIENT, State.STREAMING, Kind.FINAL, "receive")] is State.DONE
+    assert SPEC_TRANSITIONS[(Role.SERVER, State.AWAIT_HELLO, Kind.ERROR, "send")] is State.CLOSED
+    # §5.5 (1.1): a client that has FINAL reads nothing more, not even EOF.
+    assert not [c for c in SPEC_TRANSITIONS if c[:2] == (Role.CLIENT, State.DONE)]
+
+
+def test_core_table_is_the_spec_table() -> None:
+    assert dict(TRANSITIONS) == SPEC_TRANSITIONS
 
 
 def poll(conn: _Connection) -> Event | _NeedData:
@@ -293,14 +363,14 @@ SETUPS: dict[tuple[Role, State], list[Setup]] = {
 
 
 def test_every_table_entry_starts_in_a_state_reachable_for_its_role() -> None:
-    for role, state, _kind, direction in TRANSITIONS:
+    for role, state, _kind, direction in SPEC_TRANSITIONS:
         assert (role, state) in SETUPS
         assert direction in ("send", "receive")
     for role in Role:
         states = {s for (r, s) in SETUPS if r is role}
         assert len(states) == 6  # the other two states belong to the other role
     # Only a client says HELLO and only a server says WELCOME or numbers.
-    sent = {(r, k) for (r, _s, k, d) in TRANSITIONS if d == "send"}
+    sent = {(r, k) for (r, _s, k, d) in SPEC_TRANSITIONS if d == "send"}
     assert sent == {
         (Role.CLIENT, Kind.HELLO),
         (Role.SERVER, Kind.WELCOME),
@@ -423,7 +493,7 @@ def test_transition_grid(setup: Setup, kind: Kind, direction: str, mode: Mode) -
     if kind is Kind.FINAL:
         advance_to_last(conn, mode)
     assert conn.state is start
-    target = TRANSITIONS.get((conn.role, start, kind, direction))
+    target = SPEC_TRANSITIONS.get((conn.role, start, kind, direction))
     event = event_for(kind, conn, mode)
 
     if start is State.ERROR:
@@ -444,6 +514,11 @@ def test_transition_grid(setup: Setup, kind: Kind, direction: str, mode: Mode) -
         return
 
     conn.receive_data(bytes_for(event, mode))
+    if conn.role is Role.CLIENT and start is State.DONE:
+        # §5.5: after FINAL the client reads nothing more; what follows is discarded unread.
+        assert conn.next_event() is NEED_DATA
+        assert conn.state is State.DONE
+        return
     if target is not None:
         assert conn.next_event() == event
         assert conn.state is target
@@ -464,7 +539,7 @@ def violate(conn: _Connection, mode: Mode) -> ErrorCode:
     """Feed the first frame kind this side may not receive in its state; return its code."""
     start = conn.state
     for kind in (Kind.HELLO, Kind.WELCOME, Kind.DATA, Kind.FINAL, Kind.ERROR):
-        if (conn.role, start, kind, "receive") not in TRANSITIONS:
+        if (conn.role, start, kind, "receive") not in SPEC_TRANSITIONS:
             conn.receive_data(bytes_for(event_for(kind, conn, mode), mode))
             with pytest.raises(RemoteProtocolError) as info:
                 conn.next_event()
@@ -476,7 +551,10 @@ def violate(conn: _Connection, mode: Mode) -> ErrorCode:
 NON_ERROR_SETUPS = [
     setup for (_r, state), setups in SETUPS.items() if state is not State.ERROR for setup in setups
 ]
-CLIENT_SETUPS = [s for s in NON_ERROR_SETUPS if s.__name__.startswith("client")]
+#: A client that has FINAL reads nothing more (§5.5), so it cannot see a violation there.
+CLIENT_SETUPS = [
+    s for s in NON_ERROR_SETUPS if s.__name__.startswith("client") and s is not client_done
+]
 SERVER_SETUPS = [s for s in NON_ERROR_SETUPS if s.__name__.startswith("server")]
 
 
@@ -500,7 +578,7 @@ def test_server_answers_a_violation_with_one_error_where_error_is_sendable(setup
     start = server.state
     code = violate(server, mode)
     assert code is ErrorCode.UNEXPECTED_FRAME
-    if (Role.SERVER, start, Kind.ERROR, "send") in TRANSITIONS:
+    if (Role.SERVER, start, Kind.ERROR, "send") in SPEC_TRANSITIONS:
         answer = Error(code=code, message="unexpected frame")
         assert server.send(answer) == error_bytes(answer)
         assert state_of(server) is State.CLOSED
@@ -531,7 +609,6 @@ def test_server_answers_a_bad_hello_with_its_code(mode: Mode) -> None:
     [
         client_await_welcome,
         client_streaming,
-        client_done,
         server_await_hello,
         server_hello_received,
         server_streaming,
@@ -548,6 +625,16 @@ def test_closed_by_eof_then_refuses_more_data(setup: Setup, mode: Mode) -> None:
     assert conn.next_event() is NEED_DATA
     with pytest.raises(LocalProtocolError):
         conn.receive_data(b"\x05")  # bytes after EOF: the I/O layer's bug, not the peer's
+
+
+@pytest.mark.parametrize("mode", Mode, ids=lambda m: m.name)
+def test_client_reads_nothing_after_final(mode: Mode) -> None:
+    """§5.5 and §10: bytes after FINAL, a frame, garbage or EOF, are no violation."""
+    client = client_done(mode)
+    for data in (wire_number(mode, number_of(mode, 0, N)), b"\xff\xff", b"\x05", b""):
+        client.receive_data(data)
+        assert client.next_event() is NEED_DATA
+        assert client.state is State.DONE
 
 
 @given(
@@ -600,7 +687,11 @@ def test_garbage_from_the_peer_only_raises_remote_protocol_error(
         assert conn.state is State.ERROR
     else:
         assert conn.state is not State.ERROR
-        assert conn.state is State.CLOSED or not then_eof
+        if setup is client_done:  # reads nothing after FINAL (§5.5)
+            assert conn.state is State.DONE
+            assert not events
+        else:
+            assert conn.state is State.CLOSED or not then_eof
 
 
 messages = st.text(st.characters(codec="utf-8"), max_size=300).filter(
@@ -769,12 +860,15 @@ def test_client_enforces_index_order_and_final_position(
             assert client.next_index == start + position + 1
             assert (client.state is State.DONE) == (index == n - 1)
             continue
+        if client.state is State.DONE:  # §5.5: a client reads nothing after FINAL
+            assert client.next_event() is NEED_DATA
+            continue
         with pytest.raises(RemoteProtocolError) as info:
             client.next_event()
         assert info.value.error_code is code
         assert client.state is State.ERROR
         return
-    assert code is None
+    assert code is None or client.state is State.DONE
 
 
 @given(index_streams())
@@ -1014,13 +1108,12 @@ def test_whole_session_any_chunking(hello: Hello, a: int, sizes: list[int]) -> N
         while (event := client.next_event()) is not NEED_DATA:
             assert not isinstance(event, _NeedData)
             events.append(event)
-    client.receive_data(b"")
-    events.append(cast(Event, client.next_event()))
     expected: list[Event] = [welcome_of(hello, a=a)]
     expected += [number_of(hello.mode, i, hello.n, a=a) for i in range(hello.next_index, hello.n)]
-    expected.append(ConnectionClosed())
     assert events == expected
-    assert client.state is State.CLOSED
+    client.receive_data(b"")  # after FINAL the client reads nothing more, not even EOF (§5.5)
+    assert client.next_event() is NEED_DATA
+    assert client.state is State.DONE
     assert client.next_index == hello.n
 
 

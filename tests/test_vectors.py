@@ -7,18 +7,21 @@ in whichever of them is at fault, never by regenerating the vectors from the cor
 
 from __future__ import annotations
 
+import argparse
 import ast
 import hashlib
 import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+import reference.client
+import reference.server
 from reference.protocol import (
     ClientConnection,
     ConnectionClosed,
@@ -34,6 +37,7 @@ from reference.protocol import (
     State,
     Welcome,
     is_retryable,
+    seconds_text_to_ms,
 )
 from reference.protocol.connection import _Connection
 from reference.protocol.events import _NeedData
@@ -69,6 +73,8 @@ VECTOR_FILES = (
     "frames.json",
     "invalid_frames.json",
     "sessions.json",
+    "cli_values.json",
+    "store_records.json",
 )
 
 Json = dict[str, Any]
@@ -85,6 +91,8 @@ SUMS = _load("stateless_sums.json")
 FRAMES = _load("frames.json")
 INVALID = _load("invalid_frames.json")
 SESSIONS = _load("sessions.json")
+CLI_VALUES = _load("cli_values.json")
+RECORDS = _load("store_records.json")
 
 MODES = {"stateless": Mode.STATELESS, "stateful": Mode.STATEFUL}
 
@@ -491,6 +499,9 @@ def test_session_replay(session: Json) -> None:
         for frame in spec["server_sends"]:
             data = bytes.fromhex(frame["hex"])
             client.receive_data(data)
+            if client.state is State.DONE:  # §5.5: after FINAL the client reads nothing more
+                assert _drain(client) == []
+                continue
             (event,) = _drain(client)
             assert not isinstance(event, ConnectionClosed)
             assert server.send(event) == data
@@ -556,3 +567,71 @@ def test_protocol_md_hex_dumps_are_vectors() -> None:
         compact = "".join(block.split()).lower()
         assert re.fullmatch(r"(?:[0-9a-f]{2})+", compact), block
         assert compact in known, block
+
+
+# --- command-line values (§13.1, Appendices A and B) ----------------------------------------
+
+
+@pytest.mark.parametrize("case", CLI_VALUES["durations"], ids=lambda c: repr(c["text"]))
+def test_duration_text_to_ms(case: Json) -> None:
+    if case["ms"] is None:
+        with pytest.raises(ValueError, match="not a decimal number"):
+            seconds_text_to_ms(case["text"])
+    else:
+        assert seconds_text_to_ms(case["text"]) == case["ms"]
+
+
+def _option_parser(option: str) -> Callable[[str], object]:
+    """The argparse type the reference CLI uses for ``option`` ("server --interval")."""
+    program, flag = option.split()
+    module = reference.server if program == "server" else reference.client
+    parser = module.build_parser()
+    if program == "client" and flag == "--handshake-timeout":
+        flag = "--connect-timeout"  # the reference's one option for both timeouts (A.2)
+    (action,) = [a for a in parser._actions if flag in a.option_strings]
+    parse = action.type
+    assert callable(parse)
+    return cast("Callable[[str], object]", parse)
+
+
+@pytest.mark.parametrize(
+    "case", CLI_VALUES["options"], ids=lambda c: f"{c['option']}={c['text']!r}"
+)
+def test_option_value_accepted_or_refused(case: Json) -> None:
+    parse = _option_parser(case["option"])
+    if case["accepted"]:
+        value = parse(case["text"])
+        kind = CLI_VALUES["ranges"][case["option"]]["kind"]
+        if kind == "duration":  # whole milliseconds, as §13.1 computes them
+            assert isinstance(value, float)
+            (expected,) = [d["ms"] for d in CLI_VALUES["durations"] if d["text"] == case["text"]]
+            assert round(value * 1000) == expected
+    else:
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(case["text"])
+
+
+def test_server_announces_the_ms_of_the_rule() -> None:
+    """ServerConfig given seconds as a float announces what §13.1 makes of their text."""
+    for case in CLI_VALUES["durations"]:
+        ms = case["ms"]
+        if ms is None or ms > CLI_VALUES["max_duration_ms"] or not case["text"].strip("0."):
+            continue
+        seconds = float(case["text"])
+        config = reference.server.ServerConfig(interval=seconds, session_ttl=seconds)
+        assert config.interval_ms == config.ttl_ms == ms, case["text"]
+
+
+# --- store records (STORE-REDIS.md §2) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", RECORDS["cases"], ids=lambda c: f"{c['seed']!r}-{c['n']!r}")
+def test_store_record_fields(case: Json) -> None:
+    from reference.store.redis import record_from_fields
+
+    if case["valid"]:
+        record = record_from_fields(case["seed"], case["n"])
+        assert (record.seed, record.n) == (int(case["seed"]), int(case["n"]))
+    else:
+        with pytest.raises(ValueError, match=r"corrupt|outside|u64"):
+            record_from_fields(case["seed"], case["n"])

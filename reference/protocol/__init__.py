@@ -2,6 +2,7 @@
 
 from .connection import ClientConnection, Kind, Role, ServerConnection, State
 from .constants import (
+    MAX_DURATION_MS,
     MAX_N,
     MAX_PAYLOAD,
     PROTOCOL_VERSION,
@@ -10,6 +11,7 @@ from .constants import (
     Mode,
     is_retryable,
 )
+from .durations import seconds_text_to_ms, seconds_to_ms
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .events import NEED_DATA, ConnectionClosed, Error, Event, Hello, Number, Welcome
 from .sequences import (
@@ -23,6 +25,7 @@ from .sequences import (
 )
 
 __all__ = [
+    "MAX_DURATION_MS",
     "MAX_N",
     "MAX_PAYLOAD",
     "NEED_DATA",
@@ -47,6 +50,8 @@ __all__ = [
     "Welcome",
     "extend_stateful_checksum",
     "is_retryable",
+    "seconds_text_to_ms",
+    "seconds_to_ms",
     "stateful_checksum",
     "stateful_prefix_checksum",
     "stateful_value",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import IntEnum, auto
 
-from .constants import ErrorCode, FrameType, Mode
+from .constants import MAX_DURATION_MS, ErrorCode, FrameType, Mode
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .events import (
     NEED_DATA,
@@ -77,7 +77,6 @@ TRANSITIONS: dict[tuple[Role, State, Kind, str], State] = {
     (Role.CLIENT, State.STREAMING, Kind.FINAL, "receive"): State.DONE,
     (Role.CLIENT, State.STREAMING, Kind.ERROR, "receive"): State.CLOSED,
     (Role.CLIENT, State.STREAMING, Kind.EOF, "receive"): State.CLOSED,
-    (Role.CLIENT, State.DONE, Kind.EOF, "receive"): State.CLOSED,
     (Role.SERVER, State.AWAIT_HELLO, Kind.HELLO, "receive"): State.HELLO_RECEIVED,
     (Role.SERVER, State.AWAIT_HELLO, Kind.EOF, "receive"): State.CLOSED,
     (Role.SERVER, State.AWAIT_HELLO, Kind.ERROR, "send"): State.CLOSED,
@@ -171,9 +170,15 @@ class _Connection:
     # --- receiving ----------------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Feed bytes read from the transport; ``b""`` means EOF, as in h11."""
+        """Feed bytes read from the transport; ``b""`` means EOF, as in h11.
+
+        A client that has received FINAL reads nothing more (spec §5.5, §10): whatever is fed
+        then is discarded, never judged.
+        """
         if self._state is State.ERROR:
             raise LocalProtocolError("connection is in ERROR state")
+        if self.role is Role.CLIENT and self._state is State.DONE:
+            return
         if data:
             self._reader.feed(data)
         else:
@@ -183,6 +188,9 @@ class _Connection:
         """The next event from the bytes fed so far, or NEED_DATA."""
         if self._state is State.ERROR:
             raise LocalProtocolError("connection is in ERROR state")
+        if self.role is Role.CLIENT and self._state is State.DONE:
+            self._reader.discard()  # bytes after FINAL are no violation: they are not read
+            return NEED_DATA
         try:
             item = self._reader.next_frame()
         except RemoteProtocolError as exc:
@@ -285,6 +293,7 @@ class ClientConnection(_Connection):
         if isinstance(event, Welcome):
             hello = self._hello
             assert hello is not None
+            # §5.4 checks 10-14, in the table's order (1-9 ran when the WELCOME was decoded).
             if event.mode is not hello.mode or event.n != hello.n:
                 raise RemoteProtocolError("WELCOME does not match the HELLO's mode and n")
             if event.next_index != hello.next_index:
@@ -294,6 +303,7 @@ class ClientConnection(_Connection):
                 )
             if hello.resume and hello.mode is Mode.STATELESS and event.a != hello.a:
                 raise RemoteProtocolError("WELCOME changed a on a stateless resume")
+            _check_durations(event, RemoteProtocolError)
             self._mode = event.mode
             self._n = event.n
             self._next_index = event.next_index
@@ -331,6 +341,7 @@ class ServerConnection(_Connection):
 
     def _encode(self, event: Hello | Welcome | Number | Error) -> bytes:
         if isinstance(event, Welcome):
+            _check_durations(event, LocalProtocolError)
             self._mode = event.mode
             self._n = event.n
             self._next_index = event.next_index
@@ -341,6 +352,14 @@ class ServerConnection(_Connection):
         assert self._mode is not None
         self._check_number(event, LocalProtocolError)
         return encode_number(event, self._mode)
+
+
+def _check_durations(welcome: Welcome, error: type[ProtocolError]) -> None:
+    """§5.4 checks 13-14: no announced duration exceeds MAX_DURATION_MS (§13.1)."""
+    if welcome.interval_ms > MAX_DURATION_MS:
+        raise error(f"interval_ms {welcome.interval_ms} exceeds {MAX_DURATION_MS}")
+    if welcome.session_ttl_ms > MAX_DURATION_MS:
+        raise error(f"session_ttl_ms {welcome.session_ttl_ms} exceeds {MAX_DURATION_MS}")
 
 
 __all__ = [

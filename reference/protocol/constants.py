@@ -19,6 +19,8 @@ MAX_A = 0xFF
 CLIENT_ID_LENGTH = 36
 CHECKSUM_SIZE = 32
 U32_MAX = 0xFFFF_FFFF
+#: Longest duration NSP carries, in ms (spec §13.1): WELCOME's interval and TTL, every option.
+MAX_DURATION_MS = 86_400_000
 
 
 class FrameType(IntEnum):

@@ -241,8 +241,8 @@ def decode_error(payload: bytes | memoryview) -> Error:
 class FrameReader:
     """Reassembles frames from arbitrary chunks; holds at most one incomplete frame's bytes.
 
-    A header is checked as soon as its three bytes are in: an unknown type or an announced
-    length over MAX_PAYLOAD fails at once, before any payload is awaited.
+    An unknown type fails as soon as its first byte is in, and an announced length over
+    MAX_PAYLOAD as soon as the header is in, before any payload is awaited (spec §3 rule 1).
     """
 
     __slots__ = ("_buffer", "_eof")
@@ -259,6 +259,10 @@ class FrameReader:
     def feed_eof(self) -> None:
         self._eof = True
 
+    def discard(self) -> None:
+        """Forget every buffered byte (a client's bytes after FINAL, spec §5.5)."""
+        self._buffer.clear()
+
     @property
     def eof(self) -> bool:
         return self._eof
@@ -270,6 +274,8 @@ class FrameReader:
     def next_frame(self) -> tuple[FrameType, bytes] | None:
         """The next complete (type, payload), or None when more bytes are needed."""
         buffer = self._buffer
+        if buffer and buffer[0] not in _KNOWN_TYPES:  # judged on the first byte (spec §3)
+            raise _malformed(f"unknown frame type {buffer[0]:#04x}")
         if len(buffer) < HEADER_SIZE:
             if self._eof and buffer:
                 raise _malformed(f"connection closed inside a frame header ({len(buffer)} bytes)")

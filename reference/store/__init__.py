@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .base import Lease, SessionRecord, SessionStore, StoreError
 from .delegating import DelegatingStore
@@ -19,6 +19,24 @@ __all__ = [
 ]
 
 
+def split_prefix(url: str) -> tuple[str, str | None]:
+    """``(url without its prefix parameter, the prefix or None)``: PROTOCOL.md Appendix B.
+
+    ``redis://HOST:PORT/DB?prefix=P`` carries the key prefix of STORE-REDIS.md §2
+    (percent-encoded); the other query parameters stay for the Redis client. ValueError for a
+    prefix given twice or empty.
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefixes = [value for key, value in query if key == "prefix"]
+    if not prefixes:
+        return url, None
+    if len(prefixes) > 1 or not prefixes[0]:
+        raise ValueError("the store URL's prefix parameter must be given once and not be empty")
+    rest = urlencode([(key, value) for key, value in query if key != "prefix"])
+    return parts._replace(query=rest).geturl(), prefixes[0]
+
+
 async def open_store(url: str) -> SessionStore:
     """Open the store a URL names; raises ValueError for a scheme we do not know."""
     scheme = urlsplit(url).scheme
@@ -27,7 +45,10 @@ async def open_store(url: str) -> SessionStore:
     if scheme in ("redis", "rediss", "unix"):
         from .redis import RedisStore  # imported lazily: memory-only servers need no Redis client
 
-        return await RedisStore.connect(url)
+        plain, prefix = split_prefix(url)
+        if prefix is None:
+            return await RedisStore.connect(plain)
+        return await RedisStore.connect(plain, prefix=prefix)
     raise ValueError(f"unknown store URL scheme {scheme!r} (use memory:// or redis://host:port/db)")
 
 

@@ -137,7 +137,26 @@ SCRIPTS: Final = {
     "complete": COMPLETE,
 }
 
-_DECIMAL = re.compile(r"[0-9]{1,20}")
+#: Canonical decimal as writers produce it (STORE-REDIS.md §2): no leading zero, no sign.
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}", re.ASCII)
+
+
+def record_from_fields(seed: object, n: object) -> SessionRecord:
+    """The record for a hash's ``seed`` and ``n`` fields; ValueError unless both are canonical.
+
+    STORE-REDIS.md §2: readers accept exactly what writers produce (``"0123"``, ``"050"``,
+    ``"+5"``, a missing field or a value out of range are all refused, never repaired).
+    """
+    if not (
+        isinstance(seed, str)
+        and isinstance(n, str)
+        and _DECIMAL.fullmatch(seed)
+        and _DECIMAL.fullmatch(n)
+    ):
+        raise ValueError(f"corrupt record seed={seed!r} n={n!r}")
+    return SessionRecord(seed=int(seed), n=int(n))  # ValueError when out of range
+
+
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
 
 
@@ -349,17 +368,10 @@ class RedisStore:
         return reply
 
     def _record(self, what: str, seed: object, n: object) -> SessionRecord:
-        if not (
-            isinstance(seed, str)
-            and isinstance(n, str)
-            and _DECIMAL.fullmatch(seed)
-            and _DECIMAL.fullmatch(n)
-        ):
-            raise StoreError(f"redis {what} on {self._where}: corrupt record seed={seed!r} n={n!r}")
         try:
-            return SessionRecord(seed=int(seed), n=int(n))
+            return record_from_fields(seed, n)
         except ValueError as exc:
-            raise StoreError(f"redis {what} on {self._where}: corrupt record: {exc}") from exc
+            raise StoreError(f"redis {what} on {self._where}: {exc}") from exc
 
     def _flag(self, what: str, reply: object) -> bool:
         if reply in (0, 1) and isinstance(reply, int):

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import struct
 import sys
+from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 VERSION = 1
 MASK64 = (1 << 64) - 1
@@ -497,689 +500,808 @@ def frame_vectors() -> Json:
 
 
 # --- invalid_frames.json --------------------------------------------------------------------
+#
+# One table per rule set of spec/PROTOCOL.md. Every row is bytes that break one rule, cited by
+# its section and step ("5.3 step 9": section 5.3, step 9 of its table), with the code of the
+# first failing check and why. A table fixes which side reads the bytes and, for a client, the
+# HELLO it sent and the valid frames it read first; a row overrides them where it must.
 
 
-def _invalid(
-    name: str,
-    decoder: str,
-    data: bytes,
-    code_name: str,
-    why: str,
-    *,
-    eof: bool = False,
-    hello: bytes | None = None,
-    received: bytes = b"",
-) -> Json:
+class Bad(NamedTuple):
+    """One case: ``data`` breaks the rule at ``step`` (PROTOCOL.md) and fails with ``code``."""
+
+    name: str
+    data: bytes
+    code: str
+    step: str
+    why: str
+    eof: bool = False
+    received: bytes | None = None  # None: the table's
+    hello: bytes | None = None  # None: the table's (client tables only)
+
+
+class Table(NamedTuple):
+    """Rows read by one side in one context: ``decoder`` is "server" or "client"."""
+
+    decoder: str
+    rows: tuple[Bad, ...]
+    hello: bytes | None = None
+    received: bytes = b""
+
+
+CID = EXAMPLE_CLIENT_ID.encode("ascii")
+SL_HELLO = hello_stateless(3, 0, 0, resume=False)
+SL_RESUME = hello_stateless(3, 1, 23, resume=True)
+SF_HELLO = hello_stateful(3, 0, EXAMPLE_CLIENT_ID, resume=False)
+SL_WELCOME = welcome(STATELESS, 3, 0, 1000, 23, 0)
+SF_WELCOME = welcome(STATEFUL, 3, 0, 1000, 0, EXAMPLE_TTL_MS)
+S0, S1, S2 = (element(EXAMPLE_SEED, i) for i in range(3))
+MAX_DURATION_MS = 86_400_000  # section 13.1
+
+
+def sl(n: int, next_index: int, a: int, flags: int = 0) -> bytes:
+    """A stateless HELLO with any field values, valid or not."""
+    return frame(HELLO, raw_hello(STATELESS, n, next_index, flags=flags) + struct.pack(">I", a))
+
+
+def sf(client_id: bytes, n: int = 3, next_index: int = 0, flags: int = 0) -> bytes:
+    """A stateful HELLO with any field values and any client-id bytes."""
+    return frame(HELLO, raw_hello(STATEFUL, n, next_index, flags=flags) + client_id)
+
+
+# Section 3, receiving rules 1 (header: type on the first byte, then length) and 3 (EOF inside a
+# frame), as a server reads them: they are also step 1 of the HELLO validation (section 5.3).
+FRAMING_SERVER = Table(
+    "server",
+    (
+        Bad(
+            "garbage-http-request",
+            b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            "MALFORMED_FRAME",
+            "3 rule 1",
+            "type byte 0x47 is not a frame type",
+        ),
+        Bad("type-zero", bytes.fromhex("000000"), "MALFORMED_FRAME", "3 rule 1", "type 0x00"),
+        Bad(
+            "type-six",
+            bytes.fromhex("06000f") + sl(3, 0, 0)[3:],
+            "MALFORMED_FRAME",
+            "3 rule 1",
+            "0x06",
+        ),
+        Bad(
+            "type-unknown-with-huge-length",
+            bytes.fromhex("ffffff"),
+            "MALFORMED_FRAME",
+            "3 rule 1",
+            "the type is checked before the length",
+        ),
+        Bad(
+            "first-byte-unknown",
+            bytes.fromhex("ff"),
+            "MALFORMED_FRAME",
+            "3 rule 1",
+            "one byte that is no frame type, then silence: rejected at once, never timed out",
+        ),
+        Bad(
+            "first-bytes-unknown-two",
+            b"GE",
+            "MALFORMED_FRAME",
+            "3 rule 1",
+            "two bytes of an HTTP request, then silence: judged on the first byte",
+        ),
+        Bad(
+            "length-16385",
+            bytes.fromhex("014001"),
+            "FRAME_TOO_LARGE",
+            "3 rule 1",
+            "header announces 16385 > 16384 payload bytes; rejected before any payload",
+        ),
+        Bad(
+            "length-65535",
+            bytes.fromhex("01ffff"),
+            "FRAME_TOO_LARGE",
+            "3 rule 1",
+            "header announces 65535 payload bytes",
+        ),
+        Bad(
+            "eof-inside-header",
+            bytes.fromhex("0100"),
+            "MALFORMED_FRAME",
+            "3 rule 3",
+            "EOF after 2 of the 3 header bytes",
+            eof=True,
+        ),
+        Bad(
+            "eof-inside-payload",
+            SL_HELLO[:-1],
+            "MALFORMED_FRAME",
+            "3 rule 3",
+            "EOF one byte short of the announced payload",
+            eof=True,
+        ),
+    ),
+)
+
+# Section 5.3, steps 3 to 13: each check alone, then several faults at once, where the first
+# failing step decides the code (the order-* rows).
+HELLO_CHECKS = Table(
+    "server",
+    (
+        Bad("hello-empty-payload", frame(HELLO, b""), "MALFORMED_FRAME", "5.3 step 3", "no bytes"),
+        Bad(
+            "hello-too-short",
+            frame(HELLO, bytes.fromhex("0101000000")),
+            "MALFORMED_FRAME",
+            "5.3 step 5",
+            "version 1 but fewer than the 11 fixed bytes",
+        ),
+        Bad(
+            "hello-version-2-other-length",
+            frame(HELLO, bytes([2]) + bytes(19)),
+            "UNSUPPORTED_VERSION",
+            "5.3 step 4",
+            "the version byte is checked before the length",
+        ),
+        Bad(
+            "hello-version-2-one-byte",
+            frame(HELLO, bytes([2])),
+            "UNSUPPORTED_VERSION",
+            "5.3 step 4",
+            "a 1-byte payload is enough to learn the version",
+        ),
+        Bad(
+            "hello-version-0",
+            frame(HELLO, bytes([0]) + SL_HELLO[4:]),
+            "UNSUPPORTED_VERSION",
+            "5.3 step 4",
+            "version 0 is not version 1",
+        ),
+        Bad(
+            "hello-mode-3",
+            frame(HELLO, raw_hello(3, 3) + bytes(4)),
+            "UNSUPPORTED_MODE",
+            "5.3 step 6",
+            "mode 3 does not exist",
+        ),
+        Bad(
+            "hello-mode-0",
+            frame(HELLO, raw_hello(0, 3) + bytes(4)),
+            "UNSUPPORTED_MODE",
+            "5.3 step 6",
+            "mode 0 does not exist",
+        ),
+        Bad(
+            "hello-reserved-flag-0x02",
+            sl(3, 0, 0, flags=0x02),
+            "MALFORMED_FRAME",
+            "5.3 step 7",
+            "flag bits other than bit 0 must be 0",
+        ),
+        Bad(
+            "hello-reserved-flag-0x80",
+            sl(3, 1, 23, flags=0x81),
+            "MALFORMED_FRAME",
+            "5.3 step 7",
+            "RESUME plus a reserved bit",
+        ),
+        Bad(
+            "hello-stateless-16-bytes",
+            frame(HELLO, SL_HELLO[3:] + b"\x00"),
+            "MALFORMED_FRAME",
+            "5.3 step 8",
+            "stateless HELLO payload must be exactly 15 bytes",
+        ),
+        Bad(
+            "hello-stateless-with-stateful-length",
+            frame(HELLO, raw_hello(STATELESS, 3) + CID),
+            "MALFORMED_FRAME",
+            "5.3 step 8",
+            "mode 1 with a 47-byte payload",
+        ),
+        Bad(
+            "hello-stateful-46-bytes",
+            sf(CID[:-1]),
+            "MALFORMED_FRAME",
+            "5.3 step 8",
+            "stateful HELLO payload must be exactly 47 bytes",
+        ),
+        Bad(
+            "hello-stateful-braced-uuid",
+            sf(b"{" + CID + b"}"),
+            "MALFORMED_FRAME",
+            "5.3 step 8",
+            "38-byte client id: the length is wrong before the id is looked at",
+        ),
+        Bad("hello-n-0", sl(0, 0, 0), "INVALID_N", "5.3 step 9", "n must be 1..65535"),
+        Bad("hello-n-65536", sl(0x10000, 0, 0), "INVALID_N", "5.3 step 9", "n = 0x10000"),
+        Bad("hello-n-u32-max", sl(0xFFFFFFFF, 0, 0), "INVALID_N", "5.3 step 9", "n = 0xffffffff"),
+        Bad("hello-stateful-n-0", sf(CID, n=0), "INVALID_N", "5.3 step 9", "n = 0"),
+        Bad(
+            "hello-resume-next-index-equals-n",
+            sl(3, 3, 23, flags=RESUME),
+            "INVALID_INDEX",
+            "5.3 step 10",
+            "next_index must be below n (the client already has everything)",
+        ),
+        Bad(
+            "hello-resume-next-index-u32-max",
+            sl(3, 0xFFFFFFFF, 23, flags=RESUME),
+            "INVALID_INDEX",
+            "5.3 step 10",
+            "next_index far past the end",
+        ),
+        Bad(
+            "hello-stateful-resume-next-index-equals-n",
+            sf(CID, n=3, next_index=3, flags=RESUME),
+            "INVALID_INDEX",
+            "5.3 step 10",
+            "checked before any store access",
+        ),
+        Bad(
+            "hello-new-with-next-index",
+            sl(3, 1, 0),
+            "INVALID_INDEX",
+            "5.3 step 11",
+            "next_index must be 0 without RESUME",
+        ),
+        Bad(
+            "hello-stateful-new-with-next-index",
+            sf(CID, next_index=1),
+            "INVALID_INDEX",
+            "5.3 step 11",
+            "next_index must be 0 without RESUME",
+        ),
+        Bad("hello-resume-a-0", sl(3, 1, 0, flags=RESUME), "INVALID_A", "5.3 step 12", "a = 0"),
+        Bad(
+            "hello-resume-a-256", sl(3, 1, 256, flags=RESUME), "INVALID_A", "5.3 step 12", "a = 256"
+        ),
+        Bad(
+            "hello-resume-a-u32-max",
+            sl(3, 1, 0xFFFFFFFF, flags=RESUME),
+            "INVALID_A",
+            "5.3 step 12",
+            "a = 0xffffffff must not be truncated to 255",
+        ),
+        Bad(
+            "hello-new-with-a",
+            sl(3, 0, 23),
+            "INVALID_A",
+            "5.3 step 12",
+            "a must be 0 without RESUME (the server chooses it)",
+        ),
+        Bad(
+            "hello-client-id-upper-case",
+            sf(CID.upper()),
+            "INVALID_CLIENT_ID",
+            "5.3 step 13",
+            "only lower-case hex digits are canonical",
+        ),
+        Bad(
+            "hello-client-id-misplaced-dashes",
+            sf(b"3f2c8a4e9-b1d-4c7e-a5f0-6d8e2b7c1a90"),
+            "INVALID_CLIENT_ID",
+            "5.3 step 13",
+            "dashes must be at offsets 8, 13, 18 and 23",
+        ),
+        Bad(
+            "hello-client-id-non-hex",
+            sf(b"3f2c8a4e-9b1d-4c7e-a5f0-6d8e2b7c1a9g"),
+            "INVALID_CLIENT_ID",
+            "5.3 step 13",
+            "'g' is not a hex digit",
+        ),
+        Bad(
+            "hello-client-id-no-dashes",
+            sf(b"3f2c8a4e9b1d4c7ea5f06d8e2b7c1a900000"),
+            "INVALID_CLIENT_ID",
+            "5.3 step 13",
+            "36 hex digits without dashes",
+        ),
+        Bad(
+            "hello-client-id-padded",
+            sf(b" 3f2c8a4e-9b1d-4c7e-a5f0-6d8e2b7c1a9"),
+            "INVALID_CLIENT_ID",
+            "5.3 step 13",
+            "no padding or whitespace",
+        ),
+        Bad(
+            "hello-client-id-non-ascii",
+            sf(b"3f2c8a4e-9b1d-4c7e-a5f0-6d8e2b7c1a\xc3\xa9"),
+            "INVALID_CLIENT_ID",
+            "5.3 step 13",
+            "bytes >= 0x80 are never part of a client id",
+        ),
+        Bad(
+            "order-version-before-everything",
+            frame(HELLO, bytes([7, 9, 0xFE])),
+            "UNSUPPORTED_VERSION",
+            "5.3 step 4",
+            "version 7 with bad mode, bad flags and bad length",
+        ),
+        Bad(
+            "order-mode-before-flags",
+            frame(HELLO, raw_hello(9, 0, flags=0xFE)),
+            "UNSUPPORTED_MODE",
+            "5.3 step 6",
+            "mode 9, reserved flags, short payload",
+        ),
+        Bad(
+            "order-n-before-index-and-a",
+            sl(0, 5, 0, flags=RESUME),
+            "INVALID_N",
+            "5.3 step 9",
+            "n = 0, next_index >= n and a = 0 together",
+        ),
+        Bad(
+            "order-index-before-a",
+            sl(3, 3, 0, flags=RESUME),
+            "INVALID_INDEX",
+            "5.3 step 10",
+            "next_index = n and a = 0 together",
+        ),
+        Bad(
+            "order-stateful-n-before-client-id",
+            sf(CID.upper(), n=0),
+            "INVALID_N",
+            "5.3 step 9",
+            "n = 0 and an upper-case id together",
+        ),
+    ),
+)
+
+# Section 5.3 steps 2 and 14 with the table of section 5.5: a client sends one HELLO and nothing
+# else, not even in the same read as the HELLO.
+HELLO_SEQUENCE = Table(
+    "server",
+    (
+        Bad(
+            "client-sends-welcome",
+            SL_WELCOME,
+            "UNEXPECTED_FRAME",
+            "5.3 step 2",
+            "only HELLO may come from a client",
+        ),
+        Bad(
+            "client-sends-data-first",
+            number_stateless(0, 23, final=False),
+            "UNEXPECTED_FRAME",
+            "5.3 step 2",
+            "only HELLO may come from a client",
+        ),
+        Bad(
+            "client-sends-error",
+            error(1, b""),
+            "UNEXPECTED_FRAME",
+            "5.3 step 2",
+            "clients never send ERROR",
+        ),
+        Bad(
+            "second-hello",
+            SL_HELLO,
+            "UNEXPECTED_FRAME",
+            "5.3 step 14",
+            "a client sends exactly one frame per connection",
+            received=SL_HELLO,
+        ),
+        Bad(
+            "bytes-after-stateful-hello",
+            error(0, b""),
+            "UNEXPECTED_FRAME",
+            "5.3 step 14",
+            "anything after HELLO is a violation",
+            received=SF_HELLO,
+        ),
+    ),
+)
+
+# Section 5.4: the client's checks of the WELCOME, in the table's order (checks 13 and 14 are
+# the section 13.1 limit on announced durations).
+WELCOME_CHECKS = Table(
+    "client",
+    (
+        Bad(
+            "welcome-22-bytes",
+            frame(WELCOME, SL_WELCOME[3:-1]),
+            "MALFORMED_FRAME",
+            "5.4 check 1",
+            "WELCOME payload must be exactly 23 bytes",
+        ),
+        Bad(
+            "welcome-version-2",
+            welcome(STATELESS, 3, 0, 1000, 23, 0, version=2),
+            "UNSUPPORTED_VERSION",
+            "5.4 check 2",
+            "the server must answer in the client's version",
+        ),
+        Bad(
+            "welcome-mode-3",
+            frame(WELCOME, struct.pack(">BBBIIIII", 1, 3, 0, 3, 0, 1000, 23, 0)),
+            "UNSUPPORTED_MODE",
+            "5.4 check 3",
+            "mode 3",
+        ),
+        Bad(
+            "welcome-flags-set",
+            frame(WELCOME, struct.pack(">BBBIIIII", 1, 1, 1, 3, 0, 1000, 23, 0)),
+            "MALFORMED_FRAME",
+            "5.4 check 4",
+            "WELCOME flags are reserved (0)",
+        ),
+        Bad(
+            "welcome-n-0",
+            welcome(STATELESS, 0, 0, 1000, 23, 0),
+            "INVALID_N",
+            "5.4 check 5",
+            "n = 0 is never valid",
+        ),
+        Bad(
+            "welcome-next-index-at-n",
+            welcome(STATELESS, 3, 3, 1000, 23, 0),
+            "INVALID_INDEX",
+            "5.4 check 6",
+            "next_index must be below n",
+        ),
+        Bad(
+            "welcome-stateless-a-0",
+            welcome(STATELESS, 3, 0, 1000, 0, 0),
+            "INVALID_A",
+            "5.4 check 7",
+            "a stateless WELCOME carries the a in use, 1..255",
+        ),
+        Bad(
+            "welcome-stateless-a-256",
+            welcome(STATELESS, 3, 0, 1000, 256, 0),
+            "INVALID_A",
+            "5.4 check 7",
+            "a = 256",
+        ),
+        Bad(
+            "welcome-stateless-with-ttl",
+            welcome(STATELESS, 3, 0, 1000, 23, 30000),
+            "MALFORMED_FRAME",
+            "5.4 check 8",
+            "session_ttl_ms must be 0 in stateless mode",
+        ),
+        Bad(
+            "welcome-stateful-with-a",
+            welcome(STATEFUL, 3, 0, 1000, 23, 30000),
+            "INVALID_A",
+            "5.4 check 9",
+            "a must be 0 in stateful mode",
+            hello=SF_HELLO,
+        ),
+        Bad(
+            "welcome-n-differs",
+            welcome(STATELESS, 4, 0, 1000, 23, 0),
+            "MALFORMED_FRAME",
+            "5.4 check 10",
+            "WELCOME n must equal HELLO n",
+        ),
+        Bad(
+            "welcome-mode-differs",
+            welcome(STATEFUL, 3, 0, 1000, 0, 30000),
+            "MALFORMED_FRAME",
+            "5.4 check 10",
+            "WELCOME mode must equal HELLO mode",
+        ),
+        Bad(
+            "welcome-next-index-differs",
+            welcome(STATELESS, 3, 0, 1000, 23, 0),
+            "INVALID_INDEX",
+            "5.4 check 11",
+            "WELCOME next_index must equal HELLO next_index",
+            hello=SL_RESUME,
+        ),
+        Bad(
+            "welcome-a-differs-on-resume",
+            welcome(STATELESS, 3, 1, 1000, 24, 0),
+            "MALFORMED_FRAME",
+            "5.4 check 12",
+            "a stateless resume must keep a",
+            hello=SL_RESUME,
+        ),
+        Bad(
+            "welcome-interval-above-max",
+            welcome(STATELESS, 3, 0, MAX_DURATION_MS + 1, 23, 0),
+            "MALFORMED_FRAME",
+            "5.4 check 13",
+            "interval_ms is at most 86,400,000 (section 13.1)",
+        ),
+        Bad(
+            "welcome-interval-u32-max",
+            welcome(STATELESS, 3, 0, 0xFFFFFFFF, 23, 0),
+            "MALFORMED_FRAME",
+            "5.4 check 13",
+            "a u32 interval would need a 149-day silence timer",
+        ),
+        Bad(
+            "welcome-stateful-ttl-above-max",
+            welcome(STATEFUL, 3, 0, 1000, 0, MAX_DURATION_MS + 1),
+            "MALFORMED_FRAME",
+            "5.4 check 14",
+            "session_ttl_ms is at most 86,400,000 (section 13.1)",
+            hello=SF_HELLO,
+        ),
+    ),
+    hello=SL_HELLO,
+)
+
+# Section 5.5, client check 2: the table of what may follow what (after FINAL the client reads
+# nothing at all, so no bytes after FINAL can be a case here).
+CLIENT_SEQUENCE = Table(
+    "client",
+    (
+        Bad(
+            "server-sends-hello",
+            SL_HELLO,
+            "UNEXPECTED_FRAME",
+            "5.5 check 2",
+            "servers never send HELLO",
+        ),
+        Bad(
+            "data-before-welcome",
+            number_stateless(0, 23, final=False),
+            "UNEXPECTED_FRAME",
+            "5.5 check 2",
+            "numbers only after WELCOME",
+        ),
+        Bad(
+            "second-welcome",
+            SL_WELCOME,
+            "UNEXPECTED_FRAME",
+            "5.5 check 2",
+            "exactly one WELCOME per connection",
+            received=SL_WELCOME,
+        ),
+    ),
+    hello=SL_HELLO,
+)
+
+# Section 5.5, client checks 3 to 5 (payload layout of section 4.3, index, FINAL at n-1), after
+# a stateless WELCOME.
+NUMBER_CHECKS_STATELESS = Table(
+    "client",
+    (
+        Bad(
+            "stateless-value-leading-zero",
+            frame(DATA, bytes.fromhex("0000000000" + "17")),
+            "MALFORMED_FRAME",
+            "5.5 check 3",
+            "values are minimal: the first value byte is never 0",
+        ),
+        Bad(
+            "stateless-value-empty",
+            frame(DATA, bytes(4)),
+            "MALFORMED_FRAME",
+            "5.5 check 3",
+            "values are at least 1 byte (a >= 1)",
+        ),
+        Bad(
+            "stateless-payload-3-bytes",
+            frame(DATA, bytes(3)),
+            "MALFORMED_FRAME",
+            "5.5 check 3",
+            "shorter than the index",
+        ),
+        Bad(
+            "stateless-index-gap",
+            number_stateless(1, 46, final=False),
+            "INVALID_INDEX",
+            "5.5 check 4",
+            "the first number after WELCOME must have WELCOME.next_index",
+        ),
+        Bad(
+            "stateless-index-repeat",
+            number_stateless(0, 23, final=False),
+            "INVALID_INDEX",
+            "5.5 check 4",
+            "index 0 twice",
+            received=SL_WELCOME + number_stateless(0, 23, final=False),
+        ),
+        Bad(
+            "stateless-last-index-as-data",
+            number_stateless(2, 92, final=False),
+            "UNEXPECTED_FRAME",
+            "5.5 check 5",
+            "index n-1 must be sent as FINAL",
+            received=SL_WELCOME
+            + number_stateless(0, 23, final=False)
+            + number_stateless(1, 46, final=False),
+        ),
+        Bad(
+            "stateless-final-too-early",
+            number_stateless(0, 23, final=True),
+            "UNEXPECTED_FRAME",
+            "5.5 check 5",
+            "only index n-1 may be FINAL",
+        ),
+    ),
+    hello=SL_HELLO,
+    received=SL_WELCOME,
+)
+
+# The same checks after a stateful WELCOME, where DATA is exactly 8 and FINAL 40 bytes.
+NUMBER_CHECKS_STATEFUL = Table(
+    "client",
+    (
+        Bad(
+            "stateful-data-7-bytes",
+            frame(DATA, struct.pack(">I", 0) + bytes(3)),
+            "MALFORMED_FRAME",
+            "5.5 check 3",
+            "stateful DATA payload is exactly 8 bytes",
+        ),
+        Bad(
+            "stateful-data-9-bytes",
+            frame(DATA, struct.pack(">II", 0, S0) + b"\x00"),
+            "MALFORMED_FRAME",
+            "5.5 check 3",
+            "stateful DATA payload is exactly 8 bytes",
+        ),
+        Bad(
+            "stateful-data-with-checksum",
+            frame(DATA, struct.pack(">II", 0, S0) + bytes(32)),
+            "MALFORMED_FRAME",
+            "5.5 check 3",
+            "only FINAL carries a checksum",
+        ),
+        Bad(
+            "stateful-final-without-checksum",
+            frame(FINAL, struct.pack(">II", 2, S2)),
+            "MALFORMED_FRAME",
+            "5.5 check 3",
+            "stateful FINAL payload is exactly 40 bytes",
+            received=SF_WELCOME + number_stateful(0, S0) + number_stateful(1, S1),
+        ),
+        Bad(
+            "stateful-final-39-bytes",
+            frame(FINAL, struct.pack(">II", 2, S2) + bytes(31)),
+            "MALFORMED_FRAME",
+            "5.5 check 3",
+            "stateful FINAL payload is exactly 40 bytes",
+            received=SF_WELCOME + number_stateful(0, S0) + number_stateful(1, S1),
+        ),
+    ),
+    hello=SF_HELLO,
+    received=SF_WELCOME,
+)
+
+# Section 3, rules 1 and 3, as a client reads them (after a WELCOME).
+FRAMING_CLIENT = Table(
+    "client",
+    (
+        Bad(
+            "server-frame-too-large",
+            bytes.fromhex("034001"),
+            "FRAME_TOO_LARGE",
+            "3 rule 1",
+            "the limit binds servers too",
+        ),
+        Bad(
+            "server-unknown-type",
+            bytes.fromhex("060000"),
+            "MALFORMED_FRAME",
+            "3 rule 1",
+            "type 0x06",
+        ),
+        Bad(
+            "server-first-byte-unknown",
+            bytes.fromhex("ff"),
+            "MALFORMED_FRAME",
+            "3 rule 1",
+            "judged on the first byte, without waiting for the rest of the header",
+        ),
+        Bad(
+            "stateful-data-truncated-at-eof",
+            number_stateful(0, S0)[:-2],
+            "MALFORMED_FRAME",
+            "3 rule 3",
+            "EOF inside a frame is a protocol error, not a clean drop",
+            eof=True,
+            received=SF_WELCOME,
+            hello=SF_HELLO,
+        ),
+    ),
+    hello=SL_HELLO,
+    received=SL_WELCOME,
+)
+
+# Section 4.4: the ERROR payload (code, then at most 1024 bytes of strict UTF-8).
+ERROR_PAYLOAD = Table(
+    "client",
+    (
+        Bad(
+            "error-payload-1-byte",
+            frame(ERROR, b"\x00"),
+            "MALFORMED_FRAME",
+            "4.4",
+            "the code takes 2 bytes",
+        ),
+        Bad(
+            "error-message-1025-bytes",
+            error(33, b"y" * 1025),
+            "MALFORMED_FRAME",
+            "4.4",
+            "messages are at most 1024 bytes",
+        ),
+        Bad(
+            "error-message-invalid-utf8",
+            error(20, b"bad \xff\xfe"),
+            "MALFORMED_FRAME",
+            "4.4",
+            "0xff never occurs in UTF-8",
+        ),
+        Bad(
+            "error-message-overlong-utf8",
+            error(20, b"\xc0\xaf"),
+            "MALFORMED_FRAME",
+            "4.4",
+            "overlong encoding of '/' is invalid UTF-8",
+        ),
+        Bad(
+            "error-message-surrogate",
+            error(20, b"\xed\xa0\x80"),
+            "MALFORMED_FRAME",
+            "4.4",
+            "an encoded UTF-16 surrogate is invalid UTF-8",
+        ),
+        Bad(
+            "error-message-truncated-utf8",
+            error(20, "\u00e9".encode()[:1]),
+            "MALFORMED_FRAME",
+            "4.4",
+            "a multi-byte sequence cut short",
+        ),
+    ),
+    hello=SL_HELLO,
+)
+
+INVALID_TABLES = (
+    FRAMING_SERVER,
+    HELLO_CHECKS,
+    HELLO_SEQUENCE,
+    WELCOME_CHECKS,
+    CLIENT_SEQUENCE,
+    NUMBER_CHECKS_STATELESS,
+    NUMBER_CHECKS_STATEFUL,
+    FRAMING_CLIENT,
+    ERROR_PAYLOAD,
+)
+
+
+def _invalid_case(table: Table, bad: Bad) -> Json:
     context: Json = {}
+    hello = bad.hello if bad.hello is not None else table.hello
     if hello is not None:
         context["hello"] = hello.hex()
-    context["received"] = received.hex()
+    context["received"] = (bad.received if bad.received is not None else table.received).hex()
     return {
-        "name": name,
-        "decoder": decoder,
+        "name": bad.name,
+        "decoder": table.decoder,
         "context": context,
-        "hex": data.hex(),
-        "eof": eof,
-        "error": {"code": ERROR_CODES[code_name], "name": code_name},
-        "why": why,
+        "hex": bad.data.hex(),
+        "eof": bad.eof,
+        "error": {"code": ERROR_CODES[bad.code], "name": bad.code},
+        "spec": bad.step,
+        "why": bad.why,
     }
 
 
 def invalid_vectors() -> Json:
-    cid = EXAMPLE_CLIENT_ID
-    stateless_payload = raw_hello(STATELESS, 3, 0) + struct.pack(">I", 0)
-    good_hello = frame(HELLO, stateless_payload)
-    good_stateful = hello_stateful(3, 0, cid, resume=False)
-
-    def sl(n: int, next_index: int, a: int, flags: int = 0) -> bytes:
-        return frame(HELLO, raw_hello(STATELESS, n, next_index, flags=flags) + struct.pack(">I", a))
-
-    def sf(client_id: bytes, n: int = 3, next_index: int = 0, flags: int = 0) -> bytes:
-        return frame(HELLO, raw_hello(STATEFUL, n, next_index, flags=flags) + client_id)
-
-    srv = "server"
-    cases: list[Json] = [
-        _invalid(
-            "garbage-http-request",
-            srv,
-            b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
-            "MALFORMED_FRAME",
-            "type byte 0x47 is not a frame type",
-        ),
-        _invalid("type-zero", srv, bytes.fromhex("000000"), "MALFORMED_FRAME", "type 0x00"),
-        _invalid(
-            "type-six", srv, bytes.fromhex("06000f") + stateless_payload, "MALFORMED_FRAME", "0x06"
-        ),
-        _invalid(
-            "type-unknown-with-huge-length",
-            srv,
-            bytes.fromhex("ffffff"),
-            "MALFORMED_FRAME",
-            "the type is checked before the length",
-        ),
-        _invalid(
-            "length-16385",
-            srv,
-            bytes.fromhex("014001"),
-            "FRAME_TOO_LARGE",
-            "header announces 16385 > 16384 payload bytes; rejected before any payload",
-        ),
-        _invalid(
-            "length-65535",
-            srv,
-            bytes.fromhex("01ffff"),
-            "FRAME_TOO_LARGE",
-            "header announces 65535 payload bytes",
-        ),
-        _invalid(
-            "eof-inside-header",
-            srv,
-            bytes.fromhex("0100"),
-            "MALFORMED_FRAME",
-            "EOF after 2 of the 3 header bytes",
-            eof=True,
-        ),
-        _invalid(
-            "eof-inside-payload",
-            srv,
-            good_hello[:-1],
-            "MALFORMED_FRAME",
-            "EOF one byte short of the announced payload",
-            eof=True,
-        ),
-        _invalid("hello-empty-payload", srv, frame(HELLO, b""), "MALFORMED_FRAME", "no bytes"),
-        _invalid(
-            "hello-too-short",
-            srv,
-            frame(HELLO, bytes.fromhex("0101000000")),
-            "MALFORMED_FRAME",
-            "version 1 but fewer than the 11 fixed bytes",
-        ),
-        _invalid(
-            "hello-version-2-other-length",
-            srv,
-            frame(HELLO, bytes([2]) + bytes(19)),
-            "UNSUPPORTED_VERSION",
-            "the version byte is checked before the length",
-        ),
-        _invalid(
-            "hello-version-2-one-byte",
-            srv,
-            frame(HELLO, bytes([2])),
-            "UNSUPPORTED_VERSION",
-            "a 1-byte payload is enough to learn the version",
-        ),
-        _invalid(
-            "hello-version-0",
-            srv,
-            frame(HELLO, bytes([0]) + stateless_payload[1:]),
-            "UNSUPPORTED_VERSION",
-            "version 0 is not version 1",
-        ),
-        _invalid(
-            "hello-mode-3",
-            srv,
-            frame(HELLO, raw_hello(3, 3) + bytes(4)),
-            "UNSUPPORTED_MODE",
-            "mode 3 does not exist",
-        ),
-        _invalid(
-            "hello-mode-0",
-            srv,
-            frame(HELLO, raw_hello(0, 3) + bytes(4)),
-            "UNSUPPORTED_MODE",
-            "mode 0 does not exist",
-        ),
-        _invalid(
-            "hello-reserved-flag-0x02",
-            srv,
-            sl(3, 0, 0, flags=0x02),
-            "MALFORMED_FRAME",
-            "flag bits other than bit 0 must be 0",
-        ),
-        _invalid(
-            "hello-reserved-flag-0x80",
-            srv,
-            sl(3, 1, 23, flags=0x81),
-            "MALFORMED_FRAME",
-            "RESUME plus a reserved bit",
-        ),
-        _invalid(
-            "hello-stateless-16-bytes",
-            srv,
-            frame(HELLO, stateless_payload + b"\x00"),
-            "MALFORMED_FRAME",
-            "stateless HELLO payload must be exactly 15 bytes",
-        ),
-        _invalid(
-            "hello-stateless-with-stateful-length",
-            srv,
-            frame(HELLO, raw_hello(STATELESS, 3) + cid.encode("ascii")),
-            "MALFORMED_FRAME",
-            "mode 1 with a 47-byte payload",
-        ),
-        _invalid(
-            "hello-stateful-46-bytes",
-            srv,
-            sf(cid.encode("ascii")[:-1]),
-            "MALFORMED_FRAME",
-            "stateful HELLO payload must be exactly 47 bytes",
-        ),
-        _invalid(
-            "hello-stateful-braced-uuid",
-            srv,
-            sf(b"{" + cid.encode("ascii") + b"}"),
-            "MALFORMED_FRAME",
-            "38-byte client id: the length is wrong before the id is looked at",
-        ),
-        _invalid("hello-n-0", srv, sl(0, 0, 0), "INVALID_N", "n must be 1..65535"),
-        _invalid("hello-n-65536", srv, sl(0x10000, 0, 0), "INVALID_N", "n = 0x10000"),
-        _invalid("hello-n-u32-max", srv, sl(0xFFFFFFFF, 0, 0), "INVALID_N", "n = 0xffffffff"),
-        _invalid("hello-stateful-n-0", srv, sf(cid.encode(), n=0), "INVALID_N", "n = 0"),
-        _invalid(
-            "hello-resume-next-index-equals-n",
-            srv,
-            sl(3, 3, 23, flags=RESUME),
-            "INVALID_INDEX",
-            "next_index must be below n (the client already has everything)",
-        ),
-        _invalid(
-            "hello-resume-next-index-u32-max",
-            srv,
-            sl(3, 0xFFFFFFFF, 23, flags=RESUME),
-            "INVALID_INDEX",
-            "next_index far past the end",
-        ),
-        _invalid(
-            "hello-stateful-resume-next-index-equals-n",
-            srv,
-            sf(cid.encode(), n=3, next_index=3, flags=RESUME),
-            "INVALID_INDEX",
-            "checked before any store access",
-        ),
-        _invalid(
-            "hello-new-with-next-index",
-            srv,
-            sl(3, 1, 0),
-            "INVALID_INDEX",
-            "next_index must be 0 without RESUME",
-        ),
-        _invalid(
-            "hello-stateful-new-with-next-index",
-            srv,
-            sf(cid.encode(), next_index=1),
-            "INVALID_INDEX",
-            "next_index must be 0 without RESUME",
-        ),
-        _invalid("hello-resume-a-0", srv, sl(3, 1, 0, flags=RESUME), "INVALID_A", "a = 0"),
-        _invalid("hello-resume-a-256", srv, sl(3, 1, 256, flags=RESUME), "INVALID_A", "a = 256"),
-        _invalid(
-            "hello-resume-a-u32-max",
-            srv,
-            sl(3, 1, 0xFFFFFFFF, flags=RESUME),
-            "INVALID_A",
-            "a = 0xffffffff must not be truncated to 255",
-        ),
-        _invalid(
-            "hello-new-with-a",
-            srv,
-            sl(3, 0, 23),
-            "INVALID_A",
-            "a must be 0 without RESUME (the server chooses it)",
-        ),
-        _invalid(
-            "hello-client-id-upper-case",
-            srv,
-            sf(cid.upper().encode("ascii")),
-            "INVALID_CLIENT_ID",
-            "only lower-case hex digits are canonical",
-        ),
-        _invalid(
-            "hello-client-id-misplaced-dashes",
-            srv,
-            sf(b"3f2c8a4e9-b1d-4c7e-a5f0-6d8e2b7c1a90"),
-            "INVALID_CLIENT_ID",
-            "dashes must be at offsets 8, 13, 18 and 23",
-        ),
-        _invalid(
-            "hello-client-id-non-hex",
-            srv,
-            sf(b"3f2c8a4e-9b1d-4c7e-a5f0-6d8e2b7c1a9g"),
-            "INVALID_CLIENT_ID",
-            "'g' is not a hex digit",
-        ),
-        _invalid(
-            "hello-client-id-no-dashes",
-            srv,
-            sf(b"3f2c8a4e9b1d4c7ea5f06d8e2b7c1a900000"),
-            "INVALID_CLIENT_ID",
-            "36 hex digits without dashes",
-        ),
-        _invalid(
-            "hello-client-id-padded",
-            srv,
-            sf(b" 3f2c8a4e-9b1d-4c7e-a5f0-6d8e2b7c1a9"),
-            "INVALID_CLIENT_ID",
-            "no padding or whitespace",
-        ),
-        _invalid(
-            "hello-client-id-non-ascii",
-            srv,
-            sf(b"3f2c8a4e-9b1d-4c7e-a5f0-6d8e2b7c1a\xc3\xa9"),
-            "INVALID_CLIENT_ID",
-            "bytes >= 0x80 are never part of a client id",
-        ),
-        _invalid(
-            "order-version-before-everything",
-            srv,
-            frame(HELLO, bytes([7, 9, 0xFE])),
-            "UNSUPPORTED_VERSION",
-            "version 7 with bad mode, bad flags and bad length",
-        ),
-        _invalid(
-            "order-mode-before-flags",
-            srv,
-            frame(HELLO, raw_hello(9, 0, flags=0xFE)),
-            "UNSUPPORTED_MODE",
-            "mode 9, reserved flags, short payload",
-        ),
-        _invalid(
-            "order-n-before-index-and-a",
-            srv,
-            sl(0, 5, 0, flags=RESUME),
-            "INVALID_N",
-            "n = 0, next_index >= n and a = 0 together",
-        ),
-        _invalid(
-            "order-index-before-a",
-            srv,
-            sl(3, 3, 0, flags=RESUME),
-            "INVALID_INDEX",
-            "next_index = n and a = 0 together",
-        ),
-        _invalid(
-            "order-stateful-n-before-client-id",
-            srv,
-            sf(cid.upper().encode("ascii"), n=0),
-            "INVALID_N",
-            "n = 0 and an upper-case id together",
-        ),
-        _invalid(
-            "client-sends-welcome",
-            srv,
-            welcome(STATELESS, 3, 0, 1000, 23, 0),
-            "UNEXPECTED_FRAME",
-            "only HELLO may come from a client",
-        ),
-        _invalid(
-            "client-sends-data-first",
-            srv,
-            number_stateless(0, 23, final=False),
-            "UNEXPECTED_FRAME",
-            "only HELLO may come from a client",
-        ),
-        _invalid(
-            "client-sends-error",
-            srv,
-            error(1, b""),
-            "UNEXPECTED_FRAME",
-            "clients never send ERROR",
-        ),
-        _invalid(
-            "second-hello",
-            srv,
-            good_hello,
-            "UNEXPECTED_FRAME",
-            "a client sends exactly one frame per connection",
-            received=good_hello,
-        ),
-        _invalid(
-            "bytes-after-stateful-hello",
-            srv,
-            error(0, b""),
-            "UNEXPECTED_FRAME",
-            "anything after HELLO is a violation",
-            received=good_stateful,
-        ),
-    ]
-
-    cli = "client"
-    sl_hello = hello_stateless(3, 0, 0, resume=False)
-    sl_resume = hello_stateless(3, 1, 23, resume=True)
-    sf_hello = good_stateful
-    sl_welcome = welcome(STATELESS, 3, 0, 1000, 23, 0)
-    sf_welcome = welcome(STATEFUL, 3, 0, 1000, 0, EXAMPLE_TTL_MS)
-    welcome_payload = sl_welcome[3:]
-    s0, s1 = element(EXAMPLE_SEED, 0), element(EXAMPLE_SEED, 1)
-    cases += [
-        _invalid(
-            "welcome-22-bytes",
-            cli,
-            frame(WELCOME, welcome_payload[:-1]),
-            "MALFORMED_FRAME",
-            "WELCOME payload must be exactly 23 bytes",
-            hello=sl_hello,
-        ),
-        _invalid(
-            "welcome-version-2",
-            cli,
-            welcome(STATELESS, 3, 0, 1000, 23, 0, version=2),
-            "UNSUPPORTED_VERSION",
-            "the server must answer in the client's version",
-            hello=sl_hello,
-        ),
-        _invalid(
-            "welcome-mode-3",
-            cli,
-            frame(WELCOME, struct.pack(">BBBIIIII", 1, 3, 0, 3, 0, 1000, 23, 0)),
-            "UNSUPPORTED_MODE",
-            "mode 3",
-            hello=sl_hello,
-        ),
-        _invalid(
-            "welcome-flags-set",
-            cli,
-            frame(WELCOME, struct.pack(">BBBIIIII", 1, 1, 1, 3, 0, 1000, 23, 0)),
-            "MALFORMED_FRAME",
-            "WELCOME flags are reserved (0)",
-            hello=sl_hello,
-        ),
-        _invalid(
-            "welcome-stateless-a-0",
-            cli,
-            welcome(STATELESS, 3, 0, 1000, 0, 0),
-            "INVALID_A",
-            "a stateless WELCOME carries the a in use, 1..255",
-            hello=sl_hello,
-        ),
-        _invalid(
-            "welcome-stateless-a-256",
-            cli,
-            welcome(STATELESS, 3, 0, 1000, 256, 0),
-            "INVALID_A",
-            "a = 256",
-            hello=sl_hello,
-        ),
-        _invalid(
-            "welcome-stateless-with-ttl",
-            cli,
-            welcome(STATELESS, 3, 0, 1000, 23, 30000),
-            "MALFORMED_FRAME",
-            "session_ttl_ms must be 0 in stateless mode",
-            hello=sl_hello,
-        ),
-        _invalid(
-            "welcome-stateful-with-a",
-            cli,
-            welcome(STATEFUL, 3, 0, 1000, 23, 30000),
-            "INVALID_A",
-            "a must be 0 in stateful mode",
-            hello=sf_hello,
-        ),
-        _invalid(
-            "welcome-n-differs",
-            cli,
-            welcome(STATELESS, 4, 0, 1000, 23, 0),
-            "MALFORMED_FRAME",
-            "WELCOME n must equal HELLO n",
-            hello=sl_hello,
-        ),
-        _invalid(
-            "welcome-mode-differs",
-            cli,
-            welcome(STATEFUL, 3, 0, 1000, 0, 30000),
-            "MALFORMED_FRAME",
-            "WELCOME mode must equal HELLO mode",
-            hello=sl_hello,
-        ),
-        _invalid(
-            "welcome-next-index-differs",
-            cli,
-            welcome(STATELESS, 3, 0, 1000, 23, 0),
-            "INVALID_INDEX",
-            "WELCOME next_index must equal HELLO next_index",
-            hello=sl_resume,
-        ),
-        _invalid(
-            "welcome-a-differs-on-resume",
-            cli,
-            welcome(STATELESS, 3, 1, 1000, 24, 0),
-            "MALFORMED_FRAME",
-            "a stateless resume must keep a",
-            hello=sl_resume,
-        ),
-        _invalid(
-            "server-sends-hello",
-            cli,
-            sl_hello,
-            "UNEXPECTED_FRAME",
-            "servers never send HELLO",
-            hello=sl_hello,
-        ),
-        _invalid(
-            "data-before-welcome",
-            cli,
-            number_stateless(0, 23, final=False),
-            "UNEXPECTED_FRAME",
-            "numbers only after WELCOME",
-            hello=sl_hello,
-        ),
-        _invalid(
-            "second-welcome",
-            cli,
-            sl_welcome,
-            "UNEXPECTED_FRAME",
-            "exactly one WELCOME per connection",
-            hello=sl_hello,
-            received=sl_welcome,
-        ),
-        _invalid(
-            "stateless-value-leading-zero",
-            cli,
-            frame(DATA, bytes.fromhex("0000000000" + "17")),
-            "MALFORMED_FRAME",
-            "values are minimal: the first value byte is never 0",
-            hello=sl_hello,
-            received=sl_welcome,
-        ),
-        _invalid(
-            "stateless-value-empty",
-            cli,
-            frame(DATA, bytes(4)),
-            "MALFORMED_FRAME",
-            "values are at least 1 byte (a >= 1)",
-            hello=sl_hello,
-            received=sl_welcome,
-        ),
-        _invalid(
-            "stateless-payload-3-bytes",
-            cli,
-            frame(DATA, bytes(3)),
-            "MALFORMED_FRAME",
-            "shorter than the index",
-            hello=sl_hello,
-            received=sl_welcome,
-        ),
-        _invalid(
-            "stateless-index-gap",
-            cli,
-            number_stateless(1, 46, final=False),
-            "INVALID_INDEX",
-            "the first number after WELCOME must have WELCOME.next_index",
-            hello=sl_hello,
-            received=sl_welcome,
-        ),
-        _invalid(
-            "stateless-index-repeat",
-            cli,
-            number_stateless(0, 23, final=False),
-            "INVALID_INDEX",
-            "index 0 twice",
-            hello=sl_hello,
-            received=sl_welcome + number_stateless(0, 23, final=False),
-        ),
-        _invalid(
-            "stateless-last-index-as-data",
-            cli,
-            number_stateless(2, 92, final=False),
-            "UNEXPECTED_FRAME",
-            "index n-1 must be sent as FINAL",
-            hello=sl_hello,
-            received=sl_welcome
-            + number_stateless(0, 23, final=False)
-            + number_stateless(1, 46, final=False),
-        ),
-        _invalid(
-            "stateless-final-too-early",
-            cli,
-            number_stateless(0, 23, final=True),
-            "UNEXPECTED_FRAME",
-            "only index n-1 may be FINAL",
-            hello=sl_hello,
-            received=sl_welcome,
-        ),
-        _invalid(
-            "frame-after-final",
-            cli,
-            number_stateless(2, 92, final=False),
-            "UNEXPECTED_FRAME",
-            "nothing follows FINAL",
-            hello=hello_stateless(3, 2, 23, resume=True),
-            received=welcome(STATELESS, 3, 2, 1000, 23, 0) + number_stateless(2, 92, final=True),
-        ),
-        _invalid(
-            "stateful-data-7-bytes",
-            cli,
-            frame(DATA, struct.pack(">I", 0) + bytes(3)),
-            "MALFORMED_FRAME",
-            "stateful DATA payload is exactly 8 bytes",
-            hello=sf_hello,
-            received=sf_welcome,
-        ),
-        _invalid(
-            "stateful-data-9-bytes",
-            cli,
-            frame(DATA, struct.pack(">II", 0, s0) + b"\x00"),
-            "MALFORMED_FRAME",
-            "stateful DATA payload is exactly 8 bytes",
-            hello=sf_hello,
-            received=sf_welcome,
-        ),
-        _invalid(
-            "stateful-data-with-checksum",
-            cli,
-            frame(DATA, struct.pack(">II", 0, s0) + bytes(32)),
-            "MALFORMED_FRAME",
-            "only FINAL carries a checksum",
-            hello=sf_hello,
-            received=sf_welcome,
-        ),
-        _invalid(
-            "stateful-final-without-checksum",
-            cli,
-            frame(FINAL, struct.pack(">II", 2, element(EXAMPLE_SEED, 2))),
-            "MALFORMED_FRAME",
-            "stateful FINAL payload is exactly 40 bytes",
-            hello=sf_hello,
-            received=sf_welcome + number_stateful(0, s0) + number_stateful(1, s1),
-        ),
-        _invalid(
-            "stateful-final-39-bytes",
-            cli,
-            frame(FINAL, struct.pack(">II", 2, element(EXAMPLE_SEED, 2)) + bytes(31)),
-            "MALFORMED_FRAME",
-            "stateful FINAL payload is exactly 40 bytes",
-            hello=sf_hello,
-            received=sf_welcome + number_stateful(0, s0) + number_stateful(1, s1),
-        ),
-        _invalid(
-            "server-frame-too-large",
-            cli,
-            bytes.fromhex("034001"),
-            "FRAME_TOO_LARGE",
-            "the limit binds servers too",
-            hello=sl_hello,
-            received=sl_welcome,
-        ),
-        _invalid(
-            "server-unknown-type",
-            cli,
-            bytes.fromhex("060000"),
-            "MALFORMED_FRAME",
-            "type 0x06",
-            hello=sl_hello,
-            received=sl_welcome,
-        ),
-        _invalid(
-            "stateful-data-truncated-at-eof",
-            cli,
-            number_stateful(0, s0)[:-2],
-            "MALFORMED_FRAME",
-            "EOF inside a frame is a protocol error, not a clean drop",
-            eof=True,
-            hello=sf_hello,
-            received=sf_welcome,
-        ),
-        _invalid(
-            "error-payload-1-byte",
-            cli,
-            frame(ERROR, b"\x00"),
-            "MALFORMED_FRAME",
-            "the code takes 2 bytes",
-            hello=sl_hello,
-        ),
-        _invalid(
-            "error-message-1025-bytes",
-            cli,
-            error(33, b"y" * 1025),
-            "MALFORMED_FRAME",
-            "messages are at most 1024 bytes",
-            hello=sl_hello,
-        ),
-        _invalid(
-            "error-message-invalid-utf8",
-            cli,
-            error(20, b"bad \xff\xfe"),
-            "MALFORMED_FRAME",
-            "0xff never occurs in UTF-8",
-            hello=sl_hello,
-        ),
-        _invalid(
-            "error-message-overlong-utf8",
-            cli,
-            error(20, b"\xc0\xaf"),
-            "MALFORMED_FRAME",
-            "overlong encoding of '/' is invalid UTF-8",
-            hello=sl_hello,
-        ),
-        _invalid(
-            "error-message-surrogate",
-            cli,
-            error(20, b"\xed\xa0\x80"),
-            "MALFORMED_FRAME",
-            "an encoded UTF-16 surrogate is invalid UTF-8",
-            hello=sl_hello,
-        ),
-        _invalid(
-            "error-message-truncated-utf8",
-            cli,
-            error(20, "\u00e9".encode()[:1]),
-            "MALFORMED_FRAME",
-            "a multi-byte sequence cut short",
-            hello=sl_hello,
-            received=b"",
-        ),
-    ]
+    cases = [_invalid_case(table, bad) for table in INVALID_TABLES for bad in table.rows]
+    assert len({case["name"] for case in cases}) == len(cases), "case names are unique"
     return {
         "description": (
             "Bytes a receiver must reject. 'decoder' says which side reads them: 'server' (a "
             "fresh server connection) or 'client' (a client that sent context.hello). "
             "context.received holds valid frames that decoder reads first; then 'hex' is fed, "
-            "then EOF if 'eof' is true. error.code is the code of the first failure in the "
-            "validation order of spec/PROTOCOL.md. On the server side it is the code the server "
-            "sends in its ERROR frame (normative); on the client side it only classifies the "
-            "failure (a client never sends frames other than HELLO): the client must close the "
-            "connection either way."
+            "then EOF if 'eof' is true (without EOF, the bytes must be rejected without waiting "
+            "for more). error.code is the code of the first failure in the validation order of "
+            "spec/PROTOCOL.md; 'spec' names the rule broken (section, then step or check). On "
+            "the server side it is the code the server sends in its ERROR frame (normative); on "
+            "the client side it only classifies the failure (a client never sends frames other "
+            "than HELLO): the client must close the connection either way."
         ),
         "version": VERSION,
         "cases": cases,
@@ -1216,6 +1338,21 @@ def session_vectors() -> Json:
                     [hello_stateless(n, 0, 0, resume=False)],
                     [welcome(STATELESS, n, 0, iv, a, 0), *sl_num],
                     closes,
+                )
+            ],
+            "values": [str(v) for v in values_sl],
+            "result": {"sum": str(sum(values_sl)), "exit_status": 0},
+        },
+        {
+            "name": "stateless-bytes-after-final",
+            "mode": "stateless",
+            "parameters": {"n": n, "a": a, "interval_ms": iv},
+            "connections": [
+                _connection(
+                    [hello_stateless(n, 0, 0, resume=False)],
+                    [welcome(STATELESS, n, 0, iv, a, 0), *sl_num, sl_num[0]],
+                    "a faulty server writes a DATA after FINAL; the client reads nothing after "
+                    "FINAL (PROTOCOL.md 5.5, 10): no violation, the result stands",
                 )
             ],
             "values": [str(v) for v in values_sl],
@@ -1330,6 +1467,156 @@ def session_vectors() -> Json:
     }
 
 
+# --- cli_values.json ------------------------------------------------------------------------
+#
+# Section 13.1 (durations in seconds to whole milliseconds) and Appendices A and B (integer
+# options), derived here with fractions.Fraction: exact rational arithmetic, independent of
+# any decimal library an implementation might use.
+
+DURATION_GRAMMAR = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+INTEGER_GRAMMAR = re.compile(r"[0-9]+")
+MAX_COUNT = 2**31 - 1
+
+
+def duration_ms(text: str) -> int | None:
+    """Section 13.1: the exact value x 1000, nearest integer, ties up; None if not the grammar."""
+    if not DURATION_GRAMMAR.fullmatch(text):
+        return None
+    mantissa, _, exponent = text.lower().partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    value = Fraction(int(whole or "0") * 10 ** len(fraction) + int(fraction or "0"))
+    value /= 10 ** len(fraction)
+    value *= Fraction(10) ** int(exponent or "0")
+    return math.floor(value * 1000 + Fraction(1, 2))
+
+
+DURATION_TEXTS = (
+    "0", "1", "30", "0.01", "0.0025", "0.0015", "0.0035", "0.0005", "0.0004999", "0.0045",
+    "1e-05", "2.5e-3", "2.5E-3", ".5", "5.", "1e3", "1E+3", "0.000", "000.5", "86400",
+    "86400.0004", "86400.0005", "86401", "800000", "2500000", "3000000", "5000000",
+    "", "-1", "+1", " 1", "1 ", "1_000", "inf", "nan", "Infinity", "0x10", "1,5", "1e", "e3",
+    ".", "1.2.3", "1e+", "--1", "\u0661", "1s", "0.5\n",
+)  # fmt: skip
+
+INTEGER_TEXTS = (
+    "1", "7", "007", "65535", "65536", "0", "00", "2147483647", "2147483648",
+    "", "0x10", "0X10", "0o7", "0b1", "+5", "-5", "1_0", " 5", "5 ", "5.0", "1e3", "\u0663",
+)  # fmt: skip
+
+#: Option -> (kind, smallest, largest): milliseconds for durations, the value for integers.
+OPTION_RANGES = {
+    "server --interval": ("duration", 0, MAX_DURATION_MS),
+    "server --session-ttl": ("duration", 0, MAX_DURATION_MS),
+    "server --handshake-timeout": ("duration", 1, MAX_DURATION_MS),
+    "server --max-connections": ("integer", 1, MAX_COUNT),
+    "client -n": ("integer", 1, 65535),
+    "client --max-retries": ("integer", 1, MAX_COUNT),
+    "client --connect-timeout": ("duration", 1, MAX_DURATION_MS),
+    "client --handshake-timeout": ("duration", 1, MAX_DURATION_MS),
+    "client --silence-timeout": ("duration", 1, MAX_DURATION_MS),
+    "client --min-silence": ("duration", 1, MAX_DURATION_MS),
+    "client --backoff-initial": ("duration", 1, MAX_DURATION_MS),
+    "client --backoff-max": ("duration", 1, MAX_DURATION_MS),
+}
+
+
+def cli_vectors() -> Json:
+    durations = [{"text": text, "ms": duration_ms(text)} for text in DURATION_TEXTS]
+    integers = [
+        {"text": text, "value": int(text) if INTEGER_GRAMMAR.fullmatch(text) else None}
+        for text in INTEGER_TEXTS
+    ]
+    options: list[Json] = []
+    for option, (kind, low, high) in OPTION_RANGES.items():
+        texts = DURATION_TEXTS if kind == "duration" else INTEGER_TEXTS
+        for text in texts:
+            value = duration_ms(text) if kind == "duration" else None
+            if kind == "integer" and INTEGER_GRAMMAR.fullmatch(text):
+                value = int(text)
+            accepted = value is not None and low <= value <= high
+            options.append({"option": option, "text": text, "accepted": accepted})
+    return {
+        "description": (
+            "Command-line values (PROTOCOL.md 13.1, Appendices A and B). 'durations': seconds "
+            "as text and the whole milliseconds they denote (exact value x 1000, nearest "
+            "integer, ties up), or null where the text is not the grammar of 13.1. 'integers': "
+            "ASCII decimal digits and their value, or null. 'ranges': each option's kind and "
+            "its accepted range (milliseconds for durations). 'options': every text against "
+            "every option, accepted or a usage error (exit status 2)."
+        ),
+        "version": VERSION,
+        "max_duration_ms": MAX_DURATION_MS,
+        "durations": durations,
+        "integers": integers,
+        "ranges": {
+            option: {"kind": kind, "min": low, "max": high}
+            for option, (kind, low, high) in OPTION_RANGES.items()
+        },
+        "options": options,
+    }
+
+
+# --- store_records.json ---------------------------------------------------------------------
+#
+# STORE-REDIS.md section 2: what a reader makes of a session hash's seed and n fields.
+
+CANONICAL = re.compile(r"0|[1-9][0-9]*")
+SEED_MAX = MASK64
+RECORD_FIELDS: tuple[tuple[str | None, str | None], ...] = (
+    ("0", "1"),
+    ("18446744073709551615", "65535"),
+    ("81985529216486895", "3"),
+    ("0123", "3"),
+    ("5", "050"),
+    ("5", "+5"),
+    ("5", " 5"),
+    ("5", "5 "),
+    ("5", "5.0"),
+    ("", "5"),
+    ("5", ""),
+    ("5", "0"),
+    ("5", "65536"),
+    ("18446744073709551616", "5"),
+    ("-1", "5"),
+    ("1e3", "5"),
+    ("0x10", "5"),
+    ("5", "\u0663"),
+    (None, "5"),
+    ("5", None),
+    (None, None),
+)
+
+
+def record_vectors() -> Json:
+    cases: list[Json] = []
+    for seed, n in RECORD_FIELDS:
+        valid = (
+            seed is not None
+            and n is not None
+            and bool(CANONICAL.fullmatch(seed))
+            and bool(CANONICAL.fullmatch(n))
+            and int(seed) <= SEED_MAX
+            and 1 <= int(n) <= 65535
+        )
+        case: Json = {"seed": seed, "n": n, "valid": valid}
+        if seed is None and n is None:
+            case["absent"] = True  # no hash at all: an absent session, not a damaged one
+            case["valid"] = False
+        cases.append(case)
+    return {
+        "description": (
+            "The seed and n fields of a session hash (STORE-REDIS.md section 2) and whether a "
+            "reader accepts them: both present, canonical decimal (^(0|[1-9][0-9]*)$), seed <= "
+            "2^64-1, 1 <= n <= 65535. null means the field is missing. A rejected record is a "
+            "store failure (STORE_UNAVAILABLE); 'absent' marks the case with neither field, "
+            "which is no record at all (an absent session). A missing owner field means "
+            "disconnected; other fields are ignored."
+        ),
+        "version": VERSION,
+        "cases": cases,
+    }
+
+
 # --- output ---------------------------------------------------------------------------------
 
 
@@ -1345,6 +1632,8 @@ def generate() -> dict[str, str]:
         "frames.json": render(frame_vectors()),
         "invalid_frames.json": render(invalid_vectors()),
         "sessions.json": render(session_vectors()),
+        "cli_values.json": render(cli_vectors()),
+        "store_records.json": render(record_vectors()),
     }
 
 
