@@ -9,6 +9,8 @@ const { Mode, isValidClientId } = require('./lib/frames');
 const { runStream, Exit } = require('./lib/stream');
 const { BACKOFF_DEFAULTS } = require('./lib/backoff');
 const { seededRandom, secureRandom, randomInt } = require('./lib/random');
+const { MAX_DURATION_MS, secondsToMs } = require('./lib/durations');
+const { escapePeerText } = require('./lib/text');
 
 const USAGE = `usage: node client.js --port PORT --mode stateless|stateful [-n N] [options]
 
@@ -22,9 +24,10 @@ const USAGE = `usage: node client.js --port PORT --mode stateless|stateful [-n N
   --json                  print one JSON result object instead of text
   --events                write JSON progress events to stderr
   --seed N                seed the client's own randomness (jitter, random n)
+durations S are seconds, 0.001..86400, in whole milliseconds (PROTOCOL.md §13.1):
   --backoff-initial S     INITIAL_BACKOFF (default ${BACKOFF_DEFAULTS.initial})
   --backoff-max S         MAX_BACKOFF (default ${BACKOFF_DEFAULTS.max})
-  --max-retries K         attempts without progress before giving up (default ${BACKOFF_DEFAULTS.maxAttemptsWithoutProgress})
+  --max-retries K         attempts without progress before giving up, 1..2147483647 (default ${BACKOFF_DEFAULTS.maxAttemptsWithoutProgress})
   --min-silence S         floor of the silence timeout max(3 x interval, S) (default 2)
   --silence-timeout S     fixed silence timeout, overriding the formula
   --connect-timeout S     connect timeout, and handshake timeout unless given (default 5)
@@ -37,17 +40,24 @@ exit status: 0 verified, 1 verification failed, 2 usage error,
 
 class UsageError extends Error {}
 
-// Appendix A.2: durations are decimal seconds greater than 0.
-const DECIMAL = /^(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+// Issue 11: a value we cannot honour is refused at start-up in one line that names the
+// option, the value (escaped: it may hold control characters) and the allowed range.
+const refuse = (name, v, range) => new UsageError(`${name} ${escapePeerText(v)}: allowed: ${range}`);
+
+// Appendix A.2, §13.1: a duration is seconds, converted exactly to whole milliseconds
+// (ties up), which must be 1..MAX_DURATION_MS; so every timer stays within Node's range.
 const seconds = (v, name) => {
-  const x = Number(v);
-  if (!DECIMAL.test(v) || !Number.isFinite(x) || x <= 0) {
-    throw new UsageError(`${name}: expected a number of seconds greater than 0, got '${v}'`);
+  const ms = secondsToMs(v);
+  if (ms === null || ms < 1 || ms > MAX_DURATION_MS) {
+    throw refuse(name, v, `seconds from 0.001 to ${MAX_DURATION_MS / 1000}, in whole milliseconds (PROTOCOL.md §13.1)`);
   }
-  return x;
+  return ms / 1000;
 };
+// Appendix A.1: ASCII decimal digits only (no sign, prefix, '_' or spaces); leading zeros are fine.
 const integer = (lo, hi) => (v, name) => {
-  if (!/^\d+$/.test(v) || Number(v) < lo || Number(v) > hi) throw new UsageError(`${name}: expected an integer in ${lo}..${hi}, got '${v}'`);
+  if (!/^[0-9]+$/.test(v) || BigInt(v) < BigInt(lo) || BigInt(v) > BigInt(hi)) {
+    throw refuse(name, v, `decimal integer ${lo}..${hi}`);
+  }
   return Number(v);
 };
 
@@ -59,10 +69,10 @@ function canonicalUuid(v, name) {
   const m = /^(?:urn:uuid:)?(\{)?([0-9a-f]{8})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{12})(\})?$/i.exec(v);
   const dashes = (v.match(/-/g) || []).length;
   if (!m || Boolean(m[1]) !== Boolean(m[7]) || (dashes !== 0 && dashes !== 4)) {
-    throw new UsageError(`${name}: not a UUID: '${v}'`);
+    throw refuse(name, v, 'a UUID');
   }
   const id = m.slice(2, 7).join('-').toLowerCase();
-  if (!isValidClientId(id)) throw new UsageError(`${name}: not a UUID: '${v}'`);
+  if (!isValidClientId(id)) throw refuse(name, v, 'a UUID');
   return id;
 }
 
@@ -75,7 +85,7 @@ const OPTIONS = {
     (v, name) => {
       if (v === 'stateless') return Mode.STATELESS;
       if (v === 'stateful') return Mode.STATEFUL;
-      throw new UsageError(`${name}: expected stateless or stateful, got '${v}'`);
+      throw refuse(name, v, 'stateless or stateful');
     },
   ],
   '-n': ['n', integer(1, 65535)],
@@ -83,12 +93,12 @@ const OPTIONS = {
   '--json': ['json'],
   '--events': ['events'],
   '--seed': ['seed', (v, name) => {
-    if (!/^-?\d+$/.test(v)) throw new UsageError(`${name}: expected an integer, got '${v}'`);
+    if (!/^-?[0-9]+$/.test(v)) throw refuse(name, v, 'a decimal integer');
     return BigInt(v);
   }],
   '--backoff-initial': ['backoffInitial', seconds],
   '--backoff-max': ['backoffMax', seconds],
-  '--max-retries': ['maxRetries', integer(1, 2 ** 31)],
+  '--max-retries': ['maxRetries', integer(1, 2 ** 31 - 1)],
   '--min-silence': ['minSilence', seconds],
   '--silence-timeout': ['silenceTimeout', seconds],
   '--connect-timeout': ['connectTimeout', seconds],
@@ -96,7 +106,7 @@ const OPTIONS = {
   '--log-level': [
     'logLevel',
     (v, name) => {
-      if (!(v in LEVELS)) throw new UsageError(`${name}: expected one of ${Object.keys(LEVELS).join(', ')}`);
+      if (!Object.hasOwn(LEVELS, v)) throw refuse(name, v, Object.keys(LEVELS).join(', '));
       return v;
     },
   ],
@@ -123,9 +133,8 @@ function parseArgs(argv) {
     let value;
     const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
     if (eq > 0) [arg, value] = [arg.slice(0, eq), arg.slice(eq + 1)];
-    const spec = OPTIONS[arg];
-    if (!spec) throw new UsageError(`unknown option '${arg}'`);
-    const [key, parse] = spec;
+    if (!Object.hasOwn(OPTIONS, arg)) throw new UsageError(`unknown option ${escapePeerText(arg)}`);
+    const [key, parse] = OPTIONS[arg];
     if (!parse) {
       if (value !== undefined) throw new UsageError(`${arg} takes no value`);
       opts[key] = true;
@@ -208,4 +217,6 @@ async function main() {
   output(opts, result, exitCode);
 }
 
-main();
+if (require.main === module) main();
+
+module.exports = { parseArgs, UsageError };

@@ -16,11 +16,12 @@ const {
   decodeNumber,
   decodeError,
 } = require('./frames');
+const { MAX_DURATION_MS } = require('./durations');
 
 const State = Object.freeze({
   AWAITING_WELCOME: 'awaiting_welcome',
   STREAMING: 'streaming',
-  DONE: 'done', // FINAL received: only EOF may follow
+  DONE: 'done', // FINAL received: nothing more is read (§5.5, §10)
   CLOSED: 'closed', // ERROR received
 });
 
@@ -38,21 +39,26 @@ class ClientConnection {
    * Yields, in order, {kind:'welcome', welcome}, {kind:'number', ...} and
    * {kind:'error', code, codeName, message} events for the complete frames of
    * `chunk`. Throws a ProtocolError at the first violation; events already yielded
-   * stay valid (§12.3: the numbers before the offending frame are intact).
+   * stay valid (§12.3: the numbers before the offending frame are intact). Once FINAL
+   * has arrived nothing more is read (§5.5, §10): what follows it, in the same chunk or
+   * later, is discarded unread and is no violation.
    */
   *receive(chunk) {
+    if (this.state === State.DONE) return;
     for (const { type, payload } of this._decoder.frames(chunk)) {
       yield this._onFrame(type, payload);
+      if (this.state === State.DONE) return; // stop before decoding what follows FINAL
     }
   }
 
   /** Called on EOF. Throws MALFORMED_FRAME when EOF cuts a frame (§3 rule 3). */
   end() {
+    if (this.state === State.DONE) return;
     this._decoder.end();
   }
 
   _onFrame(type, payload) {
-    if (this.state === State.DONE || this.state === State.CLOSED) {
+    if (this.state === State.CLOSED) {
       throw new ProtocolError(Code.UNEXPECTED_FRAME, `${TYPE_NAMES[type]} after the conversation ended`);
     }
     switch (type) {
@@ -80,7 +86,9 @@ class ClientConnection {
   // §5.4: the checks in the order of its table. Rejecting is normative; the order and
   // the codes are the reference client's (informative), which are also those of the
   // client-side cases of vectors/invalid_frames.json. Checks 2–9 look at the WELCOME
-  // alone, with its own mode; checks 10–12 compare it with this connection's HELLO.
+  // alone, with its own mode; checks 10–12 compare it with this connection's HELLO;
+  // checks 13–14 (1.1) bound the announced durations (§13.1), so every timer derived
+  // from them stays within Node's range.
   // (Check 1, the payload length, is decodeWelcome's; the §5.5 state check precedes it.)
   _onWelcome(w) {
     const h = this.hello;
@@ -106,6 +114,8 @@ class ClientConnection {
     if (w.mode === Mode.STATELESS && h.resume && w.a !== h.a) {
       fail(Code.MALFORMED_FRAME, `WELCOME a ${w.a} ≠ resumed a ${h.a}`); // 12
     }
+    if (w.intervalMs > MAX_DURATION_MS) fail(Code.MALFORMED_FRAME, `WELCOME interval_ms ${w.intervalMs} > ${MAX_DURATION_MS}`); // 13
+    if (w.sessionTtlMs > MAX_DURATION_MS) fail(Code.MALFORMED_FRAME, `WELCOME session_ttl_ms ${w.sessionTtlMs} > ${MAX_DURATION_MS}`); // 14
     this.welcome = w;
     this.expectedIndex = w.nextIndex;
     this.state = State.STREAMING;

@@ -242,7 +242,7 @@ class FrameDecoder {
           off = start;
         } else {
           // Slow path: header split across chunks.
-          if (this._headerFill === 0) checkType(chunk[off]); // MAY reject on the first byte
+          if (this._headerFill === 0) checkType(chunk[off]); // MUST reject on the first byte (§3 rule 1)
           const take = Math.min(HEADER_SIZE - this._headerFill, chunk.length - off);
           chunk.copy(this._header, this._headerFill, off, off + take);
           this._headerFill += take;

@@ -9,6 +9,8 @@ const { performance } = require('perf_hooks');
 const { Mode, MODE_NAMES, Code, ProtocolError, encodeHello, isRetryable } = require('./frames');
 const { ClientConnection } = require('./connection');
 const { Backoff } = require('./backoff');
+const { armTimer } = require('./durations');
+const { escapePeerText } = require('./text');
 
 // §12.4
 const Exit = Object.freeze({ OK: 0, VERIFY_FAILED: 1, USAGE: 2, REJECTED: 3, GAVE_UP: 4, INTERRUPTED: 130 });
@@ -31,8 +33,9 @@ class Stream {
     this.a = null; // stateless: from the first WELCOME (§5.4)
     this.sum = 0n; // stateless running sum
     this.hash = mode === Mode.STATEFUL ? crypto.createHash('sha256') : null; // §9, incremental
-    // §12.2: how the last connection that received a WELCOME ended:
-    // {endedBy: 'drop' | 'error', endedAt (ms, monotonic), ttlMs (its WELCOME's session_ttl_ms)}.
+    // §12.2: how the last connection that received a WELCOME ended: {endedBy: 'drop' |
+    // 'error', lastFrameAt (ms, monotonic: when its last complete frame arrived), ttlMs
+    // (its WELCOME's session_ttl_ms)}.
     this.lastWelcomed = null;
     this.checksumExpected = null;
     this.checksumComputed = null;
@@ -53,16 +56,19 @@ class Stream {
 
   /**
    * A connection that had received a WELCOME has ended, by a drop (EOF, socket error,
-   * a timer, a violation) or by an ERROR frame, detected at `endedAt` (§12.2).
+   * a timer, a violation) or by an ERROR frame; its last complete frame (the WELCOME
+   * or a number; never an offending frame) arrived at `lastFrameAt` (§12.2).
    */
-  onWelcomedConnectionEnd(endedBy, endedAt, welcome) {
-    this.lastWelcomed = { endedBy, endedAt, ttlMs: welcome.sessionTtlMs };
+  onWelcomedConnectionEnd(endedBy, lastFrameAt, welcome) {
+    this.lastWelcomed = { endedBy, lastFrameAt, ttlMs: welcome.sessionTtlMs };
   }
 
   /**
    * §12.2: is a SESSION_UNKNOWN that answered a RESUME and arrived at `arrivedAt` a
    * lost final frame? Only if the last WELCOMEd connection ended by a drop, not by an
-   * ERROR frame, less than its session_ttl_ms before. Returns {lost, why}.
+   * ERROR frame, and its last complete frame arrived less than its session_ttl_ms
+   * before (1.1: measured from that frame, not from noticing the drop, so a long
+   * silence timeout cannot turn an expiry into a lost FINAL). Returns {lost, why}.
    */
   judgeSessionUnknown(arrivedAt) {
     const last = this.lastWelcomed;
@@ -70,8 +76,8 @@ class Stream {
     if (last.endedBy !== 'drop') {
       return { lost: false, why: 'the last connection that received a WELCOME ended with an ERROR frame, not a drop' };
     }
-    const elapsed = arrivedAt - last.endedAt;
-    const span = `${(elapsed / 1000).toFixed(3)} s after the drop was detected (TTL ${last.ttlMs / 1000} s)`;
+    const elapsed = arrivedAt - last.lastFrameAt;
+    const span = `${(elapsed / 1000).toFixed(3)} s after the last frame of the dropped connection (TTL ${last.ttlMs / 1000} s)`;
     return elapsed < last.ttlMs ? { lost: true, why: span } : { lost: false, why: span };
   }
 
@@ -110,10 +116,10 @@ class Stream {
 
 /**
  * One connection (§5.1, §14.1): connect, send the HELLO, receive until FINAL,
- * ERROR or a drop. Resolves with {kind, ..., newNumbers, hello, welcome, endedAt};
- * never rejects. `endedAt` is when the client detected the end (§12.2): the read
- * that returned EOF or failed, the timer that fired, the check that failed, the
- * frame that ended it. An 'error' outcome also carries `arrivedAt`.
+ * ERROR or a drop. Resolves with {kind, ..., newNumbers, hello, welcome, endedAt,
+ * lastFrameAt}; never rejects. `endedAt` is when the client detected the end;
+ * `lastFrameAt` when the last complete WELCOME or number arrived (§12.2), null
+ * before a WELCOME. An 'error' outcome also carries `arrivedAt`.
  */
 function runConnection(stream, opts, log, hooks) {
   return new Promise((resolve) => {
@@ -123,6 +129,7 @@ function runConnection(stream, opts, log, hooks) {
     let settled = false;
     let timer = null;
     let newNumbers = 0;
+    let lastFrameAt = null;
 
     const finish = (outcome) => {
       if (settled) return;
@@ -131,11 +138,12 @@ function runConnection(stream, opts, log, hooks) {
       clearTimeout(timer);
       // Close at once, sending nothing more (§10); destroy() never half-closes first.
       socket.destroy();
-      resolve({ ...outcome, newNumbers, hello, welcome: conn.welcome, endedAt });
+      resolve({ ...outcome, newNumbers, hello, welcome: conn.welcome, endedAt, lastFrameAt });
     };
+    // Every delay is at most 3 × MAX_DURATION_MS (§13.1): armTimer holds it exactly.
     const arm = (seconds, reason) => {
       clearTimeout(timer);
-      timer = setTimeout(() => finish({ kind: 'drop', reason }), seconds * 1000);
+      timer = armTimer(() => finish({ kind: 'drop', reason }), Math.round(seconds * 1000));
     };
 
     arm(opts.connectTimeout, `connect timeout (${opts.connectTimeout} s)`);
@@ -183,6 +191,7 @@ function runConnection(stream, opts, log, hooks) {
       switch (ev.kind) {
         case 'welcome': {
           const w = ev.welcome;
+          lastFrameAt = heardAt;
           if (stream.mode === Mode.STATELESS && stream.a === null) log.info(`a = ${w.a}`);
           stream.onWelcome(w);
           // §14.1: from the WELCOME on, the silence timeout of this connection's interval_ms.
@@ -197,6 +206,7 @@ function runConnection(stream, opts, log, hooks) {
         case 'number': {
           const outcome = stream.onNumber(ev);
           if (outcome?.kind !== 'verify_failed') {
+            lastFrameAt = heardAt;
             newNumbers++;
             hooks.progress();
           }
@@ -213,7 +223,8 @@ function runConnection(stream, opts, log, hooks) {
   });
 }
 
-const sleep = (seconds) => new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+// A backoff delay is at most 1.2 × MAX_DURATION_MS (§13.1, §15).
+const sleep = (seconds) => new Promise((resolve) => armTimer(resolve, Math.round(seconds * 1000)));
 
 /**
  * The reconnect loop of §15. Resolves with {exitCode, result} where `result` is the
@@ -267,7 +278,7 @@ async function runStream(opts, { log, events, random }) {
     phase('connecting', `attempt ${attempt}`);
     const out = await runConnection(stream, opts, log, hooks);
     if (out.welcome && (out.kind === 'drop' || out.kind === 'error')) {
-      stream.onWelcomedConnectionEnd(out.kind, out.endedAt, out.welcome);
+      stream.onWelcomedConnectionEnd(out.kind, out.lastFrameAt, out.welcome);
     }
 
     switch (out.kind) {
@@ -281,7 +292,7 @@ async function runStream(opts, { log, events, random }) {
         return { exitCode: Exit.VERIFY_FAILED, result: result(out.error) };
       case 'error':
         if (isRetryable(out.code)) {
-          log.warn(`attempt ${attempt}: server ERROR ${out.codeName} (retryable): ${out.message}`);
+          log.warn(`attempt ${attempt}: server ERROR ${out.codeName} (retryable): ${escapePeerText(out.message)}`);
           break;
         }
         // §12.2: a final code (including unknown ones) ends the run with status 3.
@@ -303,7 +314,7 @@ async function runStream(opts, { log, events, random }) {
 
 /** §12.2, §16.6: a final ERROR; the reason is the code's name. */
 function rejection(stream, out, result, log) {
-  log.error(`rejected by the server: ${out.codeName} (${out.code}): ${out.message}`);
+  log.error(`rejected by the server: ${out.codeName} (${out.code}): ${escapePeerText(out.message)}`);
   if (out.code !== Code.SESSION_UNKNOWN || !out.hello.resume || stream.mode !== Mode.STATEFUL) {
     return result(out.codeName);
   }

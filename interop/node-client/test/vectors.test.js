@@ -21,6 +21,8 @@ const {
 } = require('../lib/frames');
 const { ClientConnection } = require('../lib/connection');
 const { Stream } = require('../lib/stream');
+const { MAX_DURATION_MS, MAX_TIMER_MS, secondsToMs, armTimer } = require('../lib/durations');
+const { parseArgs, UsageError } = require('../client');
 
 const VECTORS = path.join(__dirname, '..', '..', '..', 'spec', 'vectors');
 const load = (name) => JSON.parse(fs.readFileSync(path.join(VECTORS, name), 'utf8'));
@@ -171,7 +173,12 @@ test('sessions.json: whole conversations give the expected result', async (t) =>
         assert.equal(encodeHello(hello).toString('hex'), c.client_sends[0]);
         const conn = new ClientConnection(hello);
         for (const f of c.server_sends) {
+          const done = conn.state === 'done';
           const events = feed(conn, hex(f.hex));
+          if (done) {
+            assert.equal(events.length, 0); // §5.5: nothing is read after FINAL
+            continue;
+          }
           assert.equal(events.length, 1);
           const ev = events[0];
           assert.equal(ev.kind === 'number' ? (ev.final ? 'FINAL' : 'DATA') : ev.kind.toUpperCase(), f.type);
@@ -198,6 +205,40 @@ test('sessions.json: whole conversations give the expected result', async (t) =>
       }
     });
   }
+});
+
+test('§5.5: after FINAL nothing is read, even garbage in the same chunk', () => {
+  const conn = new ClientConnection(statelessHello({ n: 1 }));
+  const events = feed(conn, Buffer.concat([welcomeBytes({ mode: 1, n: 1, a: 23 }), hex('0400050000000017'), hex('ff0000')]));
+  assert.deepEqual(events.map((e) => e.kind), ['welcome', 'number']);
+  assert.deepEqual(feed(conn, hex('ffffff')), []);
+  conn.end(); // EOF after FINAL: nothing to judge either
+});
+
+test('cli_values.json: durations in seconds to whole milliseconds (§13.1)', async (t) => {
+  for (const d of load('cli_values.json').durations) {
+    await t.test(JSON.stringify(d.text), () => assert.equal(secondsToMs(d.text), d.ms));
+  }
+});
+
+test('cli_values.json: every client option accepts or refuses each value (A.1, A.2)', async (t) => {
+  for (const c of load('cli_values.json').options.filter((o) => o.option.startsWith('client '))) {
+    const flag = c.option.split(' ')[1];
+    await t.test(`${flag} ${JSON.stringify(c.text)}`, () => {
+      const args = ['--port', '9', '--mode', flag === '-n' ? 'stateless' : 'stateful', flag, c.text];
+      if (flag !== '-n') args.push('-n', '3');
+      if (c.accepted) assert.doesNotThrow(() => parseArgs(args));
+      else assert.throws(() => parseArgs(args), UsageError);
+    });
+  }
+});
+
+test('timers hold their whole range or refuse: never 1 ms for 2^31 ms (§13.1)', () => {
+  assert.throws(() => armTimer(() => {}, MAX_TIMER_MS + 1), RangeError);
+  assert.throws(() => armTimer(() => {}, 3 * 800_000_000), RangeError);
+  const longest = armTimer(() => assert.fail('fired'), 3 * MAX_DURATION_MS); // the longest silence timeout
+  clearTimeout(longest);
+  assert.ok(3 * MAX_DURATION_MS <= MAX_TIMER_MS);
 });
 
 test('checksum.json: incremental SHA-256 over big-endian u32 values', async (t) => {
@@ -364,9 +405,22 @@ test('§5.4: WELCOME checks in the order of the table', async (t) => {
       });
     });
   }
-  await t.test('any interval_ms, and any session_ttl_ms in mode 2, pass', () => {
-    const [ev] = feed(new ClientConnection(statefulHello()), welcomeBytes({ mode: 2, n: 3, intervalMs: 0xffffffff, ttlMs: 0 }));
-    assert.equal(ev.kind, 'welcome');
+  await t.test('interval_ms and session_ttl_ms up to MAX_DURATION_MS pass (§13.1)', () => {
+    for (const [intervalMs, ttlMs] of [[0, 0], [86_400_000, 86_400_000], [1000, 30000]]) {
+      const [ev] = feed(new ClientConnection(statefulHello()), welcomeBytes({ mode: 2, n: 3, intervalMs, ttlMs }));
+      assert.equal(ev.kind, 'welcome');
+    }
+  });
+  await t.test('interval_ms and session_ttl_ms above MAX_DURATION_MS fail: checks 13, 14 come last', () => {
+    // With a wrong next_index too, check 11 reports first: 13 and 14 follow 1-12.
+    const conn = new ClientConnection(statefulHello({ resume: true, nextIndex: 1 }));
+    assert.throws(() => feed(conn, welcomeBytes({ mode: 2, n: 3, intervalMs: 86_400_001, ttlMs: 0 })), {
+      codeName: 'INVALID_INDEX',
+    });
+    for (const [intervalMs, ttlMs] of [[86_400_001, 0], [0xffffffff, 0], [0, 86_400_001]]) {
+      const c = new ClientConnection(statefulHello());
+      assert.throws(() => feed(c, welcomeBytes({ mode: 2, n: 3, intervalMs, ttlMs })), { codeName: 'MALFORMED_FRAME' });
+    }
   });
 });
 
