@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import sys
 from collections.abc import Iterator
 
 _MASK = (1 << 64) - 1
@@ -34,3 +35,13 @@ def session_checksum(seed: int, n: int) -> bytes:
 
 def doubling_sum(a: int, n: int) -> int:
     return a * ((1 << n) - 1)
+
+
+def decimal(value: int) -> str:
+    """``value`` in decimal with Python's 4,300-digit limit lifted (sums reach 19,731 digits)."""
+    previous = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        return str(value)
+    finally:
+        sys.set_int_max_str_digits(previous)

@@ -18,10 +18,9 @@ from harness.recording import RecordingStore
 from harness.servers import SubprocessServers, server_argv
 from harness.verify import parse_result, verify_result, verify_stateful, verify_stateless
 from proxy.faults import TERMINAL_KINDS, ConnectionKey, plan_connection
-from reference.numbers import to_decimal
-from reference.protocol.sequences import stateful_checksum, stateless_sum
 from reference.store import DelegatingStore, MemoryStore, SessionRecord, StoreError
 
+from .oracle import decimal, doubling_sum, session_checksum
 from .redis_fixture import skip_without_redis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,14 +38,14 @@ def stateless_doc(a: int, count: int, **overrides: Any) -> dict[str, Any]:
         "ok": True,
         "reconnects": 0,
         "first": str(a),
-        "sum": to_decimal(stateless_sum(a, count)),
+        "sum": decimal(doubling_sum(a, count)),
     }
     doc.update(overrides)
     return doc
 
 
 def stateful_doc(seed: int, count: int, **overrides: Any) -> dict[str, Any]:
-    digest = stateful_checksum(seed, count).hex()
+    digest = session_checksum(seed, count).hex()
     doc: dict[str, Any] = {
         "mode": "stateful",
         "n": count,
@@ -72,12 +71,12 @@ def test_stateless_sum_verified_beyond_python_int_text_limit() -> None:
     ("overrides", "fragment"),
     [
         ({"sum": "1234"}, "sum is wrong"),
-        ({"sum": to_decimal(stateless_sum(23, 30) + 1)}, "sum is wrong"),
+        ({"sum": decimal(doubling_sum(23, 30) + 1)}, "sum is wrong"),
         ({"first": "0", "sum": "0"}, "outside 1..255"),
-        ({"first": "256", "sum": to_decimal(stateless_sum(256, 30))}, "outside 1..255"),
+        ({"first": "256", "sum": decimal(doubling_sum(256, 30))}, "outside 1..255"),
         ({"first": "-1"}, "decimal string"),
         ({"first": None}, "decimal string"),
-        ({"sum": stateless_sum(23, 30)}, "decimal string"),
+        ({"sum": doubling_sum(23, 30)}, "decimal string"),
     ],
 )
 def test_forged_stateless_results_fail(overrides: dict[str, Any], fragment: str) -> None:
@@ -94,7 +93,7 @@ def test_stateless_sum_is_checked_against_the_requested_n() -> None:
 
 
 def test_stateful_checksums_must_agree() -> None:
-    other = stateful_checksum(SEED + 1, 30).hex()
+    other = session_checksum(SEED + 1, 30).hex()
     verdict = verify_stateful(stateful_doc(SEED, 30, checksum_computed=other), n=30, seed=None)
     assert not verdict.ok
     assert verdict.reason is not None
