@@ -586,6 +586,73 @@ async def test_session_unknown_after_a_server_error_is_not_a_lost_final_frame() 
     assert not result.final_frame_lost
 
 
+@pytest.mark.parametrize(
+    ("sent", "code"),
+    [
+        (b"\xff", 1),  # no frame type: MALFORMED_FRAME on that byte (spec 1.1 §3 rule 1)
+        (b"GE", 1),  # the start of an HTTP request, then silence
+        (b"\x00", 1),
+        (b"\x01", 10),  # a known type, then silence: the handshake timeout decides
+        (b"\x02\x00", 10),
+    ],
+)
+async def test_one_or_two_bytes_then_silence(sent: bytes, code: int) -> None:
+    """Spec 1.1 §3, §5.2: garbage is refused at once, a known type waits for the timeout.
+
+    The handshake timeout is 1 s here: a MALFORMED_FRAME (code 1) can only come from the
+    first-byte rule, a HANDSHAKE_TIMEOUT (code 10) only from the timer.
+    """
+    async with running_server(ServerConfig(handshake_timeout=1.0)) as (_, port):
+        stream, reader = await _open_raw(port)
+        async with stream:
+            await stream.send(sent)
+            with anyio.fail_after(10):
+                answer = await reader.next()
+    assert answer is not None
+    assert answer.error_code == code
+
+
+async def test_silence_longer_than_the_ttl_is_an_expiry_not_a_lost_final_frame() -> None:
+    """Spec 1.1 §12.2 condition 2: "less than the TTL" runs from the last complete frame.
+
+    TTL 300 ms; the connection goes silent after DATA 0 and the client notices only after its
+    0.6 s silence timeout. The SESSION_UNKNOWN arrives within the TTL of that detection but
+    more than the TTL after the last frame: the session may have expired, so it is not a lost
+    FINAL (1.0 measured from the detection and said it was).
+    """
+    welcome = frame(0x02, struct.pack(">BBBIIIII", 1, 2, 0, 10, 0, 1000, 0, 300))
+    data0 = frame(0x03, struct.pack(">II", 0, 7))
+    unknown = frame(0x05, struct.pack(">H", 20) + b"no session")
+    answers = iter([welcome + data0, unknown])
+
+    async def scripted(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await stream.receive()  # the HELLO
+            answer = next(answers)
+            await stream.send(answer)
+            if answer is not unknown:
+                await anyio.sleep_forever()  # silence: the client's timer ends it
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
+    config = ClientConfig(
+        port=port,
+        mode=Mode.STATEFUL,
+        n=10,
+        client_id=str(uuid.uuid4()),
+        silence_timeout=0.6,
+        backoff=FAST,
+    )
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, scripted)
+        result = await run_client(config)
+        tg.cancel_scope.cancel()
+    assert result.exit_code == EXIT_REJECTED
+    assert result.error == "SESSION_UNKNOWN"
+    assert result.received == 1
+    assert not result.final_frame_lost
+
+
 async def test_a_trickle_that_never_completes_a_frame_counts_as_silence() -> None:
     """Bytes keep coming but no frame completes: the silence timer must still fire (§14.1)."""
     welcome = frame(0x02, struct.pack(">BBBIIIII", 1, 1, 0, 5, 0, 0, 3, 0))
