@@ -7,11 +7,10 @@ so every program accepts and rejects values the same way, with the same messages
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from . import logs
 from .protocol import MAX_DURATION_MS, MAX_N, seconds_text_to_ms
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -120,8 +119,10 @@ def add_common_arguments(
     log_level_default: str = "info",
     log_level_help: str = "stderr log verbosity (default %(default)s)",
     backend: bool = True,
+    log_format: bool = False,
 ) -> None:
-    """``--log-level`` and, unless ``backend`` is false, ``--backend`` (anyio's event loop).
+    """``--log-level``; unless ``backend`` is false, ``--backend`` (anyio's event loop); if
+    ``log_format``, ``--log-format text|json``.
 
     ``parser`` may be an argument group. Programs differ only in the default log level and in
     what the help says is logged.
@@ -134,14 +135,15 @@ def add_common_arguments(
             "--backend",
             choices=BACKENDS,
             default="asyncio",
-            help="anyio event loop backend (default asyncio)",
+            help="anyio event loop backend (default asyncio; trio needs the [trio] extra)",
+        )
+    if log_format:
+        parser.add_argument(
+            "--log-format",
+            choices=logs.LOG_FORMATS,
+            default="text",
+            help="stderr log lines as text (default) or as one JSON object each",
         )
 
 
-def configure_logging(level: str) -> None:
-    """Logs go to stderr, so stdout carries nothing but the result."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+configure_logging = logs.configure_logging

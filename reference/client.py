@@ -29,19 +29,20 @@ from .cli import (
     positive_int,
     stream_length,
 )
+from .logs import quoted
 from .numbers import to_decimal
 from .protocol import (
     MAX_N,
     NEED_DATA,
     Checksum,
     ClientConnection,
-    ConnectionClosed,
     Error,
     ErrorCode,
     Hello,
     Mode,
     Number,
     ProtocolError,
+    State,
     Welcome,
     is_retryable,
     stateless_sum,
@@ -64,8 +65,9 @@ class Backoff:
     """Reconnection delays after gRPC's connection-backoff, with a cap below the session TTL.
 
     After k attempts in a row without progress, the next one waits
-    ``min(initial * multiplier**k, maximum) * uniform(1 - jitter, 1 + jitter)``; the client gives
-    up when k reaches ``max_retries``.
+    ``min(initial * multiplier**k * uniform(1 - jitter, 1 + jitter), maximum)`` seconds: the
+    jitter applies to the nominal delay and ``maximum`` caps the result (spec §15). The client
+    gives up when k reaches ``max_retries``.
     """
 
     initial: float = 1.0
@@ -75,8 +77,12 @@ class Backoff:
     max_retries: int = 10
 
     def delay(self, retry: int, rng: random.Random) -> float:
-        base = min(self.initial * self.multiplier**retry, self.maximum)
-        return base * rng.uniform(1 - self.jitter, 1 + self.jitter)
+        """Seconds to wait after ``retry`` attempts in a row without progress; at most maximum."""
+        try:
+            nominal = self.initial * self.multiplier**retry
+        except OverflowError:  # a float power past 1e308: far beyond any cap
+            nominal = math.inf
+        return min(nominal * rng.uniform(1 - self.jitter, 1 + self.jitter), self.maximum)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,16 +174,20 @@ class _Retry(Exception):
     """This connection ended before FINAL in a way that allows a reconnect.
 
     ``told`` is True when the server ended it with an ERROR frame: it said why it stopped, so
-    it did not write FINAL on this connection.
+    it did not write FINAL on this connection. ``held`` is True when the connection got its
+    WELCOME, so that its loss starts the session TTL (set by ``_one_connection``). ``refused``:
+    nothing listens on the server's port, the most common first-run mistake.
     """
 
-    def __init__(self, message: str, *, told: bool = False) -> None:
+    def __init__(self, message: str, *, told: bool = False, refused: bool = False) -> None:
         super().__init__(message)
         self.told = told
+        self.refused = refused
+        self.held = False
 
 
 class _Fatal(Exception):
-    """The server refused the request for good."""
+    """The server refused the request for good; ``message`` is the server's, escaped."""
 
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
@@ -185,22 +195,23 @@ class _Fatal(Exception):
 
 
 class _Receiver:
-    """Running totals across connections: a sum or a checksum, never the list of numbers."""
+    """Running totals across connections: a sum or a checksum, never the list of numbers.
+
+    Per-connection state (WELCOME received, FINAL received) is the protocol core's; this keeps
+    what outlives a connection: what to ask for in the next HELLO, and the totals.
+    """
 
     def __init__(self, config: ClientConfig, observer: ClientObserver) -> None:
         self.config = config
         self.observer = observer
         self.received = 0
+        #: A WELCOME arrived on some connection: from then on every HELLO is a resume (§11).
         self.welcomed = False
         self.a = 0
         self.total = 0
         self.checksum = Checksum()
         self.expected: bytes | None = None
-        self.done = False
-        self.interval = 0.0
         self.session_ttl = 0.0
-        #: Whether the current connection got a WELCOME (so its loss starts the session TTL).
-        self.session_held = False
         #: When the last complete frame (WELCOME or number) arrived: the §12.2 reference point.
         self.last_frame_at = -math.inf
 
@@ -225,9 +236,7 @@ class _Receiver:
 
     def welcome(self, welcome: Welcome) -> None:
         self.welcomed = True
-        self.session_held = True
         self.last_frame_at = anyio.current_time()
-        self.interval = welcome.interval_ms / 1000
         self.session_ttl = welcome.session_ttl_ms / 1000
         if self.config.mode is Mode.STATELESS:
             self.a = welcome.a
@@ -246,11 +255,23 @@ class _Receiver:
         self.observer.number(number.index, value)
         if number.final:
             self.expected = number.checksum
-            self.done = True
 
 
 class _VerifyError(Exception):
     pass
+
+
+Dial = Callable[[str, int], Awaitable[anyio.abc.ByteStream]]
+
+
+@dataclass(slots=True)
+class _Attempts:
+    """The reconnection loop's bookkeeping (spec §15): k, attempts, when a session was lost."""
+
+    without_progress: int = 0
+    made: int = 0
+    #: The last complete frame of a WELCOMEd connection lost without an ERROR (-inf: never).
+    dropped_at: float = -math.inf
 
 
 async def run_client(
@@ -258,7 +279,7 @@ async def run_client(
     *,
     observer: ClientObserver | None = None,
     rng: random.Random | None = None,
-    connect: Callable[[str, int], Awaitable[anyio.abc.ByteStream]] | None = None,
+    connect: Dial | None = None,
 ) -> ClientResult:
     """Receive the whole sequence, reconnecting with backoff; never raises for network trouble.
 
@@ -269,38 +290,31 @@ async def run_client(
     dial = connect or _connect_tcp
     receiver = _Receiver(config, obs)
     result = ClientResult(mode=config.mode, n=config.n, client_id=config.client_id)
-    retries_without_progress = 0
-    attempts = 0
-    dropped_at = -math.inf
+    attempts = _Attempts()
+    completed = False
     while True:
-        attempts += 1
-        obs.attempt(attempts, anyio.current_time())
-        obs.phase(Phase.CONNECTING, f"attempt {attempts}")
+        attempts.made += 1
+        obs.attempt(attempts.made, anyio.current_time())
+        obs.phase(Phase.CONNECTING, f"attempt {attempts.made}")
         before = receiver.received
         try:
             await _one_connection(config, receiver, dial, obs)
         except _Retry as why:
-            reason = str(why)
-            if receiver.session_held:  # the TTL runs from losing a WELCOMEd connection
+            if why.held:  # the TTL runs from losing a WELCOMEd connection
                 # A drop may have eaten FINAL; an ERROR frame means the server stopped short.
                 # Measured from the last complete frame, not from noticing the drop (§12.2):
                 # a long silence timeout must not turn an expiry into "final frame lost".
-                dropped_at = -math.inf if why.told else receiver.last_frame_at
+                attempts.dropped_at = -math.inf if why.told else receiver.last_frame_at
+            delay = _next_delay(config, attempts, progressed=receiver.received > before, rng=rng)
+            if delay is None:
+                _gave_up(result, attempts, why)
+                break
+            result.reconnects += 1
+            _log_retry(config, receiver, attempts, why, delay)
+            obs.phase(Phase.BACKING_OFF, f"{why}; retry in {delay:.2f} s")
+            await anyio.sleep(delay)
         except _Fatal as fatal:
-            name = _code_name(fatal.code)
-            result.error = name
-            result.exit_code = EXIT_REJECTED
-            if (
-                fatal.code == ErrorCode.SESSION_UNKNOWN
-                and receiver.welcomed
-                and anyio.current_time() - dropped_at < receiver.session_ttl
-            ):
-                result.final_frame_lost = True
-                log.error("final frame lost: the session completed while FINAL was in flight")
-            elif fatal.code == ErrorCode.SESSION_UNKNOWN:
-                log.error("session expired or unknown: %s", fatal)
-            else:
-                log.error("server rejected the request: %s %s", name, fatal)
+            _rejected(result, receiver, attempts, fatal)
             break
         except _VerifyError as bad:
             log.error("verification failed: %s", bad)
@@ -308,49 +322,84 @@ async def run_client(
             result.exit_code = EXIT_VERIFY_FAILED
             break
         else:
+            completed = True
             break
-        # k counts attempts in a row that delivered no new number (spec/PROTOCOL.md §15).
-        retries_without_progress = 0 if receiver.received > before else retries_without_progress + 1
-        if retries_without_progress >= config.backoff.max_retries:
-            log.error(
-                "giving up after %d attempts in a row without progress (last: %s)",
-                retries_without_progress,
-                reason,
-            )
-            result.error = "GAVE_UP"
-            result.exit_code = EXIT_GAVE_UP
-            break
-        delay = config.backoff.delay(retries_without_progress, rng)
-        result.reconnects += 1
-        log.warning(
-            "connection lost (%s) after %d/%d numbers; reconnecting in %.2f s",
-            reason,
-            receiver.received,
-            config.n,
-            delay,
-        )
-        obs.phase(Phase.BACKING_OFF, f"{reason}; retry in {delay:.2f} s")
-        await anyio.sleep(delay)
-    _finish(result, receiver)
+    _finish(result, receiver, completed=completed)
     obs.phase(Phase.DONE if result.ok else Phase.FAILED, result.error or "verified")
     return result
 
 
-def _finish(result: ClientResult, receiver: _Receiver) -> None:
+def _next_delay(
+    config: ClientConfig, attempts: _Attempts, *, progressed: bool, rng: random.Random
+) -> float | None:
+    """The backoff before the next attempt, or None when it is time to give up (spec §15)."""
+    # k counts attempts in a row that delivered no new number.
+    attempts.without_progress = 0 if progressed else attempts.without_progress + 1
+    if attempts.without_progress >= config.backoff.max_retries:
+        return None
+    return config.backoff.delay(attempts.without_progress, rng)
+
+
+def _log_retry(
+    config: ClientConfig, receiver: _Receiver, attempts: _Attempts, why: _Retry, delay: float
+) -> None:
+    k, limit = attempts.without_progress, config.backoff.max_retries
+    where = f" after {receiver.received}/{config.n} numbers" if receiver.received else ""
+    log.warning(
+        "%s%s; attempt %d of %d without progress, reconnecting in %.2f s",
+        why,
+        where,
+        k,
+        limit,
+        delay,
+    )
+    if attempts.made == 1 and why.refused:
+        log.warning(
+            "is the server running? Start one with: numstream-server --port %d", config.port
+        )
+
+
+def _gave_up(result: ClientResult, attempts: _Attempts, why: _Retry) -> None:
+    log.error(
+        "giving up after %d attempts in a row without progress (last: %s)",
+        attempts.without_progress,
+        why,
+    )
+    result.error = "GAVE_UP"
+    result.exit_code = EXIT_GAVE_UP
+
+
+def _rejected(
+    result: ClientResult, receiver: _Receiver, attempts: _Attempts, fatal: _Fatal
+) -> None:
+    name = _code_name(fatal.code)
+    result.error = name
+    result.exit_code = EXIT_REJECTED
+    if fatal.code != ErrorCode.SESSION_UNKNOWN:
+        log.error("server rejected the request: %s %s", name, fatal)
+    elif receiver.welcomed and anyio.current_time() - attempts.dropped_at < receiver.session_ttl:
+        result.final_frame_lost = True
+        log.error("final frame lost: the session completed while FINAL was in flight")
+    else:
+        log.error("session expired or unknown: %s", fatal)
+
+
+def _finish(result: ClientResult, receiver: _Receiver, *, completed: bool) -> None:
+    """Fill in the result; ``completed``: FINAL arrived (the core reached DONE)."""
     result.received = receiver.received
     if result.mode is Mode.STATELESS:
         if receiver.welcomed:
             result.first = receiver.a
             result.total = receiver.total
-        if receiver.done:
+        if completed:
             # The closed form is an independent check of the running sum.
             result.ok = receiver.total == stateless_sum(receiver.a, result.n)
     else:
-        result.checksum_computed = receiver.checksum.digest() if receiver.done else None
+        result.checksum_computed = receiver.checksum.digest() if completed else None
         result.checksum_expected = receiver.expected
-        if receiver.done:
+        if completed:
             result.ok = receiver.expected == result.checksum_computed
-    if receiver.done:
+    if completed:
         result.error = None if result.ok else "CHECKSUM_MISMATCH"
         result.exit_code = EXIT_OK if result.ok else EXIT_VERIFY_FAILED
 
@@ -367,64 +416,119 @@ async def _connect_tcp(host: str, port: int) -> anyio.abc.ByteStream:
 
 
 async def _one_connection(
-    config: ClientConfig,
-    receiver: _Receiver,
-    dial: Callable[[str, int], Awaitable[anyio.abc.ByteStream]],
-    obs: ClientObserver,
+    config: ClientConfig, receiver: _Receiver, dial: Dial, obs: ClientObserver
 ) -> None:
     """One connection from connect to FINAL (returns) or to its loss (raises _Retry)."""
-    receiver.session_held = False  # before dialling: a refused connect held no session either
+    stream = await _dial(config, dial)
+    conn = ClientConnection()
     try:
-        with anyio.fail_after(config.connect_timeout):
-            stream = await dial(config.host, config.port)
-    except TimeoutError:
-        raise _Retry("connect timed out") from None
-    except OSError as exc:
-        raise _Retry(f"connect failed: {exc.strerror or exc}") from None
-    try:
-        conn = ClientConnection()
-        await stream.send(conn.send(receiver.hello()))
-        # Timers restart on complete frames only (spec §14.1): a trickle of bytes that never
-        # completes a frame is silence too.
-        timeout = config.handshake_timeout
-        deadline = anyio.current_time() + timeout
-        while not receiver.done:
-            try:
-                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
-                    data = await stream.receive(_RECEIVE_SIZE)
-            except TimeoutError:
-                what = "no WELCOME" if not receiver.session_held else "silence"
-                raise _Retry(f"{what} for {timeout:g} s") from None
-            except anyio.EndOfStream:
-                data = b""
-            conn.receive_data(data)
-            while not receiver.done:
-                event = conn.next_event()
-                if event is NEED_DATA:
-                    break
-                deadline = anyio.current_time() + timeout
-                if isinstance(event, Number):
-                    receiver.number(event)
-                elif isinstance(event, Welcome):
-                    receiver.welcome(event)
-                    timeout = _silence_timeout(config, receiver.interval)
-                    deadline = anyio.current_time() + timeout
-                    obs.phase(Phase.STREAMING, f"from index {event.next_index}")
-                elif isinstance(event, Error):
-                    if is_retryable(event.code):
-                        raise _Retry(
-                            f"server error {_code_name(event.code)}: {event.message}", told=True
-                        )
-                    raise _Fatal(event.code, event.message)
-                elif isinstance(event, ConnectionClosed):
-                    raise _Retry("connection closed by peer")
+        welcome = await _handshake(config, receiver, conn, stream)
+        obs.phase(Phase.STREAMING, f"from index {welcome.next_index}")
+        await _receive_numbers(config, receiver, conn, stream, welcome)
     except ProtocolError as exc:
-        raise _Retry(f"protocol error: {exc}") from None
+        raise _held(conn, _Retry(f"protocol error: {exc}")) from None
     except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-        raise _Retry(f"connection broken: {exc or type(exc).__name__}") from None
+        raise _held(conn, _Retry(f"connection broken: {exc or type(exc).__name__}")) from None
+    except _Retry as why:
+        raise _held(conn, why) from None
     finally:
         with anyio.CancelScope(shield=True):
             await stream.aclose()
+
+
+def _held(conn: ClientConnection, why: _Retry) -> _Retry:
+    why.held = conn.welcome_received
+    return why
+
+
+async def _dial(config: ClientConfig, dial: Dial) -> anyio.abc.ByteStream:
+    """Phase 1: connect within the connect timeout; a failure is said in words."""
+    where = f"{config.host}:{config.port}"
+    try:
+        with anyio.fail_after(config.connect_timeout):
+            return await dial(config.host, config.port)
+    except TimeoutError:
+        raise _Retry(f"{where} did not accept within {config.connect_timeout:g} s") from None
+    except OSError as exc:
+        if _is_refused(exc):
+            raise _Retry(
+                f"nothing is listening on {where} (connection refused)", refused=True
+            ) from None
+        reason = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        raise _Retry(f"cannot connect to {where}: {reason.strerror or reason}") from None
+
+
+def _is_refused(exc: BaseException | None) -> bool:
+    """ECONNREFUSED, also as anyio's "All connection attempts failed" (it keeps the cause)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_refused(inner) for inner in exc.exceptions)
+    return isinstance(exc, OSError) and exc.__cause__ is not None and _is_refused(exc.__cause__)
+
+
+async def _handshake(
+    config: ClientConfig, receiver: _Receiver, conn: ClientConnection, stream: anyio.abc.ByteStream
+) -> Welcome:
+    """Phase 2: HELLO, then WELCOME or ERROR, all under one handshake timeout (spec §14.1)."""
+    timeout = config.handshake_timeout
+    try:
+        with anyio.fail_after(timeout):
+            await stream.send(conn.send(receiver.hello()))
+            while (event := conn.next_event()) is NEED_DATA:
+                conn.receive_data(await _receive_or_eof(stream))
+    except TimeoutError:
+        raise _Retry(f"no WELCOME within {timeout:g} s") from None
+    if not isinstance(event, Welcome):
+        raise _ended(event)
+    receiver.welcome(event)
+    return event
+
+
+async def _receive_numbers(
+    config: ClientConfig,
+    receiver: _Receiver,
+    conn: ClientConnection,
+    stream: anyio.abc.ByteStream,
+    welcome: Welcome,
+) -> None:
+    """Phase 3: numbers until FINAL, each complete frame restarting the silence timer (§14.1).
+
+    A trickle of bytes that never completes a frame is silence too.
+    """
+    timeout = _silence_timeout(config, welcome.interval_ms / 1000)
+    deadline = anyio.current_time() + timeout
+    while conn.state is not State.DONE:
+        event = conn.next_event()
+        if event is NEED_DATA:
+            try:
+                with anyio.fail_at(deadline):
+                    data = await _receive_or_eof(stream)
+            except TimeoutError:
+                raise _Retry(f"silence for {timeout:g} s") from None
+            conn.receive_data(data)
+        elif isinstance(event, Number):
+            deadline = anyio.current_time() + timeout
+            receiver.number(event)
+        else:
+            raise _ended(event)
+
+
+async def _receive_or_eof(stream: anyio.abc.ByteStream) -> bytes:
+    try:
+        return await stream.receive(_RECEIVE_SIZE)
+    except anyio.EndOfStream:
+        return b""
+
+
+def _ended(event: object) -> _Retry | _Fatal:
+    """What an ERROR or the peer's EOF means: retry, or stop for good (spec §12.2)."""
+    if isinstance(event, Error):
+        name = _code_name(event.code)
+        if is_retryable(event.code):
+            return _Retry(f"server error {name}: {quoted(event.message)}", told=True)
+        return _Fatal(event.code, quoted(event.message))
+    return _Retry("connection closed by the server")
 
 
 def _silence_timeout(config: ClientConfig, interval: float) -> float:

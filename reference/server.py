@@ -385,7 +385,6 @@ class NumberServer:
         self._random = random_source or SystemRandomSource()
         self._instance = instance_id or secrets.token_hex(6)
         self._connection_ids = itertools.count(1)
-        self._shutting_down = False
         self._activity: anyio.Event | None = None
         self._wheel = TimerWheel()
         #: Sessions held by this server's connections, by connection (owner).
@@ -417,16 +416,13 @@ class NumberServer:
             log.info("listening on %s:%d", self.config.host, port)
             with _GcMonitor(self.stats):
                 async with anyio.create_task_group() as tg:
-                    try:
-                        tg.start_soon(self._wheel.run)
-                        tg.start_soon(self._keep_leases)
-                        tg.start_soon(self._watch_writes)
-                        for listener in multi.listeners:
-                            tg.start_soon(self._accept, listener, tg)
-                        task_status.started(port)
-                        await anyio.sleep_forever()
-                    finally:
-                        self._shutting_down = True
+                    tg.start_soon(self._wheel.run)
+                    tg.start_soon(self._keep_leases)
+                    tg.start_soon(self._watch_writes)
+                    for listener in multi.listeners:
+                        tg.start_soon(self._accept, listener, tg)
+                    task_status.started(port)
+                    await anyio.sleep_forever()
         finally:
             with anyio.CancelScope(shield=True):
                 await multi.aclose()
@@ -464,11 +460,12 @@ class NumberServer:
             log.info("[%s] protocol error from client: %s", conn_id, exc)
             await self._send_error(writer, conn, exc.error_code, str(exc))
         except anyio.get_cancelled_exc_class():
-            if self._shutting_down:
-                with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
-                    await self._send_error(
-                        writer, conn, ErrorCode.SHUTTING_DOWN, "server shutting down"
-                    )
+            # Only ``serve`` cancels a connection, and only to stop: say so, whatever phase this
+            # connection is in (no shared flag: trio may run this before ``serve`` could set it).
+            with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
+                await self._send_error(
+                    writer, conn, ErrorCode.SHUTTING_DOWN, "server shutting down"
+                )
             raise
         except Exception:
             log.exception("[%s] internal error", conn_id)

@@ -280,9 +280,11 @@ class ClientConnection(_Connection):
 
     @property
     def welcome_received(self) -> bool:
-        return self._state in (State.STREAMING, State.DONE) or (
-            self._state is State.CLOSED and self._mode is not None
-        )
+        """Whether this connection got its WELCOME, however it went on (DONE, CLOSED, ERROR).
+
+        A connection that got one held the session, so its loss starts the TTL (spec §16.4).
+        """
+        return self._mode is not None  # set by the WELCOME, and only by it, on a client
 
     def _encode(self, event: Hello | Welcome | Number | Error) -> bytes:
         assert isinstance(event, Hello)  # the table lets a client send nothing else
