@@ -16,7 +16,16 @@ import anyio
 
 from proxy.faults import DEFAULT_FAULT_WINDOW, FaultConfig
 from proxy.server import ChaosProxy
-from reference.cli import int_range, listen_port, non_negative_float, positive_int, probability
+from reference.cli import (
+    add_version,
+    configure_logging,
+    int_range,
+    listen_port,
+    non_negative_float,
+    positive_int,
+    probability,
+    run_program,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +39,9 @@ and the same traffic give the same faults. Each fault is logged (and, with --eve
 as one JSON line). All faults are off by default."""
 
 EPILOG = """\
+exit status: 0 after SIGINT or SIGTERM (at any moment), 1 if the port cannot be bound,
+2 for bad arguments.
+
 example: python -m proxy --listen 9000 --upstream 127.0.0.1:9001 --upstream 127.0.0.1:9002 \\
            --seed 7 --drop-rate 0.1 --reset-rate 0.1 --latency 0.01 --jitter 0.005"""
 
@@ -226,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add_fault_arguments(parser)
+    add_version(parser)
     return parser
 
 
@@ -236,11 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = fault_config_from_args(args, fault_window=args.fault_window)
     except ValueError as exc:  # what no single option's type can catch: rates summing above 1
         parser.error(str(exc))
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_level)
     with contextlib.ExitStack() as stack:
         event_log = None
         if args.event_log is not None:
@@ -248,12 +257,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 event_log = stack.enter_context(open(args.event_log, "w", encoding="utf-8"))
             except OSError as exc:
                 parser.error(f"cannot write --event-log: {exc}")
-        proxy = ChaosProxy(args.upstream, config=config, seed=args.seed, event_log=event_log)
-        return anyio.run(_serve, proxy, args.listen)
+        args.proxy = ChaosProxy(args.upstream, config=config, seed=args.seed, event_log=event_log)
+        return run_program(
+            _serve, args, prog="numstream-proxy", backend="asyncio", on_signal=lambda _: 0
+        )
 
 
-async def _serve(proxy: ChaosProxy, port: int) -> int:
+async def _serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM; a port we cannot bind is a one-line error, not a traceback."""
+    proxy: ChaosProxy = args.proxy
+    port: int = args.listen
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with anyio.create_task_group() as tg:
             try:

@@ -1,14 +1,21 @@
 """Command-line plumbing shared by ``reference.server``, ``reference.client`` and the harness.
 
-One definition of each argparse value type and of the ``--log-level`` / ``--backend`` options,
-so every program accepts and rejects values the same way, with the same messages.
+One definition of each argparse value type and of the ``--log-level`` / ``--backend`` /
+``--version`` options, so every program accepts and rejects values the same way, with the same
+messages; and ``run_program``, which gives every program the same exits for a missing optional
+dependency and for a signal at any moment.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import re
+import signal
+import sys
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
+
+import anyio
 
 from . import logs
 from .protocol import MAX_DURATION_MS, MAX_N, seconds_text_to_ms
@@ -147,3 +154,97 @@ def add_common_arguments(
 
 
 configure_logging = logs.configure_logging
+
+
+# --- running a program: version, optional dependencies, signals -----------------------------------
+
+#: The oldest trio the ``[trio]`` extra allows (pyproject.toml).
+TRIO_MINIMUM = (0, 27)
+TRIO_INSTALL = (
+    "python -m pip install 'numstream[trio]' (in a clone: python -m pip install -e '.[trio]')"
+)
+
+
+def version() -> str:
+    """The installed distribution's version, or a note that this is an uninstalled checkout."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed_version
+
+    try:
+        return installed_version("numstream")
+    except PackageNotFoundError:
+        return "unknown (not installed; run from a source tree)"
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    """``--version``: the program's name and the package version, then exit 0."""
+    parser.add_argument(
+        "--version", action="version", version=f"{parser.prog} (numstream) {version()}"
+    )
+
+
+def backend_problem(backend: str) -> str | None:
+    """None if ``backend`` can run here; else one line saying what is missing and how to get it."""
+    if backend != "trio":
+        return None
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed_version
+
+    try:
+        found = installed_version("trio")
+    except PackageNotFoundError:
+        return f"--backend trio needs trio, which is not installed; install it with: {TRIO_INSTALL}"
+    numbers = tuple(int(part) for part in re.findall(r"\d+", found)[:2])
+    if numbers < TRIO_MINIMUM:
+        wanted = ".".join(map(str, TRIO_MINIMUM))
+        return (
+            f"--backend trio needs trio >= {wanted}, found {found}; upgrade it with: {TRIO_INSTALL}"
+        )
+    return None
+
+
+def run_program(
+    entry: Callable[[argparse.Namespace], Awaitable[int]],
+    args: argparse.Namespace,
+    *,
+    prog: str,
+    backend: str,
+    on_signal: Callable[[int], int],
+) -> int:
+    """``anyio.run(entry, args)`` with the exits every CLI documents, and no traceback for them.
+
+    * ``--backend trio`` without a usable trio: one line saying how to install it, status 2.
+    * SIGINT or SIGTERM at a moment ``entry`` does not handle itself (start-up before its
+      signal receiver exists, teardown after it is gone): status ``on_signal(signum)``.
+      SIGTERM is turned into SIGINT, whose handling the event loop already makes safe (asyncio
+      cancels the main task, trio raises KeyboardInterrupt where it is safe), so every await
+      unwinds through its ``finally`` blocks and SIGTERM no longer kills the process outright.
+    """
+    problem = backend_problem(backend)
+    if problem is not None:
+        print(f"{prog}: error: {problem}", file=sys.stderr)
+        return 2
+    received: list[int] = []
+
+    def terminate(signum: int, frame: object) -> None:
+        received.append(signum)
+        signal.raise_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        return anyio.run(entry, args, backend=backend)
+    except BaseException as exc:
+        if not _only_interrupts(exc):
+            raise
+        return on_signal(received[-1] if received else signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _only_interrupts(exc: BaseException) -> bool:
+    """KeyboardInterrupt, possibly wrapped in exception groups (trio's nurseries wrap it)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_interrupts(inner) for inner in exc.exceptions)
+    return False

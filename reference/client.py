@@ -11,22 +11,25 @@ import json
 import logging
 import math
 import random
+import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
 
 from .cli import (
     add_common_arguments,
+    add_version,
     configure_logging,
     connect_port,
     positive_float,
     positive_int,
+    run_program,
     stream_length,
 )
 from .logs import quoted
@@ -48,6 +51,9 @@ from .protocol import (
     stateless_sum,
 )
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 log = logging.getLogger("reference.client")
 
 EXIT_OK = 0
@@ -56,6 +62,7 @@ EXIT_USAGE = 2
 EXIT_REJECTED = 3
 EXIT_GAVE_UP = 4
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 _RECEIVE_SIZE = 262144
 
@@ -475,6 +482,7 @@ async def _handshake(
     try:
         with anyio.fail_after(timeout):
             await stream.send(conn.send(receiver.hello()))
+            log.debug("HELLO sent, waiting for WELCOME")
             while (event := conn.next_event()) is NEED_DATA:
                 conn.receive_data(await _receive_or_eof(stream))
     except TimeoutError:
@@ -541,10 +549,13 @@ def _silence_timeout(config: ClientConfig, interval: float) -> float:
 
 
 class _ProgressObserver:
-    """A rich progress bar on stderr, for humans watching a long stream."""
+    """A rich progress bar on ``console`` (stderr), for humans watching a long stream.
 
-    def __init__(self, n: int) -> None:
-        from rich.console import Console
+    The log handler writes through the same console (``configure_logging(console=...)``), so
+    a reconnect warning is printed above the bar instead of through it.
+    """
+
+    def __init__(self, n: int, console: Console) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -558,10 +569,14 @@ class _ProgressObserver:
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=console,
             transient=True,
         )
         self._task = self._progress.add_task("stream", total=n, phase="connecting")
+
+    @property
+    def console(self) -> Console:
+        return self._progress.console
 
     def __enter__(self) -> _ProgressObserver:
         self._progress.start()
@@ -615,7 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "Exit status: 0 verified; 1 verification failed (checksum mismatch); 2 bad arguments; "
             "3 rejected by the server (e.g. session expired, final frame lost); 4 gave up after "
-            "too many reconnections without progress; 130 interrupted."
+            "too many reconnections without progress; 130 interrupted by SIGINT and 143 by "
+            "SIGTERM, at any moment (nothing on stdout then)."
         ),
     )
     parser.add_argument("--port", type=connect_port, required=True, help="server port on --host")
@@ -694,6 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser,
         log_level_help="stderr log verbosity (default info; reconnects are logged at warning)",
     )
+    add_version(parser)
     return parser
 
 
@@ -751,8 +768,8 @@ async def _run(args: argparse.Namespace) -> int:
         log.info("client id %s, n=%d", config.client_id, config.n)
     if args.events:
         result = await run_client(config, observer=_EventLineObserver(), rng=rng)
-    elif sys.stderr.isatty():
-        with _ProgressObserver(config.n) as progress:
+    elif args.console is not None:
+        with _ProgressObserver(config.n, args.console) as progress:
             result = await run_client(config, observer=progress, rng=rng)
     else:
         result = await run_client(config, rng=rng)
@@ -763,17 +780,31 @@ async def _run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _progress_console(args: argparse.Namespace) -> Console | None:
+    """The console of the progress bar (and of the log), when a human watches stderr."""
+    if args.events or not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _interrupted(signum: int) -> int:
+    print("interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.mode == "stateless" and args.n is None:
         parser.error("stateless mode needs -n (1..65535)")
-    configure_logging(args.log_level)
+    args.console = _progress_console(args)
+    configure_logging(args.log_level, console=args.console)
     try:
-        return anyio.run(_run, args, backend=args.backend)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return run_program(
+            _run, args, prog="numstream-client", backend=args.backend, on_signal=_interrupted
+        )
     except BrokenPipeError:
         # stdout's reader went away (e.g. `| head`); nothing left to tell anyone.
         sys.stderr.close()

@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
@@ -28,11 +29,13 @@ from anyio.abc import TaskStatus
 from .accept import accept_forever
 from .cli import (
     add_common_arguments,
+    add_version,
     configure_logging,
     interval_seconds,
     listen_port,
     positive_float,
     positive_int,
+    run_program,
     ttl_seconds,
 )
 from .pacing import TimerWheel, limit_send_buffer, socket_fd, unacked_bytes, write_now
@@ -56,6 +59,8 @@ from .protocol import (
 from .store import Lease, SessionRecord, SessionStore, StoreError, open_store
 
 log = logging.getLogger("reference.server")
+
+EXIT_OK = 0
 
 _RECEIVE_SIZE = 65536
 #: Numbers due at the same moment (interval 0, or after a stall) are written in one batch of
@@ -892,8 +897,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Serve the resumable numeric-stream protocol (spec/PROTOCOL.md) on 127.0.0.1. "
             "One port serves both variants; the client's HELLO selects one."
         ),
-        epilog="Exit status: 0 after a clean shutdown (SIGINT/SIGTERM), 1 if the port or the "
-        "store cannot be opened, 2 for bad arguments.",
+        epilog="Exit status: 0 after a clean shutdown on SIGINT or SIGTERM, received at any "
+        "moment (also while the store is still being opened); 1 if the port or the store "
+        "cannot be opened; 2 for bad arguments, or --backend trio without trio installed.",
     )
     parser.add_argument("--port", type=listen_port, required=True, help="TCP port on 127.0.0.1")
     parser.add_argument(
@@ -939,7 +945,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="concurrent connections served; beyond this, SERVER_BUSY (default 1024)",
     )
-    add_common_arguments(parser)
+    add_common_arguments(parser, log_format=True)
+    add_version(parser)
     return parser
 
 
@@ -983,6 +990,34 @@ def _collect_garbage_by_schedule(tg: anyio.abc.TaskGroup) -> None:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM; the signals are handled from the first moment to the last.
+
+    The signal receiver is open before the store is, so a signal while a frozen Redis keeps
+    ``open_store`` waiting cancels the open (clean exit 0), and stays open through the shutdown,
+    so a second signal cannot cut short the SHUTTING_DOWN frames and session releases.
+    """
+    status = 0
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_stop_on_signal, signals, tg.cancel_scope)
+            status = await _open_and_serve(args)
+            tg.cancel_scope.cancel()  # the store or the port could not be opened
+    return status
+
+
+async def _stop_on_signal(signals: AsyncIterator[int], scope: anyio.CancelScope) -> None:
+    async for signum in signals:
+        log.info("%s: shutting down", signal.Signals(signum).name)
+        scope.cancel()
+        break
+    async for signum in signals:  # until the task group is done: shutdown is bounded anyway
+        log.info("%s: already shutting down", signal.Signals(signum).name)
+
+
+async def _open_and_serve(args: argparse.Namespace) -> int:
+    """Serve until cancelled; 1 if the store or the port cannot be opened."""
+    where = urlsplit(args.store)
+    log.info("opening session store %s://%s", where.scheme, where.hostname or where.path)
     try:
         store = await open_store(args.store)
     except (StoreError, ValueError) as exc:
@@ -997,11 +1032,7 @@ async def _run(args: argparse.Namespace) -> int:
                 log.error("cannot listen on 127.0.0.1:%d: %s", args.port, exc.strerror or exc)
                 return 1
             _collect_garbage_by_schedule(tg)
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    log.info("%s: shutting down", signal.Signals(signum).name)
-                    tg.cancel_scope.cancel()
-                    break
+            await anyio.sleep_forever()
     finally:
         with anyio.CancelScope(shield=True):
             await store.aclose()
@@ -1012,16 +1043,15 @@ async def _run(args: argparse.Namespace) -> int:
             stats.gc_pause_total_ms,
             stats.gc_pause_max_ms,
         )
-    return 0
+    raise AssertionError("unreachable")  # sleep_forever returns only by cancellation
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
-    try:
-        return anyio.run(_run, args, backend=args.backend)
-    except KeyboardInterrupt:
-        return 130
+    configure_logging(args.log_level, log_format=args.log_format)
+    return run_program(
+        _run, args, prog="numstream-server", backend=args.backend, on_signal=lambda _: EXIT_OK
+    )
 
 
 if __name__ == "__main__":

@@ -62,11 +62,12 @@ async def test_shutdown_tells_connections_in_handshake_and_in_store_calls(silent
         async with anyio.create_task_group() as tg:
             port = await tg.start(server.serve)
             for _ in range(silent):  # never send a HELLO
-                streams.append(await anyio.connect_tcp("127.0.0.1", port))
+                silent_stream = await anyio.connect_tcp("127.0.0.1", port)
+                streams.append(silent_stream)
             for _ in range(2):  # HELLO sent, store lookup in flight
-                stream = await anyio.connect_tcp("127.0.0.1", port)
-                await stream.send(stateful_hello(str(uuid.uuid4()), 10))
-                streams.append(stream)
+                hello = await anyio.connect_tcp("127.0.0.1", port)
+                await hello.send(stateful_hello(str(uuid.uuid4()), 10))
+                streams.append(hello)
             with anyio.fail_after(10):
                 await server.wait_active(len(streams))
                 await store.wait_for(2)
