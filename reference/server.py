@@ -38,6 +38,7 @@ from .cli import (
     run_program,
     ttl_seconds,
 )
+from .connlog import ConnectionLog, ConnectionTrace
 from .pacing import TimerWheel, limit_send_buffer, socket_fd, unacked_bytes, write_now
 from .protocol import (
     NEED_DATA,
@@ -390,6 +391,7 @@ class NumberServer:
         self._random = random_source or SystemRandomSource()
         self._instance = instance_id or secrets.token_hex(6)
         self._connection_ids = itertools.count(1)
+        self._connlog = ConnectionLog(log)
         self._activity: anyio.Event | None = None
         self._wheel = TimerWheel()
         #: Sessions held by this server's connections, by connection (owner).
@@ -448,6 +450,7 @@ class NumberServer:
         self.stats.connections_total += 1
         self.stats.connections_active += 1
         self._notify_activity()
+        trace = self._connlog.open(conn_id, stream)
         conn = ServerConnection()
         writer = _Writer(stream)
         try:
@@ -455,18 +458,20 @@ class NumberServer:
                 raise _Rejected(ErrorCode.SERVER_BUSY, "connection limit reached; retry later")
             hello = await self._receive_hello(stream, conn)
             if hello is None:
+                trace.no_hello()
                 return
+            trace.hello(hello)
             self._check_mode(hello)
             async with self._leased(hello, conn_id) as lease:
-                await self._run_stream(writer, conn, hello, lease)
-        except _Rejected as rejection:
-            await self._send_error(writer, conn, rejection.code, str(rejection))
-        except RemoteProtocolError as exc:
-            log.info("[%s] protocol error from client: %s", conn_id, exc)
-            await self._send_error(writer, conn, exc.error_code, str(exc))
+                await self._run_stream(writer, conn, hello, lease, trace)
+        except (_Rejected, RemoteProtocolError) as refusal:
+            code = refusal.code if isinstance(refusal, _Rejected) else refusal.error_code
+            trace.refused(code, str(refusal))
+            await self._send_error(writer, conn, code, str(refusal))
         except anyio.get_cancelled_exc_class():
             # Only ``serve`` cancels a connection, and only to stop: say so, whatever phase this
             # connection is in (no shared flag: trio may run this before ``serve`` could set it).
+            trace.refused(ErrorCode.SHUTTING_DOWN, "server shutting down")
             with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
                 await self._send_error(
                     writer, conn, ErrorCode.SHUTTING_DOWN, "server shutting down"
@@ -474,8 +479,10 @@ class NumberServer:
             raise
         except Exception:
             log.exception("[%s] internal error", conn_id)
+            trace.refused(ErrorCode.INTERNAL_ERROR, "internal error")
             await self._send_error(writer, conn, ErrorCode.INTERNAL_ERROR, "internal error")
         finally:
+            trace.close()
             with anyio.CancelScope(shield=True):
                 await stream.aclose()  # its own scope: a slow store must not skip it
             _break_transport_cycle(stream)
@@ -614,7 +621,12 @@ class NumberServer:
     # --- streaming ------------------------------------------------------------------------------
 
     async def _run_stream(
-        self, writer: _Writer, conn: ServerConnection, hello: Hello, lease: _Lease | None
+        self,
+        writer: _Writer,
+        conn: ServerConnection,
+        hello: Hello,
+        lease: _Lease | None,
+        trace: ConnectionTrace,
     ) -> None:
         """Stream until FINAL or until the client leaves; raises _Rejected for a violation."""
         cfg = self.config
@@ -638,12 +650,12 @@ class NumberServer:
                 raise await self._lease_lost(lease)
             lease.run = run
         try:
-            await self._stream_run(run, welcome)
+            await self._stream_run(run, welcome, trace)
         finally:
             if lease is not None:
                 lease.run = None  # no cycle left for the collector to find
 
-    async def _stream_run(self, run: _Run, welcome: Welcome) -> None:
+    async def _stream_run(self, run: _Run, welcome: Welcome, trace: ConnectionTrace) -> None:
         cfg = self.config
         lease = run.lease
         conn = run.conn
@@ -667,6 +679,7 @@ class NumberServer:
             if lease is not None:
                 await self._complete(lease)
             self.stats.streams_completed += 1
+            trace.completed()
         elif run.end_reason is _End.LOST:
             assert lease is not None
             raise await self._lease_lost(lease)

@@ -82,8 +82,11 @@ def test_server_signal_twice_shuts_down_once_and_tells_every_connection(backend:
     seen = _wait_for_line(proc, "listening on")
 
     async def connect_and_stop() -> list[int | None]:
+        nonlocal seen
         streams = [await anyio.connect_tcp("127.0.0.1", port) for _ in range(5)]
         try:
+            for _ in streams:  # accepted by the server, not just queued in the kernel's backlog
+                seen += _wait_for_line(proc, "accepted from")
             proc.send_signal(signal.SIGTERM)
             proc.send_signal(signal.SIGTERM)
             codes: list[int | None] = []

@@ -1,0 +1,382 @@
+"""Issue 11, points 2 and 5-8 and the first run: peer text, backoff cap, the client's console,
+its first failure in words, the server's connection log, --version, a missing trio.
+
+Each test names the CLI it covers; the kinds and the CLIs they apply to:
+
+* peer text shown escaped: client (ERROR messages, final and retryable), server (HELLO fields);
+  the proxy shows nothing from the wire (it logs fault decisions only).
+* a missing or too old trio: server and client (the proxy has no --backend).
+* --version: server, client, proxy.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import io
+import json
+import logging
+import random
+import re
+import struct
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import anyio
+import anyio.abc
+import pytest
+
+from reference import client, server
+from reference.client import Backoff
+from reference.connlog import INFO_BURST, ConnectionLog
+from reference.logs import printable
+from reference.server import ServerConfig
+
+from .redis_fixture import free_port
+from .support import RawReader, frame, running_server, stateful_hello
+
+PYTHON = sys.executable
+
+#: The issue's hostile ERROR message: retitle the window, clear the screen, forge a log line.
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\nINFO reference.client: all good"
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def _no_terminal_control(text: str) -> None:
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    assert not any(line.startswith("INFO reference.client: all good") for line in text.splitlines())
+
+
+# --- point 2: peer text ---------------------------------------------------------------------------
+
+
+def test_printable_escapes_controls_and_keeps_any_other_text() -> None:
+    assert printable(HOSTILE) == "\\x1b]0;owned\\x07\\x1b[2J\\nINFO reference.client: all good"
+    assert (
+        printable("caf\u00e9 \u00e0 10\u00a0\u20ac \\x1b") == "caf\u00e9 \u00e0 10\\xa0\u20ac \\x1b"
+    )
+    assert printable("\u202egnp.exe") == "\\u202egnp.exe"  # a bidi override cannot reorder
+    assert printable("\ufeff\x00") == "\\ufeff\\x00"
+
+
+class _ErrorServer:
+    """Answers every HELLO with ERROR ``code`` and ``message`` (any UTF-8, spec §4.4)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        payload = struct.pack(">H", code) + message.encode("utf-8")
+        self.frame = frame(0x05, payload)
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[int]) -> None:
+        async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+            task_status.started(int(listener.extra(anyio.abc.SocketAttribute.local_port)))
+            await listener.serve(self._answer)
+
+    async def _answer(self, stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await stream.receive()
+            await stream.send(self.frame)
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [(0x12, 3), (0x20, 4)],  # SESSION_UNKNOWN: final; SHUTTING_DOWN: retried until GAVE_UP
+    ids=["final", "retryable"],
+)
+def test_client_shows_a_hostile_error_message_escaped(code: int, status: int) -> None:
+    async def scenario() -> subprocess.CompletedProcess[str]:
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(_ErrorServer(code, HOSTILE).serve)
+            done = await anyio.to_thread.run_sync(
+                lambda: run(
+                    "reference.client",
+                    "--port",
+                    str(port),
+                    "--mode",
+                    "stateful",
+                    "-n",
+                    "5",
+                    "--backoff-initial",
+                    "0.01",
+                    "--max-retries",
+                    "2",
+                )
+            )
+            tg.cancel_scope.cancel()
+        return done
+
+    done = anyio.run(scenario)
+    assert done.returncode == status, done.stderr
+    _no_terminal_control(done.stderr + done.stdout)
+    assert "\\x1b]0;owned\\x07\\x1b[2J\\nINFO reference.client: all good" in done.stderr
+
+
+def test_server_log_shows_peer_text_escaped() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "reference.server", "--port", str(port), "--log-level", "debug"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        async def send_hostile_hello() -> None:
+            await _wait_listening(port)
+            bad_id = "\x1b[2J\n\x1b]0;owned\x07" + "x" * 27  # 36 bytes: not a UUID
+            async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+                payload = struct.pack(">BBBII", 1, 2, 0, 5, 0) + bad_id.encode()
+                await stream.send(frame(0x01, payload))
+                with anyio.fail_after(10):
+                    while await RawReader(stream).next() is not None:
+                        pass
+
+        anyio.run(send_hostile_hello)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert "ERROR MALFORMED_FRAME" in err or "ERROR INVALID" in err or "ERROR " in err
+    _no_terminal_control(err)
+
+
+async def _wait_listening(port: int) -> None:
+    with anyio.fail_after(20):
+        while True:
+            try:
+                stream = await anyio.connect_tcp("127.0.0.1", port)
+            except OSError:
+                await anyio.sleep(0.05)
+                continue
+            await stream.aclose()
+            return
+
+
+# --- point 5: the cap is a cap -------------------------------------------------------------------
+
+
+def test_backoff_delay_never_exceeds_the_cap() -> None:
+    rng = random.Random(11)
+    for maximum in (0.05, 1.0, 10.0):
+        backoff = Backoff(maximum=maximum)
+        for retry in (*range(30), 5000):
+            for _ in range(50):
+                delay = backoff.delay(retry, rng)
+                nominal = 1.6**retry if retry < 1000 else float("inf")
+                assert delay <= maximum
+                assert delay >= min(0.8 * nominal, maximum) * 0.8  # jitter kept below the cap
+
+
+def test_client_logged_delays_stay_under_backoff_max() -> None:
+    port = free_port()
+    done = run(
+        "reference.client", "--port", str(port), "--mode", "stateless", "-n", "3",
+        "--backoff-initial", "1", "--backoff-max", "0.05", "--max-retries", "6", "--seed", "1",
+    )  # fmt: skip
+    delays = [float(d) for d in re.findall(r"reconnecting in ([0-9.]+) s", done.stderr)]
+    assert len(delays) == 5
+    assert max(delays) <= 0.05
+
+
+# --- point 7: the first failure in words ---------------------------------------------------------
+
+
+def test_client_says_nothing_is_listening_with_attempt_k_of_n() -> None:
+    port = free_port()
+    done = run(
+        "reference.client", "--port", str(port), "--mode", "stateless", "-n", "3",
+        "--backoff-initial", "0.01", "--max-retries", "3",
+    )  # fmt: skip
+    first = next(line for line in done.stderr.splitlines() if "WARNING" in line)
+    assert f"nothing is listening on 127.0.0.1:{port}" in first
+    assert "attempt 1 of 3" in first
+    assert "reconnecting in" in first
+    assert done.stderr.count("is the server running?") == 1
+    assert done.returncode == 4
+
+
+# --- point 6: one console for the log and the progress bar ---------------------------------------
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_client_logs_through_the_progress_bars_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.logging import RichHandler
+
+    consoles = []
+
+    class Recording(client._ProgressObserver):
+        def __init__(self, n: int, console: object) -> None:
+            super().__init__(n, console)  # type: ignore[arg-type]
+            consoles.append(self.console)
+
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(client, "_ProgressObserver", Recording)
+    status = client.main(
+        ["--port", str(free_port()), "--mode", "stateless", "-n", "3",
+         "--backoff-initial", "0.01", "--max-retries", "2"]
+    )  # fmt: skip
+    assert status == 4
+    handlers = logging.getLogger().handlers
+    assert len(handlers) == 1
+    assert isinstance(handlers[0], RichHandler)
+    assert consoles == [handlers[0].console]
+    assert "nothing is listening" in terminal.getvalue()
+
+
+# --- point 8: the server's connection log --------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_server_logs_each_connection_life_cycle(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="reference.server")
+    cid = str(uuid.uuid4())
+    async with running_server(ServerConfig(interval=0.0)) as (_, port):
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            await stream.send(stateful_hello(cid, 3))
+            with anyio.fail_after(10):
+                while await RawReader(stream).next() is not None:
+                    pass
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            await stream.send(stateful_hello(cid, 3, resume=True, next_index=1))
+            with anyio.fail_after(10):
+                while await RawReader(stream).next() is not None:
+                    pass
+    lines = [r.getMessage() for r in caplog.records if r.name == "reference.server"]
+    accepted = [line for line in lines if "accepted from 127.0.0.1:" in line]
+    assert len(accepted) == 2
+    assert any(f"HELLO stateful n=3 new stream, client id {cid}" in line for line in lines)
+    assert any(f"HELLO stateful n=3 resume from index 1, client id {cid}" in line for line in lines)
+    assert any("ended after" in line and "stream completed" in line for line in lines)
+    # the completed session is gone: the resume is refused, and the log says so
+    assert any("ended after" in line and "ERROR SESSION_UNKNOWN" in line for line in lines)
+
+
+def test_connection_log_is_rate_limited() -> None:
+    now = [0.0]
+    logger = logging.getLogger("test.connlog")
+    logger.propagate = False
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger.addHandler(Keep())
+    logger.setLevel(logging.INFO)
+    connlog = ConnectionLog(logger, clock=lambda: now[0])
+    stream = anyio.abc.ByteStream.__new__(_Bare)
+    for i in range(10 * INFO_BURST):  # a flood within one instant
+        connlog.open(f"c-{i}", stream).close()
+    assert len(records) == INFO_BURST
+    now[0] += 60.0  # a minute later the bucket is full again; the first line says what was lost
+    connlog.open("late", stream)
+    dropped = records[INFO_BURST]
+    assert dropped.getMessage().startswith(f"{2 * 10 * INFO_BURST - INFO_BURST} connection log")
+
+
+class _Bare(anyio.abc.ByteStream):
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        raise NotImplementedError
+
+    async def send(self, item: bytes) -> None:
+        raise NotImplementedError
+
+    async def send_eof(self) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_server_json_log_format() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "reference.server", "--port", str(port), "--log-format", "json"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        async def one_stream() -> None:
+            await _wait_listening(port)
+            async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+                await stream.send(stateful_hello(str(uuid.uuid4()), 2))
+                with anyio.fail_after(10):
+                    while await RawReader(stream).next() is not None:
+                        pass
+
+        anyio.run(one_stream)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    docs = [json.loads(line) for line in err.splitlines()]  # every line is one JSON object
+    events = [doc.get("event") for doc in docs]
+    assert events.count("accepted") == 2  # the readiness probe and the stream
+    hello = next(doc for doc in docs if doc.get("event") == "hello")
+    assert (hello["mode"], hello["n"], hello["resume"]) == ("stateful", 2, False)
+    assert any(doc.get("reason") == "completed" for doc in docs if doc.get("event") == "ended")
+
+
+# --- first run: --version, trio missing or too old -----------------------------------------------
+
+
+@pytest.mark.parametrize("module", ["reference.server", "reference.client", "proxy"])
+def test_version(module: str) -> None:
+    done = run(module, "--version")
+    assert done.returncode == 0
+    assert "numstream" in done.stdout
+    assert re.search(r"\d+\.\d+", done.stdout)
+
+
+@pytest.mark.parametrize("trio_version", [None, "0.22.0"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["reference.server", "--port", "0"],
+        ["reference.client", "--port", "9", "--mode", "stateless", "-n", "3"],
+    ],
+    ids=["server", "client"],
+)
+def test_backend_trio_without_a_usable_trio_says_how_to_install_it(
+    argv: list[str],
+    trio_version: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    real = importlib.metadata.version
+
+    def fake(name: str) -> str:
+        if name == "trio":
+            if trio_version is None:
+                raise importlib.metadata.PackageNotFoundError(name)
+            return trio_version
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", fake)
+    main = server.main if argv[0] == "reference.server" else client.main
+    assert main([*argv[1:], "--backend", "trio"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert "pip install" in lines[0]
+    assert "[trio]" in lines[0]
