@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 import anyio
 from rich.console import Console
+from rich.logging import RichHandler
 
 from proxy import ChaosProxy, FaultEvent, FaultKind, ScheduledFault
 from proxy.cli import add_fault_arguments, fault_values
@@ -648,7 +649,12 @@ async def _main(
 
 
 def _configure_logging(level: str, handler: logging.Handler) -> None:
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    rich = isinstance(handler, RichHandler)  # it shows the level itself
+    handler.setFormatter(
+        logging.Formatter(
+            "%(name)s: %(message)s" if rich else "%(levelname)s %(name)s: %(message)s"
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

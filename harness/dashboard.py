@@ -14,19 +14,23 @@ from typing import Protocol, TextIO
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
-from rich.panel import Panel
+from rich.logging import RichHandler
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from proxy import FaultKind
+from proxy import FaultEvent, FaultKind
 
-from .model import ChaosOptions, ChaosReport, ClientPhase, ClientState, RunView
-
-#: Fault events shown under the proxy counters.
-RECENT_FAULTS = 8
-#: Lines the dashboard needs besides client rows (header, panels, borders).
-DASHBOARD_CHROME = 24
+from .model import (
+    STRIKING_KINDS,
+    ChaosOptions,
+    ChaosReport,
+    ClientPhase,
+    ClientState,
+    RunView,
+    describe_fault,
+    fault_what,
+)
 
 _PHASE_STYLE = {
     ClientPhase.QUEUED: "dim",
@@ -37,19 +41,9 @@ _PHASE_STYLE = {
     ClientPhase.EXITED: "cyan",
     ClientPhase.VERIFIED: "bold green",
     ClientPhase.FINAL_LOST: "bold yellow",
+    ClientPhase.CORRUPTION_DETECTED: "bold yellow",
     ClientPhase.FAILED: "bold red",
-}
-#: Row order: clients doing something first, then failures, the queue, the verified.
-_PHASE_ORDER = {
-    ClientPhase.CONNECTING: 0,
-    ClientPhase.CONNECTED: 0,
-    ClientPhase.BACKING_OFF: 0,
-    ClientPhase.STARTING: 0,
-    ClientPhase.EXITED: 0,
-    ClientPhase.FAILED: 1,
-    ClientPhase.FINAL_LOST: 1,
-    ClientPhase.QUEUED: 2,
-    ClientPhase.VERIFIED: 3,
+    ClientPhase.FALSE_SUCCESS: "bold white on red",
 }
 
 
@@ -104,7 +98,12 @@ class LogUI:
 
 
 class LiveDashboard:
-    """A rich Live view on stdout, redrawn by the runner about eight times a second."""
+    """A rich Live view on stdout, redrawn by the runner about eight times a second.
+
+    Transient: when the run ends the live frame is erased, so the verdict table printed next
+    lists each client once. Log records go through the same console (``log_handler``), printed
+    above the live frame instead of over it.
+    """
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console()
@@ -120,6 +119,8 @@ class LiveDashboard:
             auto_refresh=False,
             redirect_stdout=False,
             redirect_stderr=False,
+            transient=True,
+            vertical_overflow="crop",
         )
         self._live.start()
 
@@ -137,28 +138,22 @@ class LiveDashboard:
             self._live = None
 
     def log_handler(self) -> logging.Handler:
-        """Log records printed above the live display instead of through it."""
-        return _ConsoleHandler(self.console)
+        """rich's logging handler on the dashboard's console: records print above the live
+        display instead of through it."""
+        return RichHandler(
+            console=self.console,
+            show_path=False,
+            show_time=False,
+            markup=False,
+            rich_tracebacks=False,
+        )
 
     def _render(self) -> RenderableType:
         if self._view is None:
             return Text("")
-        return render_dashboard(self._view, height=self.console.size.height)
-
-
-class _ConsoleHandler(logging.Handler):
-    def __init__(self, console: Console) -> None:
-        super().__init__()
-        self._console = console
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            style = "red" if record.levelno >= logging.ERROR else "yellow"
-            if record.levelno < logging.WARNING:
-                style = "dim"
-            self._console.print(Text(self.format(record), style=style))
-        except Exception:
-            self.handleError(record)
+        size = self.console.size
+        # One line less than the screen: rich's live frame must never scroll the terminal.
+        return render_dashboard(self._view, height=size.height - 1, width=size.width)
 
 
 # --- rendering ------------------------------------------------------------------------------------
@@ -234,19 +229,27 @@ def _plural(count: int, noun: str, plural: str | None = None) -> str:
     return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
 
+def client_faults_text(client: ClientState) -> str:
+    """``conn 1 drop frame 17, conn 2 corrupt frame 33``: a client's faults, named."""
+    return ", ".join(
+        f"conn {event.client_connection} {fault_what(event)}" for event in client.faults
+    )
+
+
 def client_line(client: ClientState) -> str:
     spec = client.spec
     duration = f"{client.duration:.1f} s" if client.duration is not None else "-"
     head = f"chaos: client {spec.id} ({spec.mode}, n={spec.n})"
+    faults = f"; faults: {client_faults_text(client)}" if client.faults else ""
     if client.ok:
         checked = ", checksum recomputed from seed" if client.seed_checked else ""
         reconnects = _plural(client.reconnects, "reconnect")
-        return f"{head} verified: {reconnects}, {duration}{checked}"
-    if client.final_frame_lost:
-        return f"{head} not verified, excusably: {client.reason} ({duration})"
+        return f"{head} verified: {reconnects}, {duration}{checked}{faults}"
+    if client.phase.acceptable:
+        return f"{head} not verified, excusably: {client.reason} ({duration}){faults}"
     return (
-        f"{head} FAILED: {client.reason} "
-        f"(exit {client.exit_code}, {_plural(client.reconnects, 'reconnect')}, {duration})"
+        f"{head} {client.phase.value.upper()}: {client.reason} "
+        f"(exit {client.exit_code}, {_plural(client.reconnects, 'reconnect')}, {duration}){faults}"
     )
 
 
@@ -282,6 +285,14 @@ def summary_line(report: ChaosReport) -> str:
     return line
 
 
+_VERDICT_STYLE = {
+    ClientPhase.VERIFIED: ("verified", "bold green"),
+    ClientPhase.FINAL_LOST: ("final lost", "bold yellow"),
+    ClientPhase.CORRUPTION_DETECTED: ("corruption caught", "bold yellow"),
+    ClientPhase.FALSE_SUCCESS: ("FALSE SUCCESS", "bold white on red"),
+}
+
+
 def summary_table(report: ChaosReport) -> Table:
     table = Table(title="chaos run: verdict per client", box=box.SIMPLE_HEAVY, expand=False)
     for column, justify in (
@@ -289,26 +300,26 @@ def summary_table(report: ChaosReport) -> Table:
         ("mode", "left"),
         ("n", "right"),
         ("verdict", "left"),
-        ("reconnects", "right"),
+        ("reconn", "right"),
         ("exit", "right"),
         ("seed check", "left"),
         ("time", "right"),
+        ("faults", "left"),
         ("reason", "left"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for client in report.clients:
-        verdict = Text("verified", "bold green") if client.ok else Text("FAILED", "bold red")
-        if client.final_frame_lost:
-            verdict = Text("final lost", "bold yellow")
+        label, style = _VERDICT_STYLE.get(client.phase, ("FAILED", "bold red"))
         table.add_row(
             str(client.spec.id),
             client.spec.mode,
             str(client.spec.n),
-            verdict,
+            Text(label, style),
             str(client.reconnects),
             "-" if client.exit_code is None else str(client.exit_code),
             _seed_check(client),
             "-" if client.duration is None else f"{client.duration:.1f} s",
+            Text(client_faults_text(client), "magenta"),
             Text(client.reason or "", "red"),
         )
     return table
@@ -322,126 +333,217 @@ def _seed_check(client: ClientState) -> str:
     return "recomputed" if client.seed_checked else "not available"
 
 
-def render_dashboard(view: RunView, *, height: int = 40) -> RenderableType:
-    """The whole screen: header, client rows, proxy and server panels, recent faults."""
-    return Group(
-        _header(view),
-        _clients_table(view, max_rows=max(4, height - DASHBOARD_CHROME)),
-        _panels(view),
-        _events_table(view),
-    )
+#: One letter per fault kind, for the per-client fault markers.
+FAULT_MARKS = {
+    FaultKind.DROP: "D",
+    FaultKind.RESET: "R",
+    FaultKind.BLACKHOLE: "B",
+    FaultKind.PARTITION: "P",
+    FaultKind.CORRUPT: "C",
+    FaultKind.REFUSE: "X",
+    FaultKind.LIMIT_DATA: "L",
+}
+_MODE_SHORT = {"stateless": "less", "stateful": "ful"}
+#: Widths of the client-row columns other than the progress bar (id, mode, count, reconnects,
+#: state), and the bar's bounds.
+_ROW_FIXED = 4 + 5 + 12 + 3 + 12
+_BAR_MIN, _BAR_MAX = 8, 40
+#: A grid cell: "123 ✓ 100% DRC".
+_CELL_WIDTH = 17
+
+
+def faults_by_client(view: RunView) -> dict[int, list[FaultEvent]]:
+    """The faults that struck each client's connections so far, in connection order."""
+    faults: dict[int, list[FaultEvent]] = {}
+    if view.proxy is None:
+        return faults
+    for record in view.proxy.connections:
+        if record.key.client is not None and record.fault is not None:
+            faults.setdefault(record.key.client, []).append(record.fault)
+    return faults
+
+
+def fault_marks(events: list[FaultEvent]) -> str:
+    return "".join(FAULT_MARKS.get(event.kind, "?") for event in events)
+
+
+def render_dashboard(view: RunView, *, height: int = 40, width: int = 100) -> RenderableType:
+    """The whole screen, sized to fit ``width`` x ``height``: header and overall progress,
+    every client (a row each, or a grid of cells when rows would not fit), the proxy and
+    server in two lines, and as many recent faults as room is left for."""
+    faults = faults_by_client(view)
+    chrome = 2 + 2 + 2  # header + overall bar, proxy + server, table header + blank
+    room = max(1, height - chrome - 1)
+    clients = sorted(view.clients, key=lambda c: c.spec.id)
+    if len(clients) + 1 <= room - 3:
+        body: RenderableType = _client_rows(clients, faults, width)
+        used = len(clients) + 1
+    else:
+        per_line = max(1, width // _CELL_WIDTH)
+        body = _client_grid(clients, faults, per_line)
+        used = -(-len(clients) // per_line) + len(GRID_LEGEND)
+    recent = max(0, room - used - 1)
+    parts: list[RenderableType] = [_header(view), _overall(view, width), body, _status(view)]
+    if recent:
+        parts.append(_recent_faults(view, recent))
+    return Group(*parts)
 
 
 def _header(view: RunView) -> Text:
     done = [client for client in view.clients if client.phase.finished]
     ok = sum(client.ok for client in done)
-    lost = sum(client.final_frame_lost for client in done)
-    text = Text()
+    excused = sum(client.phase.acceptable and not client.ok for client in done)
+    failed = len(done) - ok - excused
+    text = Text(no_wrap=True, overflow="ellipsis")
     text.append("chaos ", "bold")
-    text.append(f"seed {view.seed}   elapsed {view.elapsed:6.1f} s   ")
-    text.append(f"finished {len(done)}/{len(view.clients)}   ")
+    text.append(f"seed {view.seed}  {view.elapsed:.1f} s  done {len(done)}/{len(view.clients)}  ")
     text.append(f"verified {ok}", "green")
-    failed = len(done) - ok - lost
-    if lost:
-        text.append(f"   final lost {lost}", "yellow")
-    text.append("   ")
+    if excused:
+        text.append(f"  excused {excused}", "yellow")
+    text.append("  ")
     text.append(f"failed {failed}", "bold red" if failed else "dim")
     return text
 
 
-def _clients_table(view: RunView, *, max_rows: int) -> Table:
-    table = Table(box=box.SIMPLE, expand=False, pad_edge=False)
-    table.add_column("client", justify="right")
-    table.add_column("mode")
-    table.add_column("progress", width=32)
-    table.add_column("received", justify="right")
-    table.add_column("reconn", justify="right")
-    table.add_column("state")
-    table.add_column("detail", overflow="ellipsis", no_wrap=True, max_width=50)
-    rows = sorted(view.clients, key=lambda c: (_PHASE_ORDER[c.phase], c.spec.id))
-    shown = rows if len(rows) <= max_rows else rows[: max_rows - 1]
-    for client in shown:
-        n = client.spec.n
-        bar = ProgressBar(total=n, completed=client.received, width=30)
-        if client.phase is ClientPhase.FAILED:
-            bar.complete_style = "red"
-        detail = client.reason if client.phase.finished else client.detail
-        table.add_row(
-            str(client.spec.id),
-            client.spec.mode,
-            bar,
-            f"{client.received}/{n}",
-            str(client.reconnects),
-            Text(client.phase.value, _PHASE_STYLE[client.phase]),
-            Text(detail or "", "dim"),
-        )
-    if len(shown) < len(rows):
-        table.add_row("", Text(f"... {len(rows) - len(shown)} more", "dim"))
-    return table
-
-
-def _panels(view: RunView) -> Table:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column()
-    grid.add_column()
-    grid.add_row(_proxy_panel(view), _server_panel(view))
+def _overall(view: RunView, width: int) -> Table:
+    """One bar for all numbers of all clients, with their rate and an estimate of the rest."""
+    total = sum(client.spec.n for client in view.clients)
+    received = sum(
+        client.spec.n if client.phase.finished and client.ok else client.received
+        for client in view.clients
+    )
+    rate = received / view.elapsed if view.elapsed > 0 else 0.0
+    eta = "-" if rate <= 0 or received >= total else f"{(total - received) / rate:.0f} s"
+    label = f"{received:,}/{total:,} numbers  {rate:,.0f}/s  ETA {eta}"
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(no_wrap=True)
+    bar_width = max(_BAR_MIN, min(60, width - len(label) - 2))
+    grid.add_row(ProgressBar(total=max(1, total), completed=received, width=bar_width), label)
     return grid
 
 
-def _proxy_panel(view: RunView) -> Panel:
-    body = Table.grid(padding=(0, 1))
-    body.add_column(style="dim")
-    body.add_column(justify="right")
+def _client_rows(
+    clients: list[ClientState], faults: dict[int, list[FaultEvent]], width: int
+) -> Table:
+    marks_width = max((len(faults.get(c.spec.id, [])) for c in clients), default=0)
+    marks_width = max(6, min(marks_width, 12))
+    bar = max(_BAR_MIN, min(_BAR_MAX, width - _ROW_FIXED - marks_width - 7))
+    table = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("mode", no_wrap=True)
+    table.add_column("progress", width=bar, no_wrap=True)
+    table.add_column("received", justify="right", no_wrap=True)
+    table.add_column("re", justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("faults", no_wrap=True, max_width=marks_width, overflow="ellipsis")
+    for client in clients:
+        n = client.spec.n
+        progress = ProgressBar(total=n, completed=client.received, width=bar)
+        if client.phase is ClientPhase.FAILED:
+            progress.complete_style = "red"
+        table.add_row(
+            str(client.spec.id),
+            client.spec.mode,
+            progress,
+            f"{client.received}/{n}",
+            str(client.reconnects),
+            Text(client.phase.value, _PHASE_STYLE[client.phase]),
+            Text(fault_marks(faults.get(client.spec.id, [])), "bold magenta"),
+        )
+    return table
+
+
+def _client_grid(
+    clients: list[ClientState], faults: dict[int, list[FaultEvent]], per_line: int
+) -> Group:
+    """Many clients: a cell each, ``#id mode-letter state-glyph percent fault-marks``."""
+    grid = Table.grid(padding=(0, 1))
+    for _ in range(per_line):
+        grid.add_column(width=_CELL_WIDTH - 1, no_wrap=True, overflow="crop")
+    cells = [_cell(client, faults.get(client.spec.id, [])) for client in clients]
+    for start in range(0, len(cells), per_line):
+        row = cells[start : start + per_line]
+        grid.add_row(*row, *[""] * (per_line - len(row)))
+    legend = [Text(line, "dim", no_wrap=True, overflow="ellipsis") for line in GRID_LEGEND]
+    return Group(grid, *legend)
+
+
+#: What the grid's letters mean.
+GRID_LEGEND = (
+    "L/F stateless/stateful  ✓ ok ~ final lost c corrupt caught ✗ failed ! FALSE SUCCESS",
+    "» streaming ? connecting b backoff · queued  D drop R reset B blackhole P partition "
+    "C corrupt X refuse L limit",
+)
+
+
+_GLYPH = {
+    ClientPhase.VERIFIED: "✓",
+    ClientPhase.FINAL_LOST: "~",
+    ClientPhase.CORRUPTION_DETECTED: "c",
+    ClientPhase.FAILED: "✗",
+    ClientPhase.FALSE_SUCCESS: "!",
+    ClientPhase.BACKING_OFF: "b",
+    ClientPhase.CONNECTING: "?",
+    ClientPhase.CONNECTED: "»",
+}
+
+
+def _cell(client: ClientState, faults: list[FaultEvent]) -> Text:
+    percent = 100 * client.received // max(1, client.spec.n)
+    if client.ok:
+        percent = 100
+    text = Text(no_wrap=True)
+    text.append(f"{client.spec.id:>3}", "bold")
+    text.append(" L " if client.spec.mode == "stateless" else " F ", "dim")
+    text.append(_GLYPH.get(client.phase, "·"), _PHASE_STYLE[client.phase])
+    text.append(f"{percent:>4}% ")
+    text.append(fault_marks(faults)[:5], "bold magenta")
+    return text
+
+
+def _status(view: RunView) -> Text:
+    """Two lines: the proxy's counters and the server's."""
+    text = Text(no_wrap=True, overflow="ellipsis")
     if view.proxy is not None:
         c = view.proxy.counters
-        body.add_row("connections", f"{c.connections_active} active / {c.connections_total}")
-        body.add_row("bytes to server", f"{c.bytes_upstream:,}")
-        body.add_row("bytes to clients", f"{c.bytes_downstream:,}")
-        body.add_row("upstream failures", str(c.upstream_failures))
-        faults: dict[str, int] = dict(c.faults)
-        body.add_row("faults", Text(fault_summary(view.options, faults), "bold"))
-    return Panel(body, title=f"proxy :{view.proxy_port}", border_style="blue")
-
-
-def _server_panel(view: RunView) -> Panel:
-    body = Table.grid(padding=(0, 1))
-    body.add_column(style="dim")
-    body.add_column(justify="right")
+        text.append("proxy ", "bold blue")
+        text.append(
+            f"{c.connections_active} active/{c.connections_total} conns  "
+            f"{c.bytes_downstream:,} B down  {fault_summary(view.options, dict(c.faults))}"
+        )
+    text.append("\n")
+    text.append("server ", "bold blue")
     held = "n/a" if view.sessions_held is None else str(view.sessions_held)
     if view.servers is not None:
         stats = view.servers.stats()
         if stats.get("kind") == "in-process":
-            active, total = stats["connections_active"], stats["connections_total"]
-            body.add_row("connections", f"{active} active / {total}")
-            body.add_row("streams completed", str(stats["streams_completed"]))
             errors = stats.get("errors_sent") or {}
-            body.add_row(
-                "errors sent",
-                ", ".join(f"{name} {count}" for name, count in errors.items()) or "0",
+            text.append(
+                f"in-process  {stats['connections_active']} active/{stats['connections_total']} "
+                f"conns  {stats['streams_completed']} streams done  sessions {held}"
+                + (f"  errors {sum(errors.values())}" if errors else "")
             )
         else:
-            body.add_row("instances up", f"{stats['up']}/{stats['instances']}")
-            body.add_row("kills / restarts", f"{stats['kills']} / {stats['restarts']}")
-            for instance in view.servers.instances():
-                state = Text("up", "green") if instance.up else Text("down", "bold red")
-                body.add_row(f"  :{instance.port} pid {instance.pid}", state)
-    body.add_row("sessions held", held)
-    return Panel(body, title="server", border_style="blue")
+            down = [str(i.port) for i in view.servers.instances() if not i.up]
+            text.append(
+                f"{stats['up']}/{stats['instances']} up  kills {stats['kills']}  "
+                f"restarts {stats['restarts']}  sessions {held}"
+            )
+            if down:
+                text.append(f"  down: {', '.join(down)}", "bold red")
+    return text
 
 
-def _events_table(view: RunView) -> Table:
-    table = Table(title="recent faults", box=box.SIMPLE, title_justify="left", pad_edge=False)
-    for column in ("t (s)", "conn", "kind", "direction", "bytes down", "bytes up", "upstream"):
-        table.add_column(column, justify="right" if column != "kind" else "left")
-    events = view.proxy.recent_events(RECENT_FAULTS) if view.proxy is not None else []
+def _recent_faults(view: RunView, limit: int) -> Text:
+    events = [
+        event
+        for event in (view.proxy.recent_events(200) if view.proxy is not None else [])
+        if event.kind in STRIKING_KINDS
+    ][-limit:]
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append("recent faults", "bold")
     for event in events:
-        table.add_row(
-            f"{event.t:.2f}",
-            str(event.connection),
-            Text(str(event.kind), "bold"),
-            str(event.direction or "-"),
-            str(event.offset_downstream),
-            str(event.offset_upstream),
-            event.upstream or "-",
-        )
-    return table
+        text.append(f"\n  {event.t:6.2f} s  ")
+        text.append(describe_fault(event), "magenta")
+    return text

@@ -399,6 +399,9 @@ class ProxyView(Protocol):
     @property
     def counters(self) -> Any: ...
 
+    @property
+    def connections(self) -> Sequence[ConnectionRecord]: ...
+
     def recent_events(self, limit: int = 20) -> list[FaultEvent]: ...
 
 
@@ -445,19 +448,24 @@ def fault_json(event: FaultEvent) -> dict[str, Any]:
     return doc
 
 
-def describe_fault(event: FaultEvent) -> str:
-    """``client 3 conn 2: drop at frame 117 (data)``, as dashboard and plain lines show it."""
+def fault_what(event: FaultEvent) -> str:
+    """``drop frame 117`` / ``reset frame 3 (welcome)`` / ``refuse at connect``."""
+    if event.kind is FaultKind.REFUSE:
+        return "refuse at connect"
     where = f"byte {event.offset_downstream}"
     if event.frame_index is not None:
         where = f"frame {event.frame_index}" + (
             f" ({event.frame})" if event.frame != "data" else ""
         )
-    if event.kind is FaultKind.REFUSE:
-        where = "at connect"
+    return f"{event.kind.value} {where}"
+
+
+def describe_fault(event: FaultEvent) -> str:
+    """``client 3 conn 2: drop frame 117``, as dashboard and plain lines show it."""
     who = f"client {event.client} conn {event.client_connection}"
     if event.client is None:
         who = f"proxy conn {event.connection}"
-    return f"{who}: {event.kind.value} {where}"
+    return f"{who}: {fault_what(event)}"
 
 
 @dataclass(slots=True, kw_only=True)

@@ -1,0 +1,216 @@
+"""The live dashboard, rendered on recorded rich consoles of common terminal sizes.
+
+The assertions are what a user must see: every client, unclipped, with its faults marked; the
+overall progress with its rate and ETA; faults named by client, connection and frame; and a
+frame that fits the terminal.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pytest
+from rich.cells import cell_len
+from rich.console import Console
+
+from harness.dashboard import LiveDashboard, client_line, render_dashboard, summary_table
+from harness.model import (
+    ChaosOptions,
+    ChaosReport,
+    ClientPhase,
+    ClientSpec,
+    ClientState,
+    Mode,
+    RunView,
+    ServerInstance,
+)
+from proxy import ConnectionKey, ConnectionRecord, FaultEvent, FaultKind, ProxyCounters
+
+PHASES = [
+    ClientPhase.CONNECTED,
+    ClientPhase.BACKING_OFF,
+    ClientPhase.VERIFIED,
+    ClientPhase.FAILED,
+    ClientPhase.CONNECTING,
+    ClientPhase.FINAL_LOST,
+    ClientPhase.QUEUED,
+    ClientPhase.CORRUPTION_DETECTED,
+]
+
+
+def fault(client: int, connection: int, kind: FaultKind, frame: int) -> FaultEvent:
+    return FaultEvent(
+        t=1.5 + client / 10,
+        connection=client * 10 + connection,
+        kind=kind,
+        direction=None,
+        offset_downstream=frame * 11 + 26,
+        offset_upstream=45,
+        upstream="127.0.0.1:40000",
+        client=client,
+        client_connection=connection,
+        frame_index=frame,
+        frame="data",
+    )
+
+
+@dataclass
+class FakeProxy:
+    records: list[ConnectionRecord]
+    counters: ProxyCounters = field(default_factory=ProxyCounters)
+
+    @property
+    def connections(self) -> Sequence[ConnectionRecord]:
+        return self.records
+
+    def recent_events(self, limit: int = 20) -> list[FaultEvent]:
+        events = [r.fault for r in self.records if r.fault is not None]
+        return events[-limit:]
+
+
+class FakeServers:
+    ports: ClassVar[list[int]] = [40000]
+    kills = 0
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "kind": "in-process",
+            "connections_active": 3,
+            "connections_total": 31,
+            "streams_completed": 12,
+            "errors_sent": {},
+        }
+
+    def instances(self) -> list[ServerInstance]:
+        return []
+
+    async def sessions_held(self) -> int | None:
+        return 2
+
+
+def make_view(clients: int) -> RunView:
+    options = ChaosOptions(clients=clients, n=65535, drop_rate=0.2, reset_rate=0.1)
+    states = []
+    records = []
+    for number in range(1, clients + 1):
+        mode: Mode = "stateless" if number % 2 else "stateful"
+        state = ClientState(
+            ClientSpec(id=number, mode=mode, n=65535, seed=number, client_id=f"id-{number}")
+        )
+        state.phase = PHASES[number % len(PHASES)]
+        state.received = (number * 7919) % 65536 if state.phase is not ClientPhase.QUEUED else 0
+        state.attempts = number % 4 + 1
+        states.append(state)
+        if number % 3 == 0:
+            for connection, kind in ((1, FaultKind.DROP), (2, FaultKind.RESET)):
+                record = ConnectionRecord(key=ConnectionKey(index=0, client=number, number=1))
+                record.fault = fault(number, connection, kind, 100 + number)
+                records.append(record)
+    view = RunView(
+        options=options,
+        seed=7,
+        proxy_seed=8,
+        clients=states,
+        started_at=0.0,
+        now=12.5,
+        proxy=FakeProxy(records),
+        proxy_port=40001,
+        servers=FakeServers(),
+        sessions_held=2,
+    )
+    view.proxy.counters.faults.update({"drop": 7, "reset": 7})  # type: ignore[union-attr]
+    return view
+
+
+def render(view: RunView, width: int, height: int) -> list[str]:
+    console = Console(
+        width=width, height=height, record=True, file=io.StringIO(), force_terminal=True
+    )
+    console.print(render_dashboard(view, width=width, height=height - 1))
+    return console.export_text().rstrip("\n").split("\n")
+
+
+def client_shown(lines: list[str], state: ClientState) -> str:
+    """The line showing this client: a full row (id, mode) or a grid cell (id, L/F)."""
+    number, mode = state.spec.id, state.spec.mode
+    row = re.compile(rf"^\s*{number} +{mode} ")
+    cell = re.compile(rf"(^|\s){number} {'L' if mode == 'stateless' else 'F'} ")
+    found = [line for line in lines if row.search(line) or cell.search(line)]
+    assert found, f"client {number} not shown:\n" + "\n".join(lines)
+    return found[0]
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "clients"), [(80, 24, 20), (160, 48, 20), (80, 24, 60)]
+)
+def test_dashboard_fits_the_terminal_and_shows_every_client(
+    width: int, height: int, clients: int
+) -> None:
+    view = make_view(clients)
+    lines = render(view, width, height)
+    assert len(lines) <= height - 1, "\n".join(lines)
+    assert all(cell_len(line) <= width for line in lines), "\n".join(lines)
+    for state in view.clients:
+        line = client_shown(lines, state)
+        assert "…" not in line  # nothing that matters is clipped
+        if state.spec.id % 3 == 0:
+            assert "DR" in line  # its fault markers: a drop, then a reset
+    text = "\n".join(lines)
+    assert "ETA" in text
+    assert re.search(r"[\d,]+/[\d,]+ numbers +[\d,]+/s", text)
+    assert "verified" in text
+
+
+def test_large_terminal_shows_rows_with_full_values_and_named_faults() -> None:
+    view = make_view(20)
+    lines = render(view, 160, 48)
+    text = "\n".join(lines)
+    for state in view.clients:
+        line = client_shown(lines, state)
+        assert f"{state.received}/65535" in line
+        assert state.phase.value in line
+    assert "backing off" in text
+    assert "client 18 conn 2: reset frame 118" in text
+    assert "client 15 conn 1: drop frame 115" in text
+
+
+def test_plain_lines_and_verdict_table_name_each_clients_faults() -> None:
+    view = make_view(8)
+    state = view.clients[2]  # client 3: a drop and a reset
+    state.faults = [fault(3, 1, FaultKind.DROP, 40), fault(3, 2, FaultKind.RESET, 90)]
+    state.phase = ClientPhase.VERIFIED
+    assert client_line(state).endswith("faults: conn 1 drop frame 40, conn 2 reset frame 90")
+    report = ChaosReport(
+        ok=True,
+        seed=7,
+        proxy_seed=8,
+        duration_s=3.0,
+        options=view.options,
+        clients=view.clients,
+        proxy={},
+        server={},
+    )
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(summary_table(report))
+    table = console.export_text()
+    assert "conn 1 drop frame 40, conn 2 reset frame 90" in table
+    assert "corruption caught" in table
+    for state in view.clients:
+        assert len(re.findall(rf"^\s*{state.spec.id} +(stateless|stateful) ", table, re.M)) == 1
+
+
+def test_live_frame_is_erased_at_the_end() -> None:
+    """The verdict table follows the run: the last live frame must not stay above it."""
+    console = Console(width=80, height=24, record=True, file=io.StringIO(), force_terminal=True)
+    dashboard = LiveDashboard(console)
+    dashboard.start(make_view(4))
+    live = dashboard._live
+    assert live is not None
+    assert live.transient
+    dashboard.refresh()
+    dashboard.stop()
+    assert not live.is_started
