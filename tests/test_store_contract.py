@@ -102,7 +102,13 @@ class Backend:
                 await anyio.sleep(0.01)
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("cluster", marks=pytest.mark.redis),
+    ]
+)
 async def backend(request: pytest.FixtureRequest, anyio_backend: str) -> AsyncIterator[Backend]:
     if request.param == "memory":
         clock = FakeClock()
@@ -112,7 +118,12 @@ async def backend(request: pytest.FixtureRequest, anyio_backend: str) -> AsyncIt
         finally:
             await memory.aclose()
         return
-    url: str = request.getfixturevalue("redis_url")
+    if request.param == "cluster":  # a Redis Cluster of three masters, any node as the entry
+        nodes: list[tuple[str, int]] = request.getfixturevalue("redis_cluster_nodes")
+        host, port = nodes[hash(request.node.name) % len(nodes)]
+        url = f"redis+cluster://{host}:{port}"
+    else:
+        url = request.getfixturevalue("redis_url")
     # A prefix of its own per test: the server is shared, the key spaces are not.
     redis = await RedisStore.connect(url, prefix=f"nsptest:{uuid.uuid4().hex}:")
     try:
@@ -256,17 +267,17 @@ class TestContract:
         assert await store.refresh_many([Lease(cid, "new")], LONG_MS) == [False]
 
     async def test_refresh_many_of_many_sessions(self, backend: Backend) -> None:
-        """300 leases in a batch: the held ones shortened then extended, the stale ones fenced."""
+        """100 leases in a batch: the held ones shortened then extended, the stale ones fenced."""
         store = backend.store
-        ids = [new_id() for _ in range(300)]
-        records = [SessionRecord(seed=i, n=i + 1) for i in range(300)]
+        ids = [new_id() for _ in range(100)]
+        records = [SessionRecord(seed=i, n=i + 1) for i in range(100)]
         for i, cid in enumerate(ids):
             await store.open_session(cid, records[i], str(i), LONG_MS)
-        lost = {0, 3, 150, 299}
+        lost = {0, 3, 50, 99}
         for i in lost:
             assert await store.claim(ids[i], "successor", LONG_MS) == records[i]
         leases = [Lease(cid, str(i)) for i, cid in enumerate(ids)]
-        expected = [i not in lost for i in range(300)]
+        expected = [i not in lost for i in range(100)]
         assert await store.refresh_many(leases, backend.ttl_ms) == expected  # all short now
         assert await store.refresh_many(leases, LONG_MS) == expected  # all long again
         await backend.after_expiry()

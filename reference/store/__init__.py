@@ -1,4 +1,5 @@
-"""Session stores, chosen by URL: ``memory://`` or ``redis://host:port/db``."""
+"""Session stores, chosen by URL: ``memory://``, ``redis://host:port/db`` or
+``redis+cluster://host:port`` (any one node of a Redis Cluster)."""
 
 from __future__ import annotations
 
@@ -42,14 +43,17 @@ async def open_store(url: str) -> SessionStore:
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         return MemoryStore()
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
         from .redis import RedisStore  # imported lazily: memory-only servers need no Redis client
 
         plain, prefix = split_prefix(url)
         if prefix is None:
             return await RedisStore.connect(plain)
         return await RedisStore.connect(plain, prefix=prefix)
-    raise ValueError(f"unknown store URL scheme {scheme!r} (use memory:// or redis://host:port/db)")
+    raise ValueError(
+        f"unknown store URL scheme {scheme!r}"
+        " (use memory://, redis://host:port/db or redis+cluster://host:port)"
+    )
 
 
 _ = Clock  # re-exported for typing convenience

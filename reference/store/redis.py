@@ -47,12 +47,18 @@ import anyio
 import coredis
 from anyio.abc import TaskStatus
 from coredis.commands.script import Script
-from coredis.connection import BaseConnection, TCPConnection, UnixDomainSocketConnection
+from coredis.connection import (
+    BaseConnection,
+    ClusterConnection,
+    TCPConnection,
+    TCPLocation,
+    UnixDomainSocketConnection,
+)
 from coredis.retry import NoRetryPolicy
 
 from .base import Lease, SessionRecord, StoreError, check_leases, check_owner_and_duration
 
-__all__ = ["DEFAULT_OP_TIMEOUT", "DEFAULT_PREFIX", "SCRIPTS", "RedisStore"]
+__all__ = ["CLUSTER_SCHEMES", "DEFAULT_OP_TIMEOUT", "DEFAULT_PREFIX", "SCRIPTS", "RedisStore"]
 
 T = TypeVar("T")
 
@@ -204,10 +210,94 @@ def _running_trio() -> bool:
     return True
 
 
+class _ClusterConnection(ClusterConnection):
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        await _run_closing_buffers(self, super().run, task_status)
+
+
+#: A client for one Redis server or for a Redis Cluster: the store uses what both offer.
+_Client = coredis.Redis[str] | coredis.RedisCluster[str]
+
+#: Cluster URL schemes and the plain scheme of the node URL each stands for.
+CLUSTER_SCHEMES: Final = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def _single_client(url: str, op_timeout: float) -> coredis.Redis[str]:
+    # Typed loosely: the connection class is swapped for a leak-free subclass below.
+    pool: coredis.ConnectionPool[Any] = coredis.ConnectionPool.from_url(
+        url,
+        decode_responses=True,
+        stream_timeout=op_timeout,
+        connect_timeout=op_timeout,
+        timeout=op_timeout,
+    )
+    if pool.connection_class is TCPConnection:
+        pool.connection_class = _TCPConnection
+    elif pool.connection_class is UnixDomainSocketConnection:
+        pool.connection_class = _UnixConnection
+    return coredis.Redis(connection_pool=pool, decode_responses=True, retry_policy=NoRetryPolicy())
+
+
+def _cluster_client(url: str, scheme: str, op_timeout: float) -> coredis.RedisCluster[str]:
+    """A cluster client from one node's address; it follows MOVED/ASK redirections itself
+    (safe: a redirected command was not run), and is otherwise never retried, as above."""
+    node_url = CLUSTER_SCHEMES[scheme] + url[len(scheme) :]
+    parts = urlsplit(node_url)
+    if not parts.hostname:
+        raise ValueError("a cluster URL names one node: redis+cluster://HOST:PORT")
+    pool = coredis.ClusterConnectionPool.from_url(
+        node_url,
+        startup_nodes=[TCPLocation(parts.hostname, parts.port or 6379)],
+        decode_responses=True,
+        stream_timeout=op_timeout,
+        connect_timeout=op_timeout,
+        timeout=op_timeout,
+    )
+    if pool.connection_class is ClusterConnection:
+        pool.connection_class = _ClusterConnection
+    return coredis.RedisCluster(
+        connection_pool=pool, decode_responses=True, retry_policy=NoRetryPolicy()
+    )
+
+
+async def _check_cluster_entry(url: str, scheme: str, where: str, op_timeout: float) -> None:
+    """Ask the entry node alone whether it serves a healthy cluster, before discovery.
+
+    A clear error for a node that is down or not in cluster mode; and coredis's discovery leaks
+    its connection buffers when the node is unreachable (see _run_closing_buffers), so an
+    unreachable node is found here, with a leak-free connection, instead.
+    """
+    node_url = CLUSTER_SCHEMES[scheme] + url[len(scheme) :]
+    try:
+        if not urlsplit(node_url).hostname:
+            raise ValueError("a cluster URL names one node: redis+cluster://HOST:PORT")
+        client = _single_client(node_url, op_timeout)
+    except Exception as exc:
+        raise StoreError(f"bad redis URL {where}: {exc}") from exc
+    try:
+        with anyio.fail_after(op_timeout):
+            async with client:
+                info = await client.cluster_info()
+    except TimeoutError as exc:
+        raise StoreError(f"redis connect on {where}: no reply within {op_timeout} s") from exc
+    except Exception as exc:
+        raise StoreError(f"redis connect on {where} failed: {_first_leaf(exc)}") from exc
+    if info.get("cluster_state") != "ok":
+        state = info.get("cluster_state")
+        raise StoreError(f"redis connect on {where}: the cluster is not serving ({state=})")
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups: what a message should name."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
 class _ClientHost:
     """Keeps ``async with client:`` open in a task of its own until :meth:`stop`."""
 
-    def __init__(self, client: coredis.Redis[str]) -> None:
+    def __init__(self, client: _Client) -> None:
         self._client = client
         self._entered = anyio.Event()
         self._stop = anyio.Event()
@@ -254,9 +344,7 @@ class _ClientHost:
 class RedisStore:
     """:class:`~reference.store.base.SessionStore` on Redis; see spec/STORE-REDIS.md."""
 
-    def __init__(
-        self, client: coredis.Redis[str], *, where: str, prefix: str, op_timeout: float
-    ) -> None:
+    def __init__(self, client: _Client, *, where: str, prefix: str, op_timeout: float) -> None:
         """Use :meth:`connect`; this wraps a client that is not yet entered."""
         if not prefix:
             raise ValueError("the key prefix must not be empty")
@@ -278,31 +366,29 @@ class RedisStore:
     async def connect(
         cls, url: str, *, prefix: str = DEFAULT_PREFIX, op_timeout: float = DEFAULT_OP_TIMEOUT
     ) -> Self:
-        """Open a store on ``url`` (``redis://``, ``rediss://`` or ``unix://``) and check it.
+        """Open a store on ``url`` and check it.
+
+        ``redis://``, ``rediss://`` or ``unix://`` name one Redis server; ``redis+cluster://HOST:PORT``
+        (or ``rediss+cluster://``) names any one node of a Redis Cluster, from which the client
+        discovers the others and which slots each serves (spec/STORE-REDIS.md §1).
 
         Each later operation is bounded by ``op_timeout`` seconds (connect, pool wait and reply
         together). Raises StoreError if Redis does not answer PING and load the scripts within
         ``op_timeout``; nothing is left open then.
         """
         where = _redacted(url)
+        scheme = urlsplit(url).scheme
+        if scheme in CLUSTER_SCHEMES:
+            if "{" in prefix:  # a hash tag would pin every session to one slot
+                raise ValueError(f"a cluster key prefix must not contain '{{': {prefix!r}")
+            await _check_cluster_entry(url, scheme, where, op_timeout)
         try:
-            # Typed loosely: the connection class is swapped for a leak-free subclass below.
-            pool: coredis.ConnectionPool[Any] = coredis.ConnectionPool.from_url(
-                url,
-                decode_responses=True,
-                stream_timeout=op_timeout,
-                connect_timeout=op_timeout,
-                timeout=op_timeout,
-            )
+            if scheme in CLUSTER_SCHEMES:
+                client: _Client = _cluster_client(url, scheme, op_timeout)
+            else:
+                client = _single_client(url, op_timeout)
         except Exception as exc:
             raise StoreError(f"bad redis URL {where}: {exc}") from exc
-        if pool.connection_class is TCPConnection:
-            pool.connection_class = _TCPConnection
-        elif pool.connection_class is UnixDomainSocketConnection:
-            pool.connection_class = _UnixConnection
-        client: coredis.Redis[str] = coredis.Redis(
-            connection_pool=pool, decode_responses=True, retry_policy=NoRetryPolicy()
-        )
         store = cls(client, where=where, prefix=prefix, op_timeout=op_timeout)
         try:
             await store._host.start()
@@ -323,6 +409,11 @@ class RedisStore:
             return
         self._closed = True
         await self._host.stop()
+        if isinstance(self._client, coredis.RedisCluster):
+            # coredis 6.9 never closes the cluster layout's error channel either (see
+            # _run_closing_buffers for why an unclosed buffer is an error here).
+            for buffer in self._client.connection_pool.cluster_layout._error_stream:
+                buffer.close()
 
     async def __aenter__(self) -> Self:
         return self
