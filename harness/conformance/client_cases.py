@@ -950,6 +950,12 @@ def cases_timers() -> list[Case]:
             ),
         ),
         scenario_case(
+            "12.4/sigint",
+            "SIGINT while the client streams",
+            "exit status 130, nothing on stdout (Appendix A.5)",
+            Scenario(SL, 50, [honest(SL)], Expect(130), interval_ms=100, interrupt_after=0.5),
+        ),
+        scenario_case(
             "15/refused-then-up",
             "the first attempts find no listener",
             "backoff, then success",

@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import shlex
+import signal
 import sys
 import time
 import uuid
@@ -203,6 +205,7 @@ class Scenario:
     client_id: str | None = None  # the id given with --client-id, to find in the HELLOs
     check_v4: bool = False  # also judge the drawn id's version and variant (SHOULD)
     refuse_for: float = 0.0  # nobody listens on the port for this long at first
+    interrupt_after: float = 0.0  # SIGINT to the client this long after its first HELLO
     timing: bool = True  # judge reconnection delays against §15
     hello_within: float | None = None
 
@@ -219,9 +222,12 @@ async def play(sc: Scenario, target: ClientTarget, check: Check) -> None:
     first_id: list[bytes] = []
     hello_within = sc.hello_within or target.timing("connect_timeout") + 3.0
 
+    first_hello = anyio.Event()
+
     def on_hello(conn: s.Conn, st: s.State) -> None:
         hello = conn.hello
         assert hello is not None
+        first_hello.set()
         check.must(hello.version == 1, f"HELLO version {hello.version}")
         check.must(hello.mode == sc.mode, f"HELLO mode {hello.mode}")
         check.must(hello.flags & 0xFE == 0, f"HELLO flags {hello.flags:#04x}")
@@ -299,6 +305,15 @@ async def play(sc: Scenario, target: ClientTarget, check: Check) -> None:
             await anyio.sleep(sc.refuse_for)
             listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
         tg.start_soon(listener.serve, handler)
+        if sc.interrupt_after:
+
+            async def interrupt() -> None:
+                await first_hello.wait()
+                await anyio.sleep(sc.interrupt_after)
+                if process.returncode is None:
+                    os.kill(process.pid, signal.SIGINT)
+
+            tg.start_soon(interrupt)
         try:
             with anyio.move_on_after(budget):
                 async with anyio.create_task_group() as io:
@@ -362,6 +377,23 @@ def judge_run(
         )
     if sc.timing:
         judge_timing(check, target, conns)
+    for conn in (c for c in conns if c.hello is not None):
+        check.must(
+            not conn.extra,
+            f"the client sent {len(conn.extra)} bytes after its HELLO "
+            f"on connection {conn.index} (§5.1: one frame per connection)",
+        )
+    if status == 0 and conns:
+        final_conn = conns[-1]
+        closed_at, final_at = final_conn.client_closed, final_conn.final_sent
+        if closed_at is not None and final_at is not None:
+            check.must(
+                closed_at >= final_at - 0.01,
+                "the client closed (or half-closed) before FINAL was sent",
+            )
+    if status == 130:
+        check.must(out == "", f"stdout is not empty after SIGINT: {out[:80]!r}")
+        return
     if status == 2:
         check.must(out == "", f"stdout is not empty on a usage error: {out[:80]!r}")
         check.must(not conns, "the client connected despite the usage error")

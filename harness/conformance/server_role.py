@@ -7,7 +7,7 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,7 +64,8 @@ class Spawner:
         """Run the template with these placeholder values; (exit status or None, stderr)."""
         raise NotImplementedError
 
-    async def start(self, values: dict[str, str]) -> Spawned:
+    async def start(self, values: dict[str, str], extra: Sequence[str] = ()) -> Spawned:
+        """Start an instance with ``extra`` arguments appended; raises ServerStartError."""
         raise NotImplementedError
 
     def default_values(self) -> dict[str, str]:

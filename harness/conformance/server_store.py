@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import secrets
 import time
+from collections.abc import Sequence
 
 import anyio
 
@@ -14,6 +15,8 @@ from .model import Case, Check, Level, Skip
 from .probe import EOF, RESET, Probe, describe
 from .server_role import (
     ServerTarget,
+    Spawned,
+    expect_error,
     final_checksum,
     new_id,
     read_stream,
@@ -577,9 +580,11 @@ async def _prefix_url(target: ServerTarget, check: Check) -> None:
     try:
         server = await target.spawner.start(values)
     except ServerStartError as exc:
-        refused = "exit status 1" in str(exc)
-        check.note(f"the server refused the prefix: {str(exc)[:160]}")
-        check.must(refused, "the server neither used the ?prefix= nor exited 1")
+        check.note(f"the server did not start: exit status {exc.status}; {str(exc)[-200:]}")
+        check.must(
+            exc.status == 1,
+            f"the server neither used the ?prefix= nor exited 1 (exit status {exc.status})",
+        )
         return
     cid = new_id()
     try:
@@ -617,6 +622,97 @@ async def _refresh_error(target: ServerTarget, check: Check) -> None:
             len(frames) >= 2 and all(f.kind == wire.DATA for f in frames),
             "the stream did not go on after the store recovered",
         )
+
+
+async def _optional_server(target: ServerTarget, check: Check, extra: Sequence[str]) -> Spawned:
+    """Start an instance with an optional Appendix B option; skip if it is not supported."""
+    from .servers import ServerStartError
+
+    assert target.spawner is not None
+    try:
+        return await target.spawner.start(target.spawner.default_values(), extra)
+    except ServerStartError as exc:
+        raise Skip(
+            f"the server does not start with the optional {' '.join(extra)} "
+            f"(exit status {exc.status})"
+        ) from None
+
+
+async def _max_connections(target: ServerTarget, check: Check) -> None:
+    server = await _optional_server(target, check, ["--max-connections", "2"])
+    try:
+        async with Probe(server.port, check) as idle1, Probe(server.port, check) as idle2:
+            await anyio.sleep(0.2)  # two connections still waiting for their HELLO
+            async with Probe(server.port, check) as third:
+                await third.send(wire.hello(wire.STATELESS, 3))  # bytes the server never reads
+                await expect_error(check, third, 31)
+            await idle1.close()
+            await anyio.sleep(0.3)
+            async with Probe(server.port, check) as fourth:
+                await fourth.send(wire.hello(wire.STATELESS, 2))
+                await read_stream(check, fourth, target, wire.STATELESS, 2, 0)
+            _ = idle2
+    finally:
+        await server.kill()
+
+
+async def _mode_limited(target: ServerTarget, check: Check) -> None:
+    server = await _optional_server(target, check, ["--mode", "stateless"])
+    try:
+        async with Probe(server.port, check) as probe:
+            await probe.send(wire.hello(wire.STATEFUL, 3, client_id=new_id()))
+            await expect_error(check, probe, 5)
+        async with Probe(server.port, check) as probe:
+            await probe.send(wire.hello(wire.STATELESS, 2))
+            await read_stream(check, probe, target, wire.STATELESS, 2, 0)
+    finally:
+        await server.kill()
+
+
+async def _write_stall(target: ServerTarget, check: Check) -> None:
+    """§14.2 SHOULD: a write blocked for about 10 s is a drop. A plain socket with a small
+    receive buffer (an event-loop stream would keep reading in the background)."""
+    import socket
+
+    def connect() -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(wire.hello(wire.STATELESS, 65535, a=255, next_index=30000, resume=True))
+        return sock
+
+    def drain(sock: socket.socket) -> tuple[int, bool]:
+        sock.settimeout(2.0)
+        received = 0
+        deadline = time.monotonic() + 8.0
+        try:
+            while time.monotonic() < deadline:
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    return received, True
+                received += len(chunk)
+        except ConnectionResetError:
+            return received, True
+        except TimeoutError:
+            return received, False
+        return received, False
+
+    assert target.spawner is not None
+    values = target.spawner.default_values()
+    values["interval"] = "0"  # as fast as the connection accepts: the writes block at once
+    server = await target.spawner.start(values)
+    port = server.port
+    try:
+        sock = await anyio.to_thread.run_sync(connect)
+        try:
+            await anyio.sleep(14.0)  # never read: the server's writes block
+            received, ended = await anyio.to_thread.run_sync(drain, sock)
+        finally:
+            sock.close()
+    finally:
+        await server.kill()
+    check.note(f"read {received / 1e6:.1f} MB after a 14 s stall; the server closed: {ended}")
+    check.should(ended, "the server kept a connection whose writes stalled for 14 s")
 
 
 def process_cases() -> list[Case]:
@@ -666,6 +762,32 @@ def process_cases() -> list[Case]:
             Level.MUST,
             _prefix_url,
             SPAWN | REDIS,
+        ),
+        Case(
+            "17/max-connections",
+            "--max-connections 2 (optional option): two connections wait for their HELLO, a "
+            "third arrives (issue 8 point i)",
+            "the third gets SERVER_BUSY even though it sent a HELLO (read back despite unread "
+            "bytes, §10); once one closes, a new one is served",
+            Level.MUST,
+            _max_connections,
+            SPAWN,
+        ),
+        Case(
+            "5.3/step15-mode-not-served",
+            "--mode stateless (optional option) and a stateful HELLO",
+            "ERROR UNSUPPORTED_MODE; stateless still served",
+            Level.MUST,
+            _mode_limited,
+            SPAWN,
+        ),
+        Case(
+            "14.2/write-stall-is-a-drop",
+            "a client that stops reading a big stateless stream for 14 s",
+            "the server gives up on the blocked write after about 10 s and closes (SHOULD)",
+            Level.SHOULD,
+            _write_stall,
+            SPAWN,
         ),
         Case(
             "16.4/refresh-error-keeps-streaming",

@@ -6,6 +6,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Sequence
 
 import anyio
 from anyio.abc import Process
@@ -35,7 +36,12 @@ def format_seconds(value: float) -> str:
 
 
 class ServerStartError(Exception):
-    """The server did not accept connections in time."""
+    """The server did not accept connections in time; ``status`` is its exit status, if it
+    exited."""
+
+    def __init__(self, message: str, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class RunningServer(Spawned):
@@ -94,9 +100,9 @@ class TemplateSpawner(Spawner):
         finally:
             await processes.stop(process, grace=0)
 
-    async def start(self, values: dict[str, str]) -> RunningServer:
+    async def start(self, values: dict[str, str], extra: Sequence[str] = ()) -> RunningServer:
         port = int(values["port"])
-        process = await processes.start(self.argv(values))
+        process = await processes.start([*self.argv(values), *extra])
         log: list[str] = []
         server = RunningServer(process, port, log)
 
@@ -125,8 +131,10 @@ class TemplateSpawner(Spawner):
         await server.kill()
         tail = "\n".join(log[-10:])
         raise ServerStartError(
-            f"server {' '.join(self.argv(values))!r} did not accept connections on port {port}"
-            f" within {READY_TIMEOUT:g} s (exit status {process.returncode}); its stderr:\n{tail}"
+            f"server {' '.join([*self.argv(values), *extra])!r} did not accept connections on "
+            f"port {port} within {READY_TIMEOUT:g} s (exit status {process.returncode}); "
+            f"its stderr:\n{tail}",
+            process.returncode,
         )
 
     def bind(self, group: anyio.abc.TaskGroup) -> None:
