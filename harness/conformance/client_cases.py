@@ -135,8 +135,9 @@ def bytewise(count: int) -> Callable[[s.Ctx], object]:
         for _ in range(count):
             frame = ctx.state.number(ctx.state.next_on_conn)
             for i in range(len(frame)):
-                await ctx.send(frame[i : i + 1])
-                await anyio.sleep(0.002)
+                if ctx.closed.is_set() or not await ctx.send(frame[i : i + 1]):
+                    return
+                await anyio.sleep(0.001)
             ctx.state.received += 1
             ctx.state.next_on_conn += 1
             ctx.conn.progress = True

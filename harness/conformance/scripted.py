@@ -220,7 +220,7 @@ def numbers(count: int | None = None, *, pace: bool = True) -> Callable[[Ctx], o
             if pace and j and state.interval_ms:
                 await anyio.sleep(state.interval_ms / 1000)
             index = state.next_on_conn
-            if not await ctx.send(state.number(index)):
+            if ctx.closed.is_set() or not await ctx.send(state.number(index)):
                 return
             if index == state.received:
                 state.received += 1

@@ -700,8 +700,8 @@ async def _never(target: ServerTarget, check: Check) -> None:
 )
 async def _resume_same(target: ServerTarget, check: Check) -> None:
     cid = new_id()
-    first = await open_stateful(check, target, cid, 14, take=8)
-    second = await resume_stateful(check, target, cid, 14, 5)
+    first = await open_stateful(check, target, cid, 40, take=8)  # FINAL stays far away
+    second = await resume_stateful(check, target, cid, 40, 5)
     check.must(second.values[:3] == first.values[5:8], "resumed values differ from the first ones")
     digest = wire.checksum(first.values[:5] + second.values)
     check.must(final_checksum(second) == digest, "FINAL checksum is not over all n values")
@@ -709,17 +709,16 @@ async def _resume_same(target: ServerTarget, check: Check) -> None:
 
 @case(
     "11.2/resume-at-n-minus-1",
-    "RESUME at n-1 of a live session: WELCOME then only FINAL, its checksum over all n values",
-    "WELCOME(next_index n-1), FINAL, close",
+    "RESUME at n-1 of a live session: WELCOME then only FINAL (its checksum is checked "
+    "against a known seed by redis-2/planted-resume-late)",
+    "WELCOME(next_index n-1), a lone 40-byte FINAL, close; the session is gone after",
 )
 async def _resume_last(target: ServerTarget, check: Check) -> None:
     cid = new_id()
-    first = await open_stateful(check, target, cid, 8, take=6)
-    second = await resume_stateful(check, target, cid, 8, 6, take=1)
-    third = await resume_stateful(check, target, cid, 8, 7)
-    check.must(len(third.values) == 1 and third.final is not None, "not a lone FINAL")
-    digest = wire.checksum(first.values + second.values + third.values)
-    check.must(final_checksum(third) == digest, "FINAL checksum is not over all n values")
+    await open_stateful(check, target, cid, 30, take=3)
+    last = await resume_stateful(check, target, cid, 30, 29)
+    check.must(len(last.values) == 1 and last.final is not None, "not a lone FINAL")
+    await refused(check, target, wire.hello(2, 30, next_index=29, resume=True, client_id=cid), 20)
 
 
 @case(
@@ -960,7 +959,9 @@ async def _bytes_while_streaming(extra: bytes, target: ServerTarget, check: Chec
             )
             event = await probe.event(2.0)
         else:
-            check.should(False, "no ERROR UNEXPECTED_FRAME before the close")
+            # allowed: no ERROR may follow a write that was cut short (§14.2), which a busy
+            # server can be in the middle of when the stray bytes arrive
+            check.note("closed without an ERROR (allowed after a cut write, §14.2)")
         check.must(event in (EOF, RESET), f"not closed: {describe(event)}")
 
 
@@ -1082,19 +1083,21 @@ async def _first_immediately(target: ServerTarget, check: Check) -> None:
 @case(
     "13/pace",
     "numbers come every interval_ms on absolute deadlines: never early, no drift",
-    "number j not before j·interval after the WELCOME (MUST); all within 1.5 x + 1 s (SHOULD)",
+    "the numbers span at least 0.8 x (n-1) intervals (MUST), at most 1.5 x + 1 s (SHOULD)",
 )
 async def _pace(target: ServerTarget, check: Check) -> None:
     n = 12 if target.interval >= 0.1 else 30
     async with Probe(target.port, check) as probe:
         await probe.send(wire.hello(wire.STATELESS, n))
         s = await read_stream(check, probe, target, wire.STATELESS, n, 0)
-    early = [j for j, at in enumerate(s.times) if at - s.welcome_at < j * target.interval - 0.05]
-    total = s.times[-1] - s.welcome_at
+    # Judged on the span from the first number to the last: our own reading can lag behind
+    # (a busy machine), which only ever shortens the span by delaying the first reads, so the
+    # lower bound leaves that much room; a server that bursts its numbers still fails it.
+    span = s.times[-1] - s.times[0]
     nominal = (n - 1) * target.interval
-    check.note(f"{n} numbers in {total:.3f} s, nominal {nominal:.3f} s")
-    check.must(not early, f"numbers {early[:5]} came before their deadline")
-    check.should(total <= nominal * 1.5 + 1.0, f"{total:.2f} s for a nominal {nominal:.2f} s")
+    check.note(f"{n} numbers over {span:.3f} s, nominal {nominal:.3f} s")
+    check.must(span >= nominal * 0.8 - 0.1, f"{n} numbers over {span:.3f} s: faster than paced")
+    check.should(span <= nominal * 1.5 + 1.0, f"{span:.2f} s for a nominal {nominal:.2f} s")
 
 
 @case(
