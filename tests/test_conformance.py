@@ -3,10 +3,8 @@ against deliberately broken ones so that the suite itself is shown able to fail.
 
 Each run goes through the real command line and reads the ``--json`` report. Our Python server
 and client must have no FAIL and no NON-STRICT case, the Node client no FAIL, except the cases
-listed in PENDING_1_1: rules that spec 1.1 (issue 8, points b-m) introduced and that the
-reference does not implement yet (spec11/edges are changing it; see
-/work/wt/_notes/conformance-findings.md). A pending case may pass or fail; any other FAIL
-breaks the test.
+listed in PENDING (empty now). A pending case may pass or fail; any other FAIL breaks the
+test.
 """
 
 from __future__ import annotations
@@ -31,29 +29,9 @@ TIMING = (
     "--connect-timeout {connect_timeout} --min-silence {min_silence}"
 )
 
-#: Spec 1.1 rules the reference does not follow yet (case id -> the issue 8 point).
-PENDING_1_1 = {
-    "3/first-byte-unknown-type": "k",
-    "3/first-byte-zero": "k",
-    "redis-2/reject-seed-leading-zero": "b",
-    "redis-2/reject-n-leading-zero": "b",
-    "redis-2/reject-seed-plus": "b",
-    "redis-2/reject-n-plus": "b",
-    "B/refuses-interval-over-a-day": "j",
-    "B/refuses-ttl-over-a-day": "j",
-    "13.1/interval-tie-0.0025": "c",
-    "13.1/interval-tie-0.0005": "c",
-    "13.1/interval-tie-0.0125": "c",
-    "13.1/ttl-tie-1.0005": "c",
-    "B/store-url-prefix": "m",
-    "5.4/stateless-welcome-interval-over-a-day": "j",
-    "5.4/stateful-welcome-interval-over-a-day": "j",
-    "5.4/stateful-welcome-ttl-over-a-day": "j",
-    "12.2/silence-longer-than-ttl": "l",
-    "A.1/n-hex": "m",
-    "A.1/client-id-ignored-stateless": "m",
-    "A.1/n-leading-zeros": "m",
-}
+#: Cases allowed to FAIL for a known reason (case id -> why), e.g. a spec change the reference
+#: has not caught up with yet. Empty: since spec 1.1 landed, our implementations pass every case.
+PENDING: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +64,12 @@ def outcomes(report: dict[str, Any], *wanted: str) -> dict[str, str]:
 
 
 def assert_conforms(status: int, report: dict[str, Any], *, strict: bool) -> None:
-    failed = {k: v for k, v in outcomes(report, "FAIL").items() if k not in PENDING_1_1}
+    failed = {k: v for k, v in outcomes(report, "FAIL").items() if k not in PENDING}
     assert not failed, f"FAIL: {json.dumps(failed, indent=1)}"
     if strict:
         lax = outcomes(report, "NON-STRICT")
         assert not lax, f"NON-STRICT: {json.dumps(lax, indent=1)}"
-    pending = set(outcomes(report, "FAIL")) & set(PENDING_1_1)
+    pending = set(outcomes(report, "FAIL")) & set(PENDING)
     assert status == (1 if pending else 0)
     assert len(report["cases"]) >= 150
 
@@ -141,7 +119,7 @@ def test_server_suite_catches_a_broken_server(tmp_path: Path, redis_url: str) ->
     assert status == 1
     for case_id in (
         "11.2/resume-continues-same-values",  # FINAL's checksum is not over the values sent
-        "11.2/resume-at-n-minus-1",
+        "redis-2/planted-seed-u64-max",
         "redis-2/planted-seed-vector",  # values differ from element(seed, i)
     ):
         assert case_id in failed, f"{case_id} did not catch the flipped bits"

@@ -3,6 +3,7 @@ server does, and what the client must end with."""
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Callable
 
@@ -10,6 +11,7 @@ from . import scripted as s
 from . import wire
 from .client_role import Expect, Scenario, scenario_case
 from .model import Case, Level
+from .server_role import VECTORS
 
 SL, SF = wire.STATELESS, wire.STATEFUL
 NAME = {SL: "stateless", SF: "stateful"}
@@ -1150,6 +1152,45 @@ def _uuid_v4() -> Scenario:
     return Scenario(SF, 2, [honest(SF)], Expect(0, connections=1), check_v4=True)
 
 
+def cases_cli_vectors() -> list[Case]:
+    """cli_values.json rows for the client: every ``-n`` text, and every text ``--min-silence``
+    must refuse (the other duration options share its grammar)."""
+    doc = json.loads((VECTORS / "cli_values.json").read_text())
+    cases = []
+    for i, row in enumerate(doc["options"]):
+        option, text, accepted = row["option"], row["text"], row["accepted"]
+        if option == "client -n":
+            if accepted:
+                value = int(text)
+                sc = Scenario(
+                    SF, value, [[s.error(6)]], Expect(3, "INVALID_N", connections=1), n_arg=text
+                )
+                expected = f"accepted: the HELLO carries n {value}"
+            else:
+                sc = Scenario(SF, 5, [], Expect(2), n_arg=text)
+                expected = "usage error: exit 2, nothing on stdout, no connection"
+            cases.append(
+                scenario_case(
+                    f"A.1/vector-n-{i:03d}",
+                    f"cli_values.json: -n {text!r}",
+                    expected,
+                    sc,
+                    needs=frozenset({"n"}),
+                )
+            )
+        elif option == "client --min-silence" and not accepted:
+            sc = Scenario(SL, 5, [], Expect(2), extra_args=("--min-silence", text))
+            cases.append(
+                scenario_case(
+                    f"A.2/vector-min-silence-{i:03d}",
+                    f"cli_values.json: --min-silence {text!r}",
+                    "usage error: exit 2, nothing on stdout, no connection",
+                    sc,
+                )
+            )
+    return cases
+
+
 def all_cases() -> list[Case]:
     return [
         *cases_honest(),
@@ -1160,4 +1201,5 @@ def all_cases() -> list[Case]:
         *cases_final_lost(),
         *cases_timers(),
         *cases_cli(),
+        *cases_cli_vectors(),
     ]

@@ -99,8 +99,9 @@ class ClientTarget:
         if n is None and "{n}" in words:  # drop "-n {n}"
             at = words.index("{n}")
             del words[at - 1 : at + 1]
-        argv = [w.format_map(values) for w in words]
-        argv = [w for w in argv if w != ""]
+        # "{json}" alone is an optional word: it vanishes when empty; any other word stays,
+        # even empty (an empty -n is a case of its own)
+        argv = [w.format_map(values) for w in words if w != "{json}" or json_out]
         if json_out and "json" not in self.fields:
             argv.append("--json")
         return argv + list(extra)
@@ -286,7 +287,7 @@ async def play(sc: Scenario, target: ClientTarget, check: Check) -> None:
             leaves = exc.exceptions if isinstance(exc, ExceptionGroup) else (exc,)
             conn.notes.extend(str(leaf) for leaf in leaves)
 
-    n_arg: int | str | None = None if sc.omit_n else (sc.n_arg or sc.n)
+    n_arg: int | str | None = None if sc.omit_n else (sc.n if sc.n_arg is None else sc.n_arg)
     if sc.refuse_for:
         from .servers import free_port
 

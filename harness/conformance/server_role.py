@@ -1184,5 +1184,6 @@ def server_cases() -> list[Case]:
         *stateless_cases(),
         *CASES,
         *server_store.store_cases(),
+        *server_store.record_vector_cases(),
         *server_store.process_cases(),
     ]

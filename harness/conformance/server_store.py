@@ -4,9 +4,11 @@ that start the server themselves (Appendix B, shutdown)."""
 from __future__ import annotations
 
 import functools
+import json
 import secrets
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
 
@@ -14,6 +16,7 @@ from . import wire
 from .model import Case, Check, Level, Skip
 from .probe import EOF, RESET, Probe, describe
 from .server_role import (
+    VECTORS,
     ServerTarget,
     Spawned,
     expect_error,
@@ -560,15 +563,6 @@ async def _shutdown(target: ServerTarget, check: Check) -> None:
         await server.kill()
 
 
-async def _bad_option(name: str, value: str, target: ServerTarget, check: Check) -> None:
-    assert target.spawner is not None
-    values = target.spawner.default_values()
-    values[name] = value
-    status, stderr = await target.spawner.run_once(values, 10.0)
-    check.note(f"{name} {value}: exit status {status}; stderr {stderr.strip()[-160:]!r}")
-    check.must(status == 2, f"exit status {status} for {name} {value}, expected 2 (usage error)")
-
-
 async def _prefix_url(target: ServerTarget, check: Check) -> None:
     from .servers import ServerStartError
 
@@ -715,46 +709,114 @@ async def _write_stall(target: ServerTarget, check: Check) -> None:
     check.should(ended, "the server kept a connection whose writes stalled for 14 s")
 
 
+def _load(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((VECTORS / name).read_text())
+    return doc
+
+
+async def _vector_option(
+    option: str, text: str, accepted: bool, ms: int | None, target: ServerTarget, check: Check
+) -> None:
+    """One row of cli_values.json: the server refuses the text (exit 2) or announces its ms."""
+    assert target.spawner is not None
+    name = {"--interval": "interval", "--session-ttl": "ttl"}[option]
+    values = target.spawner.default_values()
+    values[name] = text
+    if not accepted:
+        status, stderr = await target.spawner.run_once(values, 10.0)
+        check.note(f"{option} {text!r}: exit status {status}; stderr {stderr.strip()[-120:]!r}")
+        check.must(status == 2, f"exit status {status} for {option} {text!r}, expected 2")
+        return
+    server = await target.spawner.start(values)
+    try:
+        async with Probe(server.port, check) as probe:
+            await probe.send(wire.hello(wire.STATEFUL, 1, client_id=new_id()))
+            event = await probe.event(5.0)
+    finally:
+        await server.kill()
+    check.must(isinstance(event, wire.Frame) and event.kind == wire.WELCOME, describe(event))
+    assert isinstance(event, wire.Frame)
+    w = wire.Welcome.parse(event.payload)
+    got = w.interval_ms if name == "interval" else w.ttl_ms
+    check.note(f"{option} {text!r}: announced {got} ms")
+    check.must(got == ms, f"{option} {text!r} announced as {got} ms, cli_values.json says {ms}")
+
+
+def cli_vector_cases() -> list[Case]:
+    """Every server --interval row of cli_values.json (§13.1, App. B), and the --session-ttl
+    rows at the edges (the same grammar; each row costs a server start)."""
+    ttl_rows = {"0.0025", "0.0005", "0.0004999", "86400", "86400.0004", "86400.0005", "-1", "inf"}
+    doc = _load("cli_values.json")
+    durations = {row["text"]: row["ms"] for row in doc["durations"]}
+    cases = []
+    for i, row in enumerate(doc["options"]):
+        option = row["option"].removeprefix("server ")
+        if option not in ("--interval", "--session-ttl"):
+            continue
+        text, accepted = row["text"], row["accepted"]
+        if option == "--session-ttl" and text not in ttl_rows:
+            continue
+        ms = durations.get(text)
+        expected = f"announced as {ms} ms" if accepted else "usage error, exit status 2"
+        cases.append(
+            Case(
+                f"13.1/vector-{option.strip('-')}-{i:03d}",
+                f"cli_values.json: the server started with {option} {text!r}",
+                expected,
+                Level.MUST,
+                functools.partial(_vector_option, option, text, accepted, ms),
+                SPAWN,
+            )
+        )
+    return cases
+
+
+async def _vector_record(
+    fields: dict[str, bytes | str], outcome: str, n: int, target: ServerTarget, check: Check
+) -> None:
+    cid = new_id()
+    if fields:
+        await _plant(target, cid, {**fields, "owner": ""})
+    hello = wire.hello(2, n, next_index=n - 1, resume=True, client_id=cid)
+    if outcome == "stream":
+        s = await resume_stateful(check, target, cid, n, n - 1)
+        seed = int(fields["seed"])
+        check.must(s.values == [wire.element(seed, n - 1)], "not element(seed, n-1)")
+        full = wire.checksum([wire.element(seed, i) for i in range(n)])
+        check.must(final_checksum(s) == full, "FINAL checksum is not that of the record's seed")
+    else:
+        await refused(check, target, hello, 30 if outcome == "reject" else 20)
+
+
+def record_vector_cases() -> list[Case]:
+    """Every record of store_records.json planted and resumed (STORE-REDIS.md §2)."""
+    cases = []
+    for i, row in enumerate(_load("store_records.json")["cases"]):
+        fields = {k: row[k] for k in ("seed", "n") if row.get(k) is not None}
+        if row.get("absent"):
+            outcome, expected = "absent", "ERROR SESSION_UNKNOWN (no record at all)"
+        elif row["valid"]:
+            outcome, expected = "stream", "RESUME at n-1 gets element(seed, n-1) and its checksum"
+        else:
+            outcome, expected = "reject", "ERROR STORE_UNAVAILABLE"
+        n = int(row["n"]) if outcome == "stream" else 5
+        shown = ", ".join(f"{k} {v!r}" for k, v in fields.items()) or "no fields"
+        cases.append(
+            Case(
+                f"redis-2/vector-record-{i:02d}",
+                f"store_records.json: a hash with {shown}",
+                expected,
+                Level.MUST,
+                functools.partial(_vector_record, fields, outcome, n),
+                REDIS,
+            )
+        )
+    return cases
+
+
 def process_cases() -> list[Case]:
-    bad_options = [
-        ("interval-over-a-day", "interval", "86401", "issue 8 point j: at most 86,400 s"),
-        ("ttl-over-a-day", "ttl", "86401", "issue 8 point j"),
-        ("interval-negative", "interval", "-1", "a number >= 0"),
-        ("interval-nan", "interval", "nan", "issue 8 point c grammar"),
-        ("interval-hex", "interval", "0x10", "issue 8 point c grammar"),
-        ("ttl-inf", "ttl", "inf", "issue 8 point c grammar"),
-    ]
-    ties = [
-        ("interval-tie-0.0025", "0.0025", "1.5", (3, 1500)),
-        ("interval-tie-0.0015", "0.0015", "1.5", (2, 1500)),
-        ("interval-tie-0.0005", "0.0005", "1.5", (1, 1500)),
-        ("interval-tie-0.0125", "0.0125", "1.5", (13, 1500)),
-        ("ttl-tie-1.0005", "0.02", "1.0005", (20, 1001)),
-    ]
     return [
-        *[
-            Case(
-                f"B/refuses-{name}",
-                f"the server started with --{'session-ttl' if opt == 'ttl' else opt} {value}",
-                f"usage error, exit status 2 ({why})",
-                Level.MUST,
-                functools.partial(_bad_option, opt, value),
-                SPAWN,
-            )
-            for name, opt, value, why in bad_options
-        ],
-        *[
-            Case(
-                f"13.1/{name}",
-                f"--interval {interval} --session-ttl {ttl}: seconds to ms, ties up, from the "
-                "exact decimal (issue 8 point c)",
-                f"interval_ms {want[0]}, session_ttl_ms {want[1]}",
-                Level.MUST,
-                functools.partial(_announces, interval, ttl, want),
-                SPAWN,
-            )
-            for name, interval, ttl, want in ties
-        ],
+        *cli_vector_cases(),
         Case(
             "B/store-url-prefix",
             "--store redis://…?prefix=P (issue 8 point m)",

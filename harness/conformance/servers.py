@@ -22,7 +22,7 @@ DEFAULT_SERVER_CMD = (
 )
 READY_TIMEOUT = 20.0
 #: Servers starting at once: starting many on a busy machine makes each miss its deadline.
-STARTING_AT_ONCE = 2
+STARTING_AT_ONCE = 3
 
 
 def free_port() -> int:
