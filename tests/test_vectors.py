@@ -499,9 +499,6 @@ def test_session_replay(session: Json) -> None:
         for frame in spec["server_sends"]:
             data = bytes.fromhex(frame["hex"])
             client.receive_data(data)
-            if client.state is State.DONE:  # §5.5: after FINAL the client reads nothing more
-                assert _drain(client) == []
-                continue
             (event,) = _drain(client)
             assert not isinstance(event, ConnectionClosed)
             assert server.send(event) == data
@@ -519,6 +516,10 @@ def test_session_replay(session: Json) -> None:
                     server_checksum = event.checksum
             elif isinstance(event, Error):
                 last_error = event
+        if "after_final" in spec:  # §5.5: after FINAL the client reads nothing more
+            assert client.state is State.DONE
+            client.receive_data(bytes.fromhex(spec["after_final"]))
+            assert _drain(client) == []
         if spec["end"].startswith("dropped"):
             client.receive_data(b"")
             assert _drain(client) == [ConnectionClosed()]

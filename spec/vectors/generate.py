@@ -1311,12 +1311,17 @@ def invalid_vectors() -> Json:
 # --- sessions.json --------------------------------------------------------------------------
 
 
-def _connection(client: list[bytes], server: list[bytes], end: str) -> Json:
-    return {
+def _connection(
+    client: list[bytes], server: list[bytes], end: str, *, after_final: bytes = b""
+) -> Json:
+    connection: Json = {
         "client_sends": [c.hex() for c in client],
         "server_sends": [{"type": TYPE_NAMES[s[0]], "hex": s.hex()} for s in server],
         "end": end,
     }
+    if after_final:  # what a faulty server writes after FINAL; no server may send it
+        connection["after_final"] = after_final.hex()
+    return connection
 
 
 def session_vectors() -> Json:
@@ -1350,9 +1355,11 @@ def session_vectors() -> Json:
             "connections": [
                 _connection(
                     [hello_stateless(n, 0, 0, resume=False)],
-                    [welcome(STATELESS, n, 0, iv, a, 0), *sl_num, sl_num[0]],
-                    "a faulty server writes a DATA after FINAL; the client reads nothing after "
-                    "FINAL (PROTOCOL.md 5.5, 10): no violation, the result stands",
+                    [welcome(STATELESS, n, 0, iv, a, 0), *sl_num],
+                    "a faulty server writes a DATA and a byte that is no frame type after FINAL "
+                    "(after_final); the client reads nothing after FINAL (PROTOCOL.md 5.5, 10): "
+                    "no violation, the result stands",
+                    after_final=sl_num[0] + b"\xff",
                 )
             ],
             "values": [str(v) for v in values_sl],

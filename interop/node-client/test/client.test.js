@@ -121,7 +121,7 @@ function assertFields(r) {
 
 function scriptOf(session, slice) {
   return session.connections.map((c) => ({
-    send: c.server_sends.map((f) => f.hex),
+    send: [...c.server_sends.map((f) => f.hex), ...(c.after_final ? [c.after_final] : [])],
     end: 'fin', // after FINAL, ERROR, or the drop the vector describes
     slice,
   }));
