@@ -97,7 +97,12 @@ def _kernel_time(ancdata: list[tuple[int, int, bytes]]) -> float:
 
 
 def _consume(session: _Session, stamp: float, lateness: list[float], steady_from: float) -> None:
-    """Parse whole frames from the session's buffer; record lateness; verify at FINAL."""
+    """Parse whole frames from the session's buffer; record lateness; verify at FINAL.
+
+    The kernel stamps a read with the arrival of its *last* segment, so only the last frame
+    of a read has a known arrival time: when the generator itself fell behind and one read
+    holds two numbers, the earlier one is not counted (its lateness would be the generator's).
+    """
     buffer = session.buffer
     while len(buffer) >= 3:
         kind, length = _HEADER.unpack_from(buffer)
@@ -116,7 +121,7 @@ def _consume(session: _Session, stamp: float, lateness: list[float], steady_from
             if index != session.index:
                 session.ok, session.why = False, f"index {index} where {session.index} was due"
                 return
-            if stamp >= steady_from:
+            if stamp >= steady_from and len(buffer) == 0:
                 lateness.append(stamp - (session.welcome_at + index * session.interval))
             if session.stateful:
                 value = _U32.unpack_from(payload, 4)[0]
