@@ -510,12 +510,13 @@ def run_one(
     workers: int,
     rate: float,
     window: float,
+    nice: int = 0,
 ) -> RunResult:
     """One server process, ``sessions`` sessions; returns the figures of its steady window."""
     ramp = sessions / rate
     n = int(ramp + window + 6)
     stderr = tempfile.TemporaryFile()  # noqa: SIM115 - read back after the server exits
-    server = subprocess.Popen(server_argv, stdout=subprocess.DEVNULL, stderr=stderr)
+    server = subprocess.Popen(_niced(server_argv, nice), stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         _wait_listening(port, 15)
         time.sleep(0.5)
@@ -523,16 +524,19 @@ def run_one(
         share = [sessions // workers + (1 if i < sessions % workers else 0) for i in range(workers)]
         procs = [
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.bench_scale",
-                    "--worker",
-                    str(port),
-                    str(count),
-                    str(rate / workers),
-                    str(n),
-                ],
+                _niced(
+                    [
+                        sys.executable,
+                        "-m",
+                        "tests.bench_scale",
+                        "--worker",
+                        str(port),
+                        str(count),
+                        str(rate / workers),
+                        str(n),
+                    ],
+                    nice,
+                ),
                 stdout=subprocess.PIPE,
             )
             for count in share
@@ -580,6 +584,11 @@ def run_one(
         gc=match.group(0)[4:] if match else "not reported",
         load_average=load,
     )
+
+
+def _niced(argv: list[str], nice: int) -> list[str]:
+    """``argv`` run ``nice`` steps above normal scheduling priority (0: unchanged)."""
+    return ["nice", "-n", str(-nice), *argv] if nice else argv
 
 
 def _server_argv(
@@ -683,6 +692,15 @@ def main(argv: list[str] | None = None) -> int:
         help="another server: a command with {port}, {store} and {max}, run "
         "instead of the Python server (the backend column then names it)",
     )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the server and the load generators N steps above normal priority (root "
+        "only): on a machine shared with other busy work, gives each of them the CPU share "
+        "an unshared machine would, for every backend alike (default 0)",
+    )
     parser.add_argument("--label", default=None, help="name for --server-cmd rows")
     parser.add_argument(
         "--plot",
@@ -742,6 +760,7 @@ def main(argv: list[str] | None = None) -> int:
                     workers=args.workers,
                     rate=args.rate,
                     window=args.window,
+                    nice=args.nice,
                 )
                 results.append(result)
                 console.print(_table([result]))
