@@ -975,11 +975,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     )
 
 
-#: Seconds between full collections of the heap (see _collect_garbage_by_schedule).
+#: Seconds between full collections of the heap (see _freeze_start_up_heap).
 _FULL_COLLECTION_PERIOD = 600.0
 
 
-def _collect_garbage_by_schedule(tg: anyio.abc.TaskGroup) -> None:
+def _freeze_start_up_heap() -> None:
     """The process's collector policy, as a server with thousands of live streams needs it.
 
     CPython collects the oldest generation whenever a quarter more objects have survived into
@@ -987,19 +987,19 @@ def _collect_garbage_by_schedule(tg: anyio.abc.TaskGroup) -> None:
     alone breaks the lateness budget. The server's steady state leaves no cyclic garbage
     behind (connections are torn down by reference counting; see _break_transport_cycle), so
     young collections stay automatic and the full one runs on a fixed, rare schedule as a
-    safety net. Start-up objects live as long as the process and are frozen out of all of it.
+    safety net (_collect_fully_now_and_then). Start-up objects live as long as the process and
+    are frozen out of all of it.
     """
     gc.collect()
     gc.freeze()
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, 1 << 30)  # no automatic full collection
 
-    async def collect() -> None:
-        while True:
-            await anyio.sleep(_FULL_COLLECTION_PERIOD)
-            gc.collect()
 
-    tg.start_soon(collect)
+async def _collect_fully_now_and_then() -> None:
+    while True:
+        await anyio.sleep(_FULL_COLLECTION_PERIOD)
+        gc.collect()
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -1039,12 +1039,13 @@ async def _open_and_serve(args: argparse.Namespace) -> int:
     server = NumberServer(config_from_args(args), store)
     try:
         async with anyio.create_task_group() as tg:
+            _freeze_start_up_heap()
             try:
                 await tg.start(server.serve)
             except OSError as exc:
                 log.error("cannot listen on 127.0.0.1:%d: %s", args.port, exc.strerror or exc)
                 return 1
-            _collect_garbage_by_schedule(tg)
+            tg.start_soon(_collect_fully_now_and_then)
             await anyio.sleep_forever()
     finally:
         with anyio.CancelScope(shield=True):
