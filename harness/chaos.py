@@ -53,7 +53,7 @@ from .model import (
     RunView,
     fault_rates,
 )
-from .redis_server import throwaway_redis
+from .redis_server import ManagedRedis, managed_redis
 from .servers import (
     HOST,
     SERVER_PLACEHOLDERS,
@@ -94,6 +94,16 @@ def check_options(options: ChaosOptions) -> None:
         raise ValueError("--servers must be at least 1")
     if options.kill_interval is not None and options.kill_interval <= 0:
         raise ValueError("--kill-interval must be > 0")
+    for name, value in (
+        ("--store-pause-interval", options.store_pause_interval),
+        ("--store-restart-interval", options.store_restart_interval),
+    ):
+        if value is None:
+            continue
+        if value <= 0:
+            raise ValueError(f"{name} must be > 0")
+        if options.store != "redis":
+            raise ValueError(f"{name} needs --store redis (a redis-server the harness runs)")
     if options.store not in ("memory", "redis") and (
         options.store.partition(":")[0] not in _STORE_SCHEMES
     ):
@@ -176,12 +186,22 @@ async def run_chaos(
                 # A small local file the proxy writes line by line: blocking I/O is fine here.
                 event_log = files.enter_context(open(options.event_log, "w", encoding="utf-8"))  # noqa: ASYNC230
             async with contextlib.AsyncExitStack() as services:
+                redis = None
                 if options.store == "redis":
-                    url = await services.enter_async_context(throwaway_redis())
-                    log.info("started a throwaway redis-server at %s", url)
-                    options = dataclasses.replace(options, store=url)
+                    persistent = options.store_restart_interval is not None
+                    redis = await services.enter_async_context(managed_redis(persistent=persistent))
+                    log.info("started a throwaway redis-server at %s", redis.url)
+                    options = dataclasses.replace(options, store=redis.url)
                     view.options = report.options = options
-                await _run(options, view, report, display, stop, event_log, seed, schedule)
+                try:
+                    async with anyio.create_task_group() as store_chaos:
+                        if redis is not None:
+                            _start_store_chaos(store_chaos, options, redis, seed)
+                        await _run(options, view, report, display, stop, event_log, seed, schedule)
+                        store_chaos.cancel_scope.cancel()
+                finally:
+                    if redis is not None:
+                        report.store_events = {"pauses": redis.pauses, "restarts": redis.restarts}
     except* (ServerStartError, StoreError, OSError) as group:
         report.error = "; ".join(str(exc) for exc in _leaves(group))
         log.error("run aborted: %s", report.error)
@@ -254,6 +274,31 @@ async def _run(
                 report.server["sessions_held"] = await servers.sessions_held()
             report.servers_killed = servers.kills
             tg.cancel_scope.cancel()
+
+
+def _start_store_chaos(
+    tg: anyio.abc.TaskGroup, options: ChaosOptions, redis: ManagedRedis, seed: int
+) -> None:
+    """Store faults at random moments about every S seconds (uniform in 0.5 S .. 1.5 S)."""
+    rng = random.Random(f"{seed}:store")
+
+    async def pauses(interval: float) -> None:
+        while True:
+            await anyio.sleep(rng.uniform(0.5, 1.5) * interval)
+            seconds = rng.uniform(0.5, 3.0)
+            log.info("store: freezing redis-server for %.1f s (SIGSTOP)", seconds)
+            await redis.pause(seconds)
+
+    async def restarts(interval: float) -> None:
+        while True:
+            await anyio.sleep(rng.uniform(0.5, 1.5) * interval)
+            log.info("store: restarting redis-server (AOF persistence on)")
+            await redis.restart()
+
+    if options.store_pause_interval is not None:
+        tg.start_soon(pauses, options.store_pause_interval)
+    if options.store_restart_interval is not None:
+        tg.start_soon(restarts, options.store_restart_interval)
 
 
 def _attach_faults(clients: Sequence[ClientState], proxy: ChaosProxy) -> None:
@@ -567,6 +612,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--server-cmd, else 1 in-process)",
     )
     server.add_argument(
+        "--store-pause-interval",
+        type=positive_float,
+        default=None,
+        metavar="S",
+        help="with --store redis: freeze the redis-server (SIGSTOP/SIGCONT) for 0.5 to 3 s at "
+        "random moments about every S seconds",
+    )
+    server.add_argument(
+        "--store-restart-interval",
+        type=positive_float,
+        default=None,
+        metavar="S",
+        help="with --store redis: restart the redis-server about every S seconds; it runs "
+        "with persistence on (AOF, fsync always), so no session is lost",
+    )
+    server.add_argument(
         "--kill-interval",
         type=positive_float,
         default=None,
@@ -616,6 +677,8 @@ def options_from_args(args: argparse.Namespace) -> ChaosOptions:
         server_cmd=tuple(args.server_cmd),
         servers=args.servers,
         kill_interval=args.kill_interval,
+        store_pause_interval=args.store_pause_interval,
+        store_restart_interval=args.store_restart_interval,
         event_log=args.event_log,
         strict=args.strict,
     )

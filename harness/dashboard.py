@@ -197,6 +197,10 @@ def describe_faults(options: ChaosOptions) -> str:
         parts.append(f"slice {options.slice_size} B / {options.slice_delay:g} s")
     if options.kill_interval is not None:
         parts.append(f"kill a server every {options.kill_interval:g} s")
+    if options.store_pause_interval is not None:
+        parts.append(f"freeze the store about every {options.store_pause_interval:g} s")
+    if options.store_restart_interval is not None:
+        parts.append(f"restart the store about every {options.store_restart_interval:g} s")
     return ", ".join(parts) or "none"
 
 
@@ -273,6 +277,10 @@ def summary_line(report: ChaosReport) -> str:
     ]
     if report.servers_killed:
         parts.append(_plural(report.servers_killed, "server kill"))
+    if report.store_events.get("pauses"):
+        parts.append(_plural(report.store_events["pauses"], "store pause"))
+    if report.store_events.get("restarts"):
+        parts.append(_plural(report.store_events["restarts"], "store restart"))
     parts.append(f"{report.duration_s:.1f} s")
     parts.append(f"seed {report.seed}")
     line = "chaos: " + ", ".join(parts)

@@ -101,6 +101,10 @@ class ChaosOptions:
     #: None: one instance per ``server_cmd`` (at least one).
     servers: int | None = None
     kill_interval: float | None = None
+    #: With the harness's own Redis (store "redis"): freeze it (SIGSTOP) for 0.5 to 3 s about
+    #: every S seconds; restart it (persistence on, so no session is lost) about every S seconds.
+    store_pause_interval: float | None = None
+    store_restart_interval: float | None = None
     event_log: str | None = None
     server_start_timeout: float = 10.0
     #: Count a confirmed "final frame lost" (spec §16.6) as a failure too.

@@ -20,12 +20,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.chaos import client_specs, load_replay, replay_differences, run_chaos
+from harness.chaos import (
+    check_options,
+    client_specs,
+    load_replay,
+    replay_differences,
+    run_chaos,
+)
 from harness.model import ChaosOptions, ClientPhase, fault_rates
 from harness.streams import NoStream, nsp_shape
 from proxy import ConnectionKey, ConnectionRecord, FaultEvent, FaultKind
 from proxy.faults import DRAWN_KINDS, plan_connection
 from reference.protocol import Mode
+
+from .redis_fixture import skip_without_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -181,6 +189,38 @@ async def test_a_wrong_result_claimed_as_success_is_a_false_success(tmp_path: Pa
     assert client.reason is not None
     assert client.reason.startswith("FALSE SUCCESS")
     assert report.to_json()["false_successes"] == 1
+
+
+# --- store faults --------------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_store_pauses_and_restarts_keep_verdicts_exact() -> None:
+    skip_without_redis()
+    options = ChaosOptions(
+        clients=4,
+        n=250,
+        store="redis",
+        store_pause_interval=0.6,
+        store_restart_interval=0.9,
+        drop_rate=0.2,
+        seed=6,
+        timeout=90,
+    )
+    report = await run_chaos(options)
+    assert report.ok, [c.to_json() for c in report.clients]
+    assert report.store_events["pauses"] >= 1
+    assert report.store_events["restarts"] >= 1
+    assert report.verified + report.final_frames_lost == options.clients
+    for client in report.clients:
+        if client.ok and client.spec.mode == "stateful":
+            assert client.seed_checked  # recomputed from the seed the server handed out
+
+
+def test_store_faults_need_the_harness_own_redis() -> None:
+    with pytest.raises(ValueError, match="needs --store redis"):
+        check_options(ChaosOptions(store_pause_interval=1.0))
 
 
 # --- exact replay ---------------------------------------------------------------------------------
