@@ -32,6 +32,7 @@ from proxy import ChaosProxy, FaultEvent, FaultKind, ScheduledFault
 from proxy.cli import add_fault_arguments, fault_values
 from reference.cli import (
     add_common_arguments,
+    add_version,
     non_negative_float,
     positive_float,
     positive_int,
@@ -78,7 +79,7 @@ REFRESH_RATE = 8
 _STORE_SCHEMES = ("memory", "redis", "rediss", "unix")
 
 
-def check_options(options: ChaosOptions) -> None:
+def check_options(options: ChaosOptions) -> None:  # noqa: C901 (one independent check per option combination, a flat list of ifs)
     """Raise ValueError for a run that cannot make sense, before anything starts."""
     if options.clients < 1:
         raise ValueError("--clients must be at least 1")
@@ -657,6 +658,7 @@ def build_parser() -> argparse.ArgumentParser:
         "whole stream of the largest mode, so every part of a stream, first and final frames "
         "included, gets hit)",
     )
+    add_version(parser)
     return parser
 
 
@@ -823,7 +825,7 @@ def _fault_text(fault: tuple[Any, ...]) -> str:
     return f"client {client} connection {connection}: {kind} at frame {frame_index}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 (CLI glue: each branch is one option's effect or one exit status; owned by the harness)
     parser = build_parser()
     args = parser.parse_args(argv)
     schedule: list[ScheduledFault] = []

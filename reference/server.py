@@ -729,7 +729,7 @@ class NumberServer:
         finally:
             self._self_paced.discard(run)
 
-    async def _write_rest(self, run: _Run, first: bytes) -> None:
+    async def _write_rest(self, run: _Run, first: bytes) -> None:  # noqa: C901 (the hot write loop: pacing, batching and re-anchoring kept inline on purpose (no call per number))
         """Absolute deadlines t0 + j·interval; whatever is due at once goes in one write."""
         writer = run.writer
         conn = run.conn

@@ -20,6 +20,8 @@ import anyio
 from rich.console import Console
 from rich.logging import RichHandler
 
+from reference.cli import add_version
+
 from . import report, wire
 from .model import Case, Result
 from .runner import run_all, select
@@ -164,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Play scripted servers to a client started from --client-cmd.",
     )
     add_client_arguments(client, _ranged, _int)
+    add_version(parser)
     return parser
 
 

@@ -52,7 +52,7 @@ class Hello:
     client_id: str = ""
     version: int = PROTOCOL_VERSION
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # noqa: C901 (HELLO validation in the spec's order (§5.3): one if per step)
         if self.version != PROTOCOL_VERSION:
             raise _invalid(f"unsupported version {self.version}", ErrorCode.UNSUPPORTED_VERSION)
         if not 1 <= self.n <= MAX_N:
