@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import contextlib
 import decimal
+import itertools
 import json
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +36,7 @@ from typing import Any
 import anyio
 import pytest
 
-from .oracle import doubling_sum, session_checksum
+from .oracle import doubling_sum, session_checksum, session_values
 from .redis_fixture import free_port, redis_server_or_skip
 from .test_multi_instance import wait_until_listening
 
@@ -357,6 +361,21 @@ class RedisMonitor:
             *lines, buf = buf.split(b"\r\n")
             self._lines.extend(line.decode("utf-8", "replace") for line in lines)
 
+    def leases(self, client_id: str) -> list[tuple[str, str, int | None]]:
+        """(``open`` or ``claim``, owner, seed or None) per OPEN_SESSION/CLAIM on the session."""
+        key = f'"nsp:v1:session:{client_id}"'
+        found: list[tuple[str, str, int | None]] = []
+        for line in self._lines:
+            words = line.split(" ")
+            if key not in words:
+                continue
+            after = [w.strip('"') for w in words[words.index(key) + 1 :]]
+            if '"fd4a912a96d003913126c47ea9aeed8292ad8aab"' in words:
+                found.append(("open", after[2], int(after[0])))
+            elif '"a26bd8efbc38878f9c92cb0690e9973ec8516730"' in words:
+                found.append(("claim", after[0], None))
+        return found
+
     def opened_seeds(self, client_id: str) -> list[int]:
         """The seed argument of every OPEN_SESSION script run on this client's session key."""
         key = f'"nsp:v1:session:{client_id}"'
@@ -395,3 +414,265 @@ def test_conformance_suite_passes(go_server: Path, redis_url: str, tmp_path: Pat
     assert doc["summary"]["NON-STRICT"] == 0
     assert doc["summary"]["SKIPPED"] == 0
     assert doc["summary"]["PASS"] >= 160
+
+
+# -- point 4: Python and Go servers sharing one Redis -------------------------------------------
+
+
+def python_template() -> str:
+    return (
+        f"{sys.executable} -m reference.server "
+        "--port {port} --interval {interval} --session-ttl {ttl} --store {store}"
+    )
+
+
+def implementation(owner: str) -> str:
+    """Which server took a lease: the Go server's owner tokens are ``go-<hex>:<n>``."""
+    return "go" if owner.startswith("go-") else "python"
+
+
+def test_mixed_pool_python_and_go_on_one_redis(
+    go_server: Path, redis_url: str, tmp_path: Path
+) -> None:
+    """Python, Go, Python, Go servers on one Redis behind the round-robin proxy.
+
+    Consecutive connections of a client go to consecutive instances (harness/README.md), i.e.
+    alternate implementations; drops cut half the connections, and a random instance is
+    SIGKILLed and restarted every 2 s. Every client must verify (stateless: the closed-form
+    sum; stateful: the checksum recomputed by the harness from the seed it read in Redis, and
+    here again from the seed the creating server passed to OPEN_SESSION, taken from Redis's
+    MONITOR stream).
+    Which implementation served each stateful connection is read from the owner tokens of the
+    OPEN_SESSION/CLAIM calls in that stream.
+    """
+    clients = 8
+    with RedisMonitor(redis_url) as monitor:
+        done = subprocess.run(
+            [
+                sys.executable, "-m", "harness.chaos", "--clients", str(clients), "-n", "300",
+                "--servers", "4", "--drop-rate", "0.5", "--fault-window", "300",
+                "--kill-interval", "2",
+                "--seed", "5", "--redis-url", redis_url, "--log-level", "info", "--ui", "plain",
+                "--server-cmd", python_template(), "--server-cmd", go_template(go_server),
+                "--report", str(tmp_path / "mixed.json"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            cwd=ROOT,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    doc = json.loads((tmp_path / "mixed.json").read_text())
+    commands = dict(zip(doc["server"]["ports"], doc["server"]["commands"], strict=True))
+    kinds = {port: ("go" if "nsp-server" in cmd else "python") for port, cmd in commands.items()}
+    assert sorted(kinds.values()) == ["go", "go", "python", "python"]
+    killed = [
+        kinds[int(line.rsplit("killed server on port ", 1)[1].split()[0])]
+        for line in done.stderr.splitlines()
+        if "killed server on port " in line
+    ]
+    assert doc["servers_killed"] >= 2
+
+    outcomes = [c["outcome"] for c in doc["clients"]]
+    # A FINAL lost in flight is excused only when the harness saw the session completed in Redis.
+    assert outcomes.count("verified") + outcomes.count("final_lost") == clients, doc["clients"]
+    assert outcomes.count("verified") >= clients - 1
+    alternations = pairs = 0
+    served: set[str] = set()
+    for c in doc["clients"]:
+        if c["mode"] != "stateful" or c["outcome"] != "verified":
+            continue
+        result = c["result"]
+        assert c["seed_checked"] is True, c
+        leases = monitor.leases(result["client_id"])
+        # The first OPEN_SESSION created the session; a later one (the client lost a WELCOME and
+        # tried again without RESUME) took it over and kept the stored seed (STORE-REDIS.md §4).
+        seed = next(seed for op, _, seed in leases if op == "open" and seed is not None)
+        assert result["checksum_expected"] == session_checksum(seed, 300).hex()
+        served_by = [implementation(owner) for _, owner, _ in leases]
+        served.update(served_by)
+        pairs += len(served_by) - 1
+        alternations += sum(a != b for a, b in itertools.pairwise(served_by))
+    summary = (
+        f"mixed pool: {doc['proxy']['connections_total']} connections, {alternations} of {pairs} "
+        f"consecutive stateful leases alternated implementation, kills {killed}, "
+        f"{outcomes.count('verified')}/{clients} verified"
+    )
+    print(summary)
+    # Consecutive connections alternate unless one fails over from a down instance (a Python
+    # server takes a second or more to restart on a loaded machine) or never reached the store.
+    assert served == {"go", "python"}, summary
+    assert alternations > 0, summary
+
+
+class Server:
+    """One server subprocess on a shared store, for hand-made conversations."""
+
+    def __init__(self, command: list[str], store: str) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [*command, "--port", str(self.port), "--interval", "0.05", "--session-ttl", "1",
+             "--store", store],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        anyio.run(wait_until_listening, self.port)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def hello(self, client_id: str, n: int, next_index: int = 0, *, resume: bool = False) -> Conn:
+        conn = Conn(self.port)
+        payload = struct.pack(">BBBII", 1, 2, int(resume), n, next_index) + client_id.encode()
+        conn.sock.sendall(struct.pack(">BH", 1, len(payload)) + payload)
+        return conn
+
+
+class Conn:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+
+    def frame(self) -> tuple[int, bytes]:
+        head = self._exactly(3)
+        return head[0], self._exactly(int.from_bytes(head[1:], "big"))
+
+    def _exactly(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = self.sock.recv(size - len(data))
+            assert chunk, "connection closed inside a frame"
+            data += chunk
+        return data
+
+    def error_code(self) -> int:
+        kind, payload = self.frame()
+        assert kind == 5, (kind, payload)
+        return int.from_bytes(payload[:2], "big")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def redis_call(url: str, *args: str) -> Any:
+    """One Redis command over RESP (integer, bulk, nil and array replies)."""
+    host, port = url.removeprefix("redis://").split("/")[0].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            f"*{len(args)}\r\n".encode()
+            + b"".join(f"${len(a.encode())}\r\n{a}\r\n".encode() for a in args)
+        )
+
+        def reply() -> Any:
+            line = reader.readline().rstrip(b"\r\n")
+            kind, rest = line[:1], line[1:]
+            if kind == b":":
+                return int(rest)
+            if kind == b"$":
+                return None if rest == b"-1" else reader.read(int(rest) + 2)[:-2].decode()
+            if kind == b"*":
+                return None if rest == b"-1" else [reply() for _ in range(int(rest))]
+            if kind == b"+":
+                return rest.decode()
+            raise AssertionError(f"redis error {line!r}")
+
+        with sock.makefile("rb") as reader:
+            return reply()
+
+
+def wait_until_gone(url: str, client_id: str) -> None:
+    """Wait for the event 'the session's key has expired in Redis' (bounded by 15 s)."""
+    key = f"nsp:v1:session:{client_id}"
+    deadline = time.monotonic() + 15
+    while (pttl := redis_call(url, "PTTL", key)) != -2:  # -2: no such key
+        assert time.monotonic() < deadline, f"{key} still there, PTTL {pttl}"
+        time.sleep(max(pttl, 10) / 1000)  # until Redis's own expiry time, then look again
+
+
+@pytest.fixture
+def both_servers(go_server: Path, redis_url: str) -> Iterator[dict[str, Server]]:
+    servers = {
+        "python": Server([sys.executable, "-m", "reference.server"], redis_url),
+        "go": Server([str(go_server)], redis_url),
+    }
+    try:
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+@pytest.mark.parametrize(("first", "other"), [("python", "go"), ("go", "python")])
+def test_resume_across_implementations_then_completion_is_final(
+    both_servers: dict[str, Server], redis_url: str, first: str, other: str
+) -> None:
+    """A session opened by one implementation resumes on the other with the same sequence
+    (element(seed, i) for the seed in Redis, FINAL checksum over all n); once the other has
+    completed it, the first refuses a RESUME with SESSION_UNKNOWN."""
+    cid = str(uuid.uuid4())
+    conn = both_servers[first].hello(cid, 5)
+    assert conn.frame()[0] == 2  # WELCOME
+    seed = int(redis_call(redis_url, "HGET", f"nsp:v1:session:{cid}", "seed"))
+    kind, payload = conn.frame()
+    assert (kind, payload) == (3, struct.pack(">II", 0, session_values(seed, 5)[0]))
+    conn.close()  # a drop after DATA 0
+    resumed = both_servers[other].hello(cid, 5, 1, resume=True)
+    kind, welcome = resumed.frame()
+    assert kind == 2
+    assert struct.unpack(">I", welcome[7:11]) == (1,)
+    frames = [resumed.frame() for _ in range(4)]
+    values = session_values(seed, 5)
+    assert [k for k, _ in frames] == [3, 3, 3, 4]
+    assert [struct.unpack(">II", p[:8]) for _, p in frames] == [(i, values[i]) for i in range(1, 5)]
+    assert frames[-1][1][8:] == session_checksum(seed, 5)
+    assert resumed.sock.recv(1) == b""  # closed after FINAL, session deleted before
+    resumed.close()
+    assert redis_call(redis_url, "EXISTS", f"nsp:v1:session:{cid}") == 0
+    late = both_servers[first].hello(cid, 5, 4, resume=True)
+    assert late.error_code() == 20  # SESSION_UNKNOWN
+    late.close()
+
+
+@pytest.mark.parametrize(("victim", "survivor"), [("python", "go"), ("go", "python")])
+def test_sigkill_mid_stream_then_resume_on_the_other_implementation(
+    both_servers: dict[str, Server], redis_url: str, victim: str, survivor: str
+) -> None:
+    """A server SIGKILLed mid-stream releases nothing; its lease still holds the session, and a
+    RESUME on the other implementation takes it over at once (latest wins, STORE-REDIS.md §5)
+    and continues the same sequence to the FINAL checksum over all n values."""
+    cid = str(uuid.uuid4())
+    conn = both_servers[victim].hello(cid, 6)
+    assert conn.frame()[0] == 2
+    seed = int(redis_call(redis_url, "HGET", f"nsp:v1:session:{cid}", "seed"))
+    values = session_values(seed, 6)
+    assert [conn.frame() for _ in range(2)] == [
+        (3, struct.pack(">II", i, values[i])) for i in range(2)
+    ]
+    both_servers[victim].stop()  # SIGKILL, while the stream is due to go on
+    conn.close()
+    resumed = both_servers[survivor].hello(cid, 6, 2, resume=True)
+    assert resumed.frame()[0] == 2
+    frames = [resumed.frame() for _ in range(4)]
+    assert [struct.unpack(">II", p[:8]) for _, p in frames] == [(i, values[i]) for i in range(2, 6)]
+    assert frames[-1][0] == 4
+    assert frames[-1][1][8:] == session_checksum(seed, 6)
+    resumed.close()
+
+
+@pytest.mark.parametrize("first", ["python", "go"])
+def test_expired_session_is_refused_by_both(
+    both_servers: dict[str, Server], redis_url: str, first: str
+) -> None:
+    """Dropped on one implementation, kept for the TTL (1 s here), then refused by both."""
+    cid = str(uuid.uuid4())
+    conn = both_servers[first].hello(cid, 50)
+    assert conn.frame()[0] == 2
+    assert conn.frame()[0] == 3
+    conn.close()
+    wait_until_gone(redis_url, cid)
+    for name, server in both_servers.items():
+        refused = server.hello(cid, 50, 1, resume=True)
+        assert refused.error_code() == 20, name
+        refused.close()
