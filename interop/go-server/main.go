@@ -24,19 +24,21 @@ options:
   --port P                TCP port on 127.0.0.1, 0..65535 (0: the OS chooses); required
   --mode M                both (default), stateless or stateful; the other mode gets
                           UNSUPPORTED_MODE
-  --interval S            seconds between numbers, 0..4294967.295 (default 1; 0 = as fast as
-                          the connection accepts); announced in WELCOME in milliseconds
-  --session-ttl S         seconds a disconnected stateful session is kept, 0..4294967.295
+  --interval S            seconds between numbers, 0..86400 (default 1; 0 = as fast as the
+                          connection accepts); announced in WELCOME and paced in milliseconds
+  --session-ttl S         seconds a disconnected stateful session is kept, 0..86400
                           (default 30; below 30 for tests only)
-  --store URL             memory:// (default; this process only) or redis://HOST:PORT/DB
-                          (spec/STORE-REDIS.md, shareable between servers)
-  --handshake-timeout S   seconds to wait for a complete HELLO, >0..4294967.295 (default 5)
-  --max-connections N     connections served at once, 1..1000000 (default 1024); beyond it
+  --store URL             memory:// (default; this process only) or
+                          redis://HOST[:PORT][/DB][?prefix=P] (spec/STORE-REDIS.md, shareable
+                          between servers; port 6379, db 0, prefix nsp:v1: by default)
+  --handshake-timeout S   seconds to wait for a complete HELLO, 0.001..86400 (default 5)
+  --max-connections N     connections open at once, 1..2147483647 (default 1024); beyond it
                           SERVER_BUSY
   --log-level L           debug, info (default), warning or error; logs go to stderr
   -h, --help              this help
 
-Seconds may be written as decimals or with an exponent (0.01, 1e-05).
+Seconds are decimals or exponent notation (0.01, .5, 1e-05: spec §13.1), converted exactly to
+whole milliseconds, ties rounded up (0.0025 is 3 ms).
 SIGINT or SIGTERM: ERROR SHUTTING_DOWN on open connections, sessions released, exit 0.
 Exit status: 0 after a clean shutdown, 1 when the port or the store cannot be opened,
 2 for a usage error.
@@ -57,60 +59,90 @@ func (e *usageError) Error() string { return e.msg }
 
 var errHelp = errors.New("help requested")
 
+// maxDurationMs is MAX_DURATION_MS of spec §13.1: no duration exceeds one day.
+const maxDurationMs = 86_400_000
+
 var (
-	decimalRe = regexp.MustCompile(`^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$`)
-	integerRe = regexp.MustCompile(`^-?[0-9]+$`)
-	// u32 milliseconds, the range of interval_ms and session_ttl_ms (§17).
-	maxSeconds = new(big.Rat).SetFrac64(1<<32-1, 1000)
+	// The grammar of §13.1: DIGITS ["." [DIGITS]] [EXP] or "." DIGITS [EXP]; ASCII only.
+	durationRe = regexp.MustCompile(`^(?:([0-9]+)(?:\.([0-9]*))?|\.([0-9]+))(?:[eE]([+-]?[0-9]+))?$`)
+	integerRe  = regexp.MustCompile(`^[0-9]+$`)
 )
 
-// parseSeconds parses decimal seconds (%g notation included) in [0 or >0, 4294967.295] and
-// returns the exact value's whole milliseconds (rounded half to even) and nanoseconds.
-func parseSeconds(opt, s string, positive bool) (uint32, time.Duration, error) {
-	allowed := "0 to 4294967.295"
-	if positive {
-		allowed = "greater than 0, up to 4294967.295"
+// durationMs converts seconds written as text to whole milliseconds by the rule of §13.1: the
+// exact decimal value times 1000, rounded to the nearest integer, ties up. ok is false when the
+// text is not the grammar; a value beyond maxDurationMs comes back as maxDurationMs+1.
+func durationMs(s string) (ms int64, ok bool) {
+	m := durationRe.FindStringSubmatch(s)
+	if m == nil {
+		return 0, false
 	}
-	r, ok := new(big.Rat), decimalRe.MatchString(s)
-	if ok {
-		_, ok = r.SetString(s)
+	digits, frac := m[1]+m[2], m[2]
+	if m[1] == "" {
+		digits, frac = m[3], m[3]
 	}
-	if !ok {
-		return 0, 0, &usageError{fmt.Sprintf("%s: %q is not a number of seconds; allowed: %s", opt, s, allowed)}
-	}
-	if r.Sign() < 0 || positive && r.Sign() == 0 || r.Cmp(maxSeconds) > 0 {
-		return 0, 0, &usageError{fmt.Sprintf("%s: %s is out of range; allowed: %s", opt, s, allowed)}
-	}
-	msec := roundHalfEven(new(big.Rat).Mul(r, big.NewRat(1000, 1)))
-	nsec := roundHalfEven(new(big.Rat).Mul(r, big.NewRat(1_000_000_000, 1)))
-	if positive && nsec == 0 {
-		nsec = 1
-	}
-	return uint32(msec), time.Duration(nsec), nil
-}
-
-func roundHalfEven(r *big.Rat) int64 {
-	q, m := new(big.Int).QuoRem(r.Num(), r.Denom(), new(big.Int)) // r ≥ 0: truncation
-	twice := new(big.Int).Mul(m, big.NewInt(2))
-	switch twice.Cmp(r.Denom()) {
-	case 1:
-		q.Add(q, big.NewInt(1))
-	case 0:
-		if q.Bit(0) == 1 {
-			q.Add(q, big.NewInt(1))
+	exp := int64(0)
+	if m[4] != "" {
+		e, err := strconv.ParseInt(m[4], 10, 64)
+		if err != nil { // an exponent beyond int64: a huge or a vanishing value
+			if strings.HasPrefix(m[4], "-") {
+				e = -1 << 40
+			} else {
+				e = 1 << 40
+			}
 		}
+		exp = e
 	}
-	return q.Int64()
+	digits = strings.TrimLeft(digits, "0")
+	if digits == "" {
+		return 0, true
+	}
+	// value = digits × 10^(exp − len(frac)) seconds; in milliseconds, 10^(exp − len(frac) + 3).
+	scale := exp - int64(len(frac)) + 3
+	magnitude := int64(len(digits)) + scale // value < 10^magnitude ms
+	if magnitude > 12 {
+		return maxDurationMs + 1, true
+	}
+	if magnitude < -1 { // below 0.01 ms: rounds to 0
+		return 0, true
+	}
+	v, _ := new(big.Int).SetString(digits, 10)
+	ten := big.NewInt(10)
+	if scale >= 0 {
+		v.Mul(v, new(big.Int).Exp(ten, big.NewInt(scale), nil))
+		return v.Int64(), true
+	}
+	den := new(big.Int).Exp(ten, big.NewInt(-scale), nil)
+	// floor(v/den + 1/2) = floor((2v + den) / 2den): ties up.
+	num := new(big.Int).Add(new(big.Int).Lsh(v, 1), den)
+	q := new(big.Int).Quo(num, new(big.Int).Lsh(den, 1))
+	if q.Cmp(big.NewInt(maxDurationMs)) > 0 {
+		return maxDurationMs + 1, true
+	}
+	return q.Int64(), true
 }
 
+// parseDuration checks a seconds option against [minMs, 86,400,000] ms.
+func parseDuration(opt, s string, minMs int64) (int64, error) {
+	allowed := fmt.Sprintf("seconds, %s to 86400 (%d to 86400000 ms), e.g. 0.5 or 1e-05", strconv.FormatFloat(float64(minMs)/1000, 'f', -1, 64), minMs)
+	ms, ok := durationMs(s)
+	if !ok {
+		return 0, &usageError{fmt.Sprintf("%s: %q is not a number of seconds; allowed: %s", opt, s, allowed)}
+	}
+	if ms < minMs || ms > maxDurationMs {
+		return 0, &usageError{fmt.Sprintf("%s: %q is out of range; allowed: %s", opt, s, allowed)}
+	}
+	return ms, nil
+}
+
+// parseInt checks an option of ASCII decimal digits against [lo, hi].
 func parseInt(opt, s string, lo, hi int64) (int64, error) {
 	allowed := fmt.Sprintf("an integer from %d to %d", lo, hi)
 	if !integerRe.MatchString(s) {
 		return 0, &usageError{fmt.Sprintf("%s: %q is not an integer; allowed: %s", opt, s, allowed)}
 	}
-	v, ok := new(big.Int).SetString(s, 10)
-	if !ok || v.Cmp(big.NewInt(lo)) < 0 || v.Cmp(big.NewInt(hi)) > 0 {
-		return 0, &usageError{fmt.Sprintf("%s: %s is out of range; allowed: %s", opt, s, allowed)}
+	v, _ := new(big.Int).SetString(s, 10)
+	if v.Cmp(big.NewInt(lo)) < 0 || v.Cmp(big.NewInt(hi)) > 0 {
+		return 0, &usageError{fmt.Sprintf("%s: %q is out of range; allowed: %s", opt, s, allowed)}
 	}
 	return v.Int64(), nil
 }
@@ -167,14 +199,21 @@ func parseArgs(args []string) (*Options, error) {
 				err = &usageError{fmt.Sprintf("%s: %q is not a mode; allowed: both, stateless, stateful", name, value)}
 			}
 		case "--interval":
-			cfg.IntervalMs, cfg.Interval, err = parseSeconds(name, value, false)
+			var ms int64
+			ms, err = parseDuration(name, value, 0)
+			cfg.IntervalMs = uint32(ms)
+			cfg.Interval = time.Duration(ms) * time.Millisecond // §13: pace by what is announced
 		case "--session-ttl":
-			cfg.SessionTTLMs, _, err = parseSeconds(name, value, false)
+			var ms int64
+			ms, err = parseDuration(name, value, 0)
+			cfg.SessionTTLMs = uint32(ms)
 		case "--handshake-timeout":
-			_, cfg.HandshakeTimeout, err = parseSeconds(name, value, true)
+			var ms int64
+			ms, err = parseDuration(name, value, 1)
+			cfg.HandshakeTimeout = time.Duration(ms) * time.Millisecond
 		case "--max-connections":
 			var m int64
-			m, err = parseInt(name, value, 1, 1_000_000)
+			m, err = parseInt(name, value, 1, 1<<31-1)
 			cfg.MaxConnections = int(m)
 		case "--log-level":
 			levels := map[string]int{"debug": levelDebug, "info": levelInfo, "warning": levelWarning, "error": levelError}
@@ -187,12 +226,12 @@ func parseArgs(args []string) (*Options, error) {
 			if value == "memory" || value == "memory://" {
 				o.Store = "memory://"
 			} else if strings.HasPrefix(value, "redis://") {
-				if _, _, _, rerr := redisAddress(value); rerr != nil {
-					err = &usageError{fmt.Sprintf("%s: %v; allowed: memory:// or redis://HOST:PORT/DB", name, rerr)}
+				if _, rerr := parseRedisURL(value); rerr != nil {
+					err = &usageError{fmt.Sprintf("%s: %v; allowed: memory:// or redis://HOST:PORT/DB[?prefix=P]", name, rerr)}
 				}
 				o.Store = value
 			} else {
-				err = &usageError{fmt.Sprintf("%s: %q is not a store URL; allowed: memory:// or redis://HOST:PORT/DB", name, value)}
+				err = &usageError{fmt.Sprintf("%s: %q is not a store URL; allowed: memory:// or redis://HOST:PORT/DB[?prefix=P]", name, value)}
 			}
 		}
 		if err != nil {

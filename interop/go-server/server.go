@@ -21,7 +21,7 @@ import (
 // Config is the server's settings, checked by the command line (Appendix B).
 type Config struct {
 	ServeStateless, ServeStateful bool
-	Interval                      time.Duration // pacing between numbers (§13)
+	Interval                      time.Duration // pacing: IntervalMs milliseconds exactly (§13)
 	IntervalMs                    uint32        // announced in WELCOME
 	SessionTTLMs                  uint32        // §16.4, announced in WELCOME (stateful)
 	HandshakeTimeout              time.Duration // §5.2 step 2
@@ -131,8 +131,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
+		// Every accepted connection counts from accept to close, whatever its phase, refusals
+		// included (§5.2 step 1, §17).
 		if s.active.Add(1) > int64(s.cfg.MaxConnections) {
-			s.active.Add(-1)
 			s.refuse(c, ServerBusy, "server at its connection limit")
 			continue
 		}
@@ -143,16 +144,19 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // refuse answers a connection it will not serve, without reading its HELLO (§5.2 step 1): ERROR,
 // then shut the write side and discard input for up to 1 s so that the kernel does not reset
-// the connection under the ERROR (§10). At most MaxConnections linger; beyond that, close.
+// the connection under the ERROR (§10). The connection stays counted in active until closed; at
+// most MaxConnections refusals linger at once, beyond that the socket is closed at once.
 func (s *Server) refuse(c net.Conn, code Code, msg string) {
 	if s.refusing.Add(1) > int64(s.cfg.MaxConnections) {
 		s.refusing.Add(-1)
 		c.Close()
+		s.active.Add(-1)
 		return
 	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer s.active.Add(-1)
 		defer s.refusing.Add(-1)
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(time.Second))

@@ -132,6 +132,13 @@ func TestSessionVectors(t *testing.T) {
 	for _, sess := range doc.Sessions {
 		sess := sess
 		t.Run(sess.Name, func(t *testing.T) {
+			for _, conn := range sess.Connections {
+				for i, f := range conn.ServerSends {
+					if f.Type == "FINAL" && i < len(conn.ServerSends)-1 {
+						t.Skip("a broken server's bytes after FINAL: a client-side vector (§5.5)")
+					}
+				}
+			}
 			// Two servers on one memory store: A paces at one number an hour (so a connection
 			// the vector drops never gets further), B at once; both announce 1000 ms.
 			store := newMemoryStore(nil)

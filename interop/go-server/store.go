@@ -22,8 +22,8 @@ type StoreError struct{ Err error }
 func (e *StoreError) Error() string { return "session store: " + e.Err.Error() }
 func (e *StoreError) Unwrap() error { return e.Err }
 
-// maxDurationMs bounds lease_ms and ttl_ms (§16.3: 0 … 999,999,999,999).
-const maxDurationMs = 999_999_999_999
+// maxStoreDurationMs bounds lease_ms and ttl_ms of store calls (§16.3: 0 … 999,999,999,999).
+const maxStoreDurationMs = 999_999_999_999
 
 // Store is the complete interface of §16.3. Every operation is atomic; those naming an owner do
 // nothing and return false unless that owner holds the session. Errors are *StoreError, or a
@@ -57,7 +57,7 @@ func checkOwner(owner string) error {
 }
 
 func checkDuration(ms int64) error {
-	if ms < 0 || ms > maxDurationMs {
+	if ms < 0 || ms > maxStoreDurationMs {
 		return fmt.Errorf("%w: %d ms", errBadArgument, ms)
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -87,65 +88,83 @@ type redisStore struct {
 	prefix string
 }
 
-// redisAddress parses redis://[user:password@]HOST[:PORT][/DB] (Appendix B).
-func redisAddress(raw string) (addr string, db int, opts []redis.DialOption, err error) {
+// redisTarget is a parsed store URL.
+type redisTarget struct {
+	addr   string // host:port
+	db     int
+	prefix string
+	opts   []redis.DialOption
+}
+
+// parseRedisURL reads redis://[USER:PASSWORD@]HOST[:PORT][/DB][?prefix=P] (Appendix B): port
+// 6379 and db 0 by default, the key prefix percent-encoded, `nsp:v1:` by default. Any other
+// query parameter is refused rather than ignored.
+func parseRedisURL(raw string) (*redisTarget, error) {
 	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "redis" || u.Hostname() == "" || u.RawQuery != "" || u.Fragment != "" {
-		return "", 0, nil, fmt.Errorf("not a redis://HOST:PORT/DB URL: %q", raw)
+	if err != nil || u.Scheme != "redis" || u.Hostname() == "" || u.Fragment != "" || u.Opaque != "" {
+		return nil, fmt.Errorf("not a redis://HOST:PORT/DB URL: %q", raw)
 	}
+	t := &redisTarget{prefix: redisPrefix}
 	port := u.Port()
 	if port == "" {
 		port = "6379"
 	}
 	if p, perr := strconv.Atoi(port); perr != nil || p < 1 || p > 65535 {
-		return "", 0, nil, fmt.Errorf("bad port in %q", raw)
+		return nil, fmt.Errorf("bad port in %q", raw)
 	}
-	path := strings.TrimPrefix(u.Path, "/")
-	if path != "" {
-		db, err = strconv.Atoi(path)
-		if err != nil || db < 0 {
-			return "", 0, nil, fmt.Errorf("bad database number %q in %q", path, raw)
+	t.addr = net.JoinHostPort(u.Hostname(), port)
+	if path := strings.TrimPrefix(u.Path, "/"); path != "" {
+		if !integerRe.MatchString(path) || len(path) > 9 {
+			return nil, fmt.Errorf("bad database number %q in %q", path, raw)
 		}
+		t.db, _ = strconv.Atoi(path)
+	}
+	query, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("bad query in %q", raw)
+	}
+	for key, values := range query {
+		if key != "prefix" || len(values) != 1 {
+			return nil, fmt.Errorf("unsupported URL parameter %q in %q (only prefix=)", key, raw)
+		}
+		t.prefix = values[0]
 	}
 	if u.User != nil {
 		if pw, ok := u.User.Password(); ok {
-			opts = append(opts, redis.DialPassword(pw))
+			t.opts = append(t.opts, redis.DialPassword(pw))
 			if name := u.User.Username(); name != "" {
-				opts = append(opts, redis.DialUsername(name))
+				t.opts = append(t.opts, redis.DialUsername(name))
 			}
 		} else if name := u.User.Username(); name != "" {
-			opts = append(opts, redis.DialPassword(name))
+			t.opts = append(t.opts, redis.DialPassword(name))
 		}
 	}
-	return u.Host, db, opts, nil
+	return t, nil
 }
 
 // openRedisStore connects, PINGs and loads the scripts, so that a bad URL or an unreachable
 // Redis fails at start-up.
 func openRedisStore(raw string, maxConns int) (*redisStore, error) {
-	addr, db, opts, err := redisAddress(raw)
+	t, err := parseRedisURL(raw)
 	if err != nil {
 		return nil, err
 	}
-	if strings.Contains(addr, ":") == false {
-		addr += ":6379"
-	}
-	opts = append(opts,
-		redis.DialDatabase(db),
+	opts := append(t.opts,
+		redis.DialDatabase(t.db),
 		redis.DialConnectTimeout(redisOpTimeout),
 		redis.DialReadTimeout(redisOpTimeout),
 		redis.DialWriteTimeout(redisOpTimeout),
 	)
 	pool := &redis.Pool{
 		DialContext: func(ctx context.Context) (redis.Conn, error) {
-			return redis.DialContext(ctx, "tcp", addr, opts...)
+			return redis.DialContext(ctx, "tcp", t.addr, opts...)
 		},
 		MaxIdle:     64,
-		MaxActive:   maxConns,
+		MaxActive:   minInt(maxConns, 256), // bounded; an op waits at most redisOpTimeout for one
 		IdleTimeout: time.Minute,
 		Wait:        true,
 	}
-	s := &redisStore{pool: pool, prefix: redisPrefix}
+	s := &redisStore{pool: pool, prefix: t.prefix}
 	c, err := s.conn()
 	if err != nil {
 		pool.Close()
@@ -371,3 +390,10 @@ func (s *redisStore) Count() (int, error) {
 }
 
 func (s *redisStore) Close() error { return s.pool.Close() }
+
+func minInt(a, b int) int {
+	if a < b {
+		return a
+	}
+	return b
+}

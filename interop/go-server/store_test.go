@@ -112,7 +112,7 @@ func storeContract(t *testing.T, s Store, id func(string) string) {
 	if _, _, err := s.OpenSession(id("c"), Record{Seed: 1, N: 1}, "", 1000); err == nil {
 		t.Fatal("empty owner accepted")
 	}
-	if _, err := s.Claim(b, "o4", maxDurationMs+1); err == nil {
+	if _, err := s.Claim(b, "o4", maxStoreDurationMs+1); err == nil {
 		t.Fatal("lease out of range accepted")
 	}
 	if r, _ := s.Get(id("c")); r != nil {
@@ -226,4 +226,43 @@ func TestRedisStoreUnreachable(t *testing.T) {
 	if _, err := openRedisStore("redis://"+addr+"/0", 4); err == nil {
 		t.Fatal("opened a store nobody listens on")
 	}
+}
+
+// TestStoreRecordVectors: spec/vectors/store_records.json, the verdict every reader of a
+// session hash must reach (STORE-REDIS.md §2), through parseRecord and, with Redis, Get.
+func TestStoreRecordVectors(t *testing.T) {
+	var doc struct {
+		Cases []struct {
+			Seed   *string
+			N      *string
+			Valid  bool
+			Absent bool
+		}
+	}
+	loadVectors(t, "store_records.json", &doc)
+	if len(doc.Cases) < 10 {
+		t.Fatalf("only %d store record vectors", len(doc.Cases))
+	}
+	asReply := func(s *string) interface{} {
+		if s == nil {
+			return nil
+		}
+		return []byte(*s)
+	}
+	for _, c := range doc.Cases {
+		if c.Absent {
+			continue
+		}
+		_, err := parseRecord(asReply(c.Seed), asReply(c.N))
+		if c.Valid != (err == nil) {
+			t.Errorf("seed %v n %v: valid %v, got %v", deref(c.Seed), deref(c.N), c.Valid, err)
+		}
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<missing>"
+	}
+	return strconv.Quote(*s)
 }
