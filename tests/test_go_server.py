@@ -519,14 +519,18 @@ class Server:
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         anyio.run(wait_until_listening, self.port)
+        self.conns: list[Conn] = []
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=10)
+        for conn in self.conns:  # also those a failed assertion left open
+            conn.close()
 
     def hello(self, client_id: str, n: int, next_index: int = 0, *, resume: bool = False) -> Conn:
         conn = Conn(self.port)
+        self.conns.append(conn)
         payload = struct.pack(">BBBII", 1, 2, int(resume), n, next_index) + client_id.encode()
         conn.sock.sendall(struct.pack(">BH", 1, len(payload)) + payload)
         return conn
