@@ -80,7 +80,7 @@ def cases_honest() -> list[Case]:
         ),
         scenario_case(
             "2.1/frames-byte-by-byte",
-            "every frame written one byte at a time",
+            "every frame written in pieces (its header one byte at a time)",
             "the client reassembles: SUCCESS",
             Scenario(SF, 4, [[s.welcome(), bytewise(4)]], Expect(0, connections=1)),
         ),
@@ -136,10 +136,16 @@ def bytewise(count: int) -> Callable[[s.Ctx], object]:
 
         for _ in range(count):
             frame = ctx.state.number(ctx.state.next_on_conn)
-            for i in range(len(frame)):
-                if ctx.closed.is_set() or not await ctx.send(frame[i : i + 1]):
+            # the header and the first payload byte one by one, the rest in two pieces: a
+            # frame never arrives whole, yet a busy machine cannot stretch it past the
+            # client's silence timeout
+            cuts = sorted({1, 2, 3, 4, (4 + len(frame)) // 2, len(frame)})
+            start = 0
+            for cut in cuts:
+                if ctx.closed.is_set() or not await ctx.send(frame[start:cut]):
                     return
-                await anyio.sleep(0.001)
+                start = cut
+                await anyio.sleep(0.002)
             ctx.state.received += 1
             ctx.state.next_on_conn += 1
             ctx.conn.progress = True
@@ -866,13 +872,13 @@ def cases_timers() -> list[Case]:
         ),
         scenario_case(
             "14.1/silence-from-interval",
-            "interval 400 ms: the timeout is 3 x 1.2 s above the floor",
-            "no drop before 1.2 s of silence",
-            silence(400, [s.welcome(), s.numbers(1)]),
+            "interval 800 ms: the timeout 3 x 0.8 s is above the floor",
+            "no drop before 2.4 s of silence",
+            silence(800, [s.welcome(), s.numbers(1)]),
         ),
         scenario_case(
             "14.1/silence-recomputed",
-            "first WELCOME interval 400 ms, the resumed one 50 ms, then silence",
+            "first WELCOME interval 2 s (silence 6 s), the resumed one 50 ms, then silence",
             "the second connection's timeout comes from its own WELCOME",
             Scenario(
                 SF,
@@ -880,10 +886,10 @@ def cases_timers() -> list[Case]:
                 [
                     [s.welcome(), s.numbers(1), s.fin],
                     [s.welcome(interval_ms=50), s.numbers(1), silent_check(50)],
-                    [s.welcome(), s.numbers()],
+                    [s.welcome(interval_ms=50), s.numbers()],
                 ],
                 Expect(0, connections=3),
-                interval_ms=400,
+                interval_ms=2000,
             ),
         ),
         scenario_case(
@@ -893,7 +899,7 @@ def cases_timers() -> list[Case]:
             Scenario(
                 SF,
                 5,
-                [[s.welcome(), trickle(), s.expect_close(0.1)], [s.welcome(), s.numbers()]],
+                [[s.welcome(), trickle()], [s.welcome(), s.numbers()]],
                 Expect(0, connections=2),
                 interval_ms=100,
             ),
@@ -956,7 +962,7 @@ def cases_timers() -> list[Case]:
             "12.4/sigint",
             "SIGINT while the client streams",
             "exit status 130, nothing on stdout (Appendix A.5)",
-            Scenario(SL, 50, [honest(SL)], Expect(130), interval_ms=100, interrupt_after=0.5),
+            Scenario(SL, 200, [honest(SL)], Expect(130), interval_ms=100, interrupt_after=0.5),
         ),
         scenario_case(
             "15/refused-then-up",
@@ -988,17 +994,29 @@ def silent_check(interval_ms: int) -> Callable[[s.Ctx], object]:
 
 
 def trickle() -> Callable[[s.Ctx], object]:
+    """A DATA header announcing 1,000 bytes, then one byte every 100 ms: bytes keep coming
+    but no frame completes, so the silence timer (restarted on complete frames only) fires."""
+
     async def step(ctx: s.Ctx) -> None:
+        import time
+
         import anyio
 
-        frame = ctx.state.number(ctx.state.next_on_conn)
-        for i in range(len(frame) - 1):
-            if ctx.closed.is_set():
-                return
-            await ctx.send(frame[i : i + 1])
+        started = ctx.conn.last_frame or time.monotonic()
+        await ctx.send(wire.raw_header(wire.DATA, 1000))
+        while not ctx.closed.is_set() and time.monotonic() - started < 20:
+            if not await ctx.send(b"\x00"):
+                break
             with anyio.move_on_after(0.1):
                 await ctx.closed.wait()
-        await ctx.wait_closed(20.0)
+        took = time.monotonic() - started
+        timeout = max(3 * ctx.state.interval_ms / 1000, ctx.state.min_silence)
+        ctx.conn.notes.append(f"dropped {took:.2f} s after the last complete frame")
+        ctx.check.must(ctx.closed.is_set(), "a trickle of bytes kept the client waiting")
+        why = f"dropped after {took:.2f} s; its silence timeout is {timeout:.2f} s"
+        ctx.check.must(took >= timeout * 0.9 - 0.05, why)
+        ctx.check.should(took <= timeout + 1.5, why)
+        await s.fin(ctx)
 
     return step
 

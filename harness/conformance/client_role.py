@@ -63,8 +63,8 @@ class ClientTarget:
     backoff_initial: float = 0.1
     backoff_max: float = 0.4
     max_retries: int = 3
-    connect_timeout: float = 1.0
-    min_silence: float = 0.5
+    connect_timeout: float = 3.0
+    min_silence: float = 1.5
     fields: set[str] = field(default_factory=set)
 
     def timing(self, name: str) -> float:
@@ -141,14 +141,14 @@ def add_client_arguments(
     parser.add_argument(
         "--connect-timeout",
         type=ranged(float, 0.2, 10, " s"),
-        default=1.0,
-        help="{connect_timeout} (0.2..10 s, default 1)",
+        default=3.0,
+        help="{connect_timeout} (0.2..10 s, default 3)",
     )
     parser.add_argument(
         "--min-silence",
         type=ranged(float, 0.1, 10, " s"),
-        default=0.5,
-        help="{min_silence} (0.1..10 s, default 0.5)",
+        default=1.5,
+        help="{min_silence} (0.1..10 s, default 1.5)",
     )
 
 
@@ -257,6 +257,12 @@ async def play(sc: Scenario, target: ClientTarget, check: Check) -> None:  # noq
             check.should(hello.resume, f"{where}: a WELCOME was seen but no RESUME (§6.4)")
         else:
             check.must(not hello.resume, f"{where}: RESUME before any WELCOME")
+        if hello.resume and hello.next_index < st.received and previous_dropped_by_client(conn):
+            # The client ended the previous connection itself (a timer of its own, on a busy
+            # machine) before reading every number we had written: it resumes from what it
+            # really got, and the end result still proves whether that was right.
+            conn.notes.append(f"resumed at {hello.next_index} of {st.received} written")
+            st.received = hello.next_index
         if hello.resume:
             check.must(
                 hello.next_index == st.received,
@@ -273,6 +279,14 @@ async def play(sc: Scenario, target: ClientTarget, check: Check) -> None:  # noq
             if sc.mode == wire.STATELESS:
                 check.must(hello.a == 0, f"{where}: a {hello.a} without RESUME")
         check.must(not conn.extra, f"{where}: {len(conn.extra)} bytes after the HELLO")
+
+    def previous_dropped_by_client(conn: s.Conn) -> bool:
+        if conn.index < 2:
+            return False
+        before = conns[conn.index - 2]
+        return before.client_closed is not None and (
+            before.server_closed is None or before.client_closed < before.server_closed
+        )
 
     async def handler(stream: SocketStream) -> None:
         conn = s.Conn(len(conns) + 1, time.monotonic())

@@ -94,6 +94,7 @@ class Conn:
     last_frame: float | None = None  # when the last complete valid frame went out
     ended_by_error: bool = False
     welcomed: bool = False
+    interval_ms: int | None = None  # announced in this connection's WELCOME
 
     @property
     def ended(self) -> float:
@@ -193,6 +194,7 @@ def welcome(**override: int) -> Callable[[Ctx], object]:
     """Send a WELCOME for the HELLO just read; with overrides it is a lie (not 'seen')."""
 
     async def step(ctx: Ctx) -> None:
+        ctx.conn.interval_ms = override.get("interval_ms", ctx.state.interval_ms)
         if await ctx.send(ctx.state.welcome(**override)) and not override_breaks(ctx, override):
             ctx.state.welcome_seen = True
             ctx.conn.welcomed = True
@@ -216,9 +218,10 @@ def numbers(count: int | None = None, *, pace: bool = True) -> Callable[[Ctx], o
         state = ctx.state
         left = state.n - state.next_on_conn
         todo = left if count is None else min(count, left)
+        interval_ms = state.interval_ms if ctx.conn.interval_ms is None else ctx.conn.interval_ms
         for j in range(todo):
-            if pace and j and state.interval_ms:
-                await anyio.sleep(state.interval_ms / 1000)
+            if pace and j and interval_ms:
+                await anyio.sleep(interval_ms / 1000)
             index = state.next_on_conn
             if ctx.closed.is_set() or not await ctx.send(state.number(index)):
                 return
