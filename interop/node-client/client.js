@@ -26,7 +26,7 @@ const USAGE = `usage: node client.js --port PORT --mode stateless|stateful [-n N
   --seed N                seed the client's own randomness (jitter, random n)
 durations S are seconds, 0.001..86400, in whole milliseconds (PROTOCOL.md §13.1):
   --backoff-initial S     INITIAL_BACKOFF (default ${BACKOFF_DEFAULTS.initial})
-  --backoff-max S         MAX_BACKOFF (default ${BACKOFF_DEFAULTS.max})
+  --backoff-max S         MAX_BACKOFF, a cap on every delay (default ${BACKOFF_DEFAULTS.max})
   --max-retries K         attempts without progress before giving up, 1..2147483647 (default ${BACKOFF_DEFAULTS.maxAttemptsWithoutProgress})
   --min-silence S         floor of the silence timeout max(3 x interval, S) (default 2)
   --silence-timeout S     fixed silence timeout, overriding the formula

@@ -5,7 +5,7 @@
 const DEFAULTS = Object.freeze({
   initial: 1.0, // INITIAL_BACKOFF, seconds
   multiplier: 1.6, // MULTIPLIER
-  jitter: 0.2, // JITTER: delay × uniform(1 − J, 1 + J)
+  jitter: 0.2, // JITTER: nominal delay × uniform(1 − J, 1 + J), then capped
   max: 10.0, // MAX_BACKOFF, seconds
   maxAttemptsWithoutProgress: 10, // MAX_ATTEMPTS_WITHOUT_PROGRESS
 });
@@ -24,11 +24,15 @@ class Backoff {
     return this.fruitless < this.options.maxAttemptsWithoutProgress;
   }
 
-  /** Seconds to wait before the next attempt (never 0: no busy loop). */
+  /**
+   * Seconds to wait before the next attempt (never 0: no busy loop):
+   * min(INITIAL × MULTIPLIER^k × uniform(1 − J, 1 + J), MAX). The jitter comes before the
+   * cap, so MAX_BACKOFF is a cap (§15, 1.1; 1.0 jittered after it, up to 1.2 × MAX).
+   */
   nextDelay() {
     const { initial, multiplier, jitter, max } = this.options;
-    const base = Math.min(initial * multiplier ** this.fruitless, max);
-    return base * (1 - jitter + 2 * jitter * this.random());
+    const nominal = initial * multiplier ** this.fruitless; // may reach Infinity: the cap holds
+    return Math.min(nominal * (1 - jitter + 2 * jitter * this.random()), max);
   }
 }
 

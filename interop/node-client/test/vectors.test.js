@@ -21,6 +21,7 @@ const {
 } = require('../lib/frames');
 const { ClientConnection } = require('../lib/connection');
 const { Stream } = require('../lib/stream');
+const { Backoff } = require('../lib/backoff');
 const { MAX_DURATION_MS, MAX_TIMER_MS, secondsToMs, armTimer } = require('../lib/durations');
 const { parseArgs, UsageError } = require('../client');
 
@@ -230,6 +231,22 @@ test('cli_values.json: every client option accepts or refuses each value (A.1, A
       else assert.throws(() => parseArgs(args), UsageError);
     });
   }
+});
+
+test('§15: the backoff is min(nominal × jitter, MAX_BACKOFF): the cap is a cap', () => {
+  const top = new Backoff({ initial: 1, max: 10 }, () => 0.999999); // jitter ≈ × 1.2
+  const low = new Backoff({ initial: 1, max: 10 }, () => 0); // jitter × 0.8
+  const nominal = [1, 1.6, 2.56, 4.096, 6.5536, 10.48576, 16.777216];
+  nominal.forEach((d, k) => {
+    top.fruitless = k;
+    low.fruitless = k;
+    assert.ok(Math.abs(top.nextDelay() - Math.min(d * 1.2, 10)) < 1e-4, `k=${k}`);
+    assert.ok(Math.abs(low.nextDelay() - Math.min(d * 0.8, 10)) < 1e-9, `k=${k}`);
+  });
+  top.fruitless = 5000; // 1.6^5000 is Infinity in a double: still exactly the cap
+  assert.equal(top.nextDelay(), 10);
+  const biggest = new Backoff({ initial: MAX_DURATION_MS / 1000, max: MAX_DURATION_MS / 1000 }, () => 0.999999);
+  assert.ok(biggest.nextDelay() * 1000 <= MAX_TIMER_MS); // §13.1: a backoff timer Node can hold
 });
 
 test('timers hold their whole range or refuse: never 1 ms for 2^31 ms (§13.1)', () => {
