@@ -45,6 +45,10 @@ type Server struct {
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
 	wg           sync.WaitGroup
+	leases       leaseSet
+	refreshOnce  sync.Once
+	stopRefresh  chan struct{} // closed by Shutdown once every connection has ended
+	refreshDone  chan struct{}
 
 	// Injectable randomness (tests): the stateful seed (§8.3, a CSPRNG) and stateless a (§6.1).
 	newSeed func() (uint64, error)
@@ -59,10 +63,12 @@ func NewServer(cfg Config, store Store, log *Logger) (*Server, error) {
 	}
 	return &Server{
 		cfg: cfg, store: store, log: log,
-		serverID: "go-" + hex.EncodeToString(id[:]),
-		shutdown: make(chan struct{}),
-		newSeed:  cryptoSeed,
-		newA:     cryptoA,
+		serverID:    "go-" + hex.EncodeToString(id[:]),
+		shutdown:    make(chan struct{}),
+		stopRefresh: make(chan struct{}),
+		refreshDone: make(chan struct{}),
+		newSeed:     cryptoSeed,
+		newA:        cryptoA,
 	}, nil
 }
 
@@ -100,12 +106,21 @@ func (s *Server) isShuttingDown() bool {
 // SHUTTING_DOWN, releases their sessions, and waits for every connection goroutine (§17).
 func (s *Server) Shutdown() {
 	s.shutdownOnce.Do(func() { close(s.shutdown) })
-	s.wg.Wait()
+	s.wg.Wait() // leases are refreshed until every connection has ended
+	close(s.stopRefresh)
+	s.refreshOnce.Do(func() { close(s.refreshDone) }) // never started: nothing to wait for
+	<-s.refreshDone
 }
 
 // Serve accepts until the listener is closed. Temporary accept errors (EMFILE, ENFILE) back off
 // from 5 ms doubling to 1 s instead of spinning (§17), as net/http's Server does.
 func (s *Server) Serve(ln net.Listener) error {
+	s.refreshOnce.Do(func() {
+		go func() {
+			defer close(s.refreshDone)
+			s.refreshLoop(s.stopRefresh)
+		}()
+	})
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -612,42 +627,98 @@ func (cn *connection) finish(end streamEnd, code Code, stateful *uint64) {
 	}
 }
 
-// startRefresher refreshes the lease every RefreshPeriod (§16.4). A refresh answering false ends
-// the stream: SESSION_SUPERSEDED if the session still exists, else STORE_UNAVAILABLE. A store
-// error is logged and the next refresh tries again. The returned function stops it and waits.
+// startRefresher puts this connection's lease in the server's batch (STORE-REDIS.md §4.1): it is
+// refreshed with every other lease once per RefreshPeriod, starting with the next batch. The
+// returned function takes it out again; after it returns, no lost event can arrive late.
 func (cn *connection) startRefresher(lease int64) func() {
-	s := cn.s
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(s.cfg.RefreshPeriod)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			ok, err := s.store.Refresh(cn.hello.ClientID, cn.owner, lease)
-			if err != nil {
-				s.log.Warnf("conn %d: lease refresh failed: %v", cn.id, err)
-				continue
-			}
-			if ok {
-				continue
-			}
-			code := StoreUnavailable
-			if rec, err := s.store.Get(cn.hello.ClientID); err == nil && rec != nil {
-				code = SessionSuperseded
-			}
-			cn.events <- connEvent{kind: evLost, code: code}
+	cn.s.leases.add(cn, lease)
+	return func() { cn.s.leases.remove(cn) }
+}
+
+// leaseSet is the server's held leases, refreshed together (§16.4, STORE-REDIS.md §4.1).
+type leaseSet struct {
+	mu   sync.Mutex
+	held map[*connection]int64 // lease_ms per connection
+}
+
+func (l *leaseSet) add(cn *connection, leaseMs int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.held == nil {
+		l.held = make(map[*connection]int64)
+	}
+	l.held[cn] = leaseMs
+}
+
+func (l *leaseSet) remove(cn *connection) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.held, cn)
+}
+
+// refreshLoop runs one batch per RefreshPeriod, scheduled by start time (a Ticker), until stop.
+// A batch that fails (store error) is logged and tried again at the next period, however long
+// the outage (1.1 §16.4). A lease answered false ends its stream: SESSION_SUPERSEDED if the
+// session still exists, STORE_UNAVAILABLE if it is gone or the get fails.
+func (s *Server) refreshLoop(stop <-chan struct{}) {
+	tick := time.NewTicker(s.cfg.RefreshPeriod)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
 			return
+		case <-tick.C:
 		}
-	}()
-	return func() {
-		close(stop)
-		<-done
+		s.refreshBatch()
+	}
+}
+
+func (s *Server) refreshBatch() {
+	s.leases.mu.Lock()
+	conns := make([]*connection, 0, len(s.leases.held))
+	byLease := map[int64][]*connection{}
+	for cn, ms := range s.leases.held {
+		conns = append(conns, cn)
+		byLease[ms] = append(byLease[ms], cn)
+	}
+	s.leases.mu.Unlock()
+	if len(conns) == 0 {
+		return
+	}
+	for leaseMs, group := range byLease { // one lease_ms per server: a single group
+		leases := make([]Lease, len(group))
+		for i, cn := range group {
+			leases[i] = Lease{ClientID: cn.hello.ClientID, Owner: cn.owner}
+		}
+		held, err := s.store.RefreshMany(leases, leaseMs)
+		if err != nil {
+			s.log.Warnf("lease refresh of %d session(s) failed: %v (next period tries again)", len(leases), err)
+			continue
+		}
+		for i, ok := range held {
+			if !ok {
+				s.lost(group[i])
+			}
+		}
+	}
+}
+
+// lost ends a stream whose lease was refused, unless the stream has already ended.
+func (s *Server) lost(cn *connection) {
+	s.leases.mu.Lock()
+	_, still := s.leases.held[cn]
+	delete(s.leases.held, cn)
+	s.leases.mu.Unlock()
+	if !still {
+		return
+	}
+	code := StoreUnavailable
+	if rec, err := s.store.Get(cn.hello.ClientID); err == nil && rec != nil {
+		code = SessionSuperseded
+	}
+	select {
+	case cn.events <- connEvent{kind: evLost, code: code}:
+	default: // the stream has already ended for another reason
 	}
 }
 

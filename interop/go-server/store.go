@@ -36,6 +36,9 @@ type Store interface {
 	Claim(clientID, owner string, leaseMs int64) (*Record, error)
 	// Refresh extends the lease if owner holds the session.
 	Refresh(clientID, owner string, leaseMs int64) (bool, error)
+	// RefreshMany is Refresh for every lease at once (STORE-REDIS.md §4.1): one result per
+	// lease, in order; an error means the whole batch failed.
+	RefreshMany(leases []Lease, leaseMs int64) ([]bool, error)
 	// Release clears the owner and arms the TTL if owner holds the session.
 	Release(clientID, owner string, ttlMs int64) (bool, error)
 	// Complete deletes the session if owner holds it.
@@ -45,6 +48,12 @@ type Store interface {
 	// Count is the number of live sessions (monitoring).
 	Count() (int, error)
 	Close() error
+}
+
+// Lease names a session held by one connection.
+type Lease struct {
+	ClientID string
+	Owner    string
 }
 
 var errBadArgument = errors.New("store: empty owner or duration out of range")
@@ -176,6 +185,18 @@ func (s *memoryStore) Refresh(id, owner string, leaseMs int64) (bool, error) {
 	}
 	e.expires = s.after(leaseMs)
 	return true, nil
+}
+
+func (s *memoryStore) RefreshMany(leases []Lease, leaseMs int64) ([]bool, error) {
+	held := make([]bool, len(leases))
+	for i, l := range leases {
+		ok, err := s.Refresh(l.ClientID, l.Owner, leaseMs)
+		if err != nil {
+			return nil, err
+		}
+		held[i] = ok
+	}
+	return held, nil
 }
 
 func (s *memoryStore) Release(id, owner string, ttlMs int64) (bool, error) {

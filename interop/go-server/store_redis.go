@@ -315,6 +315,65 @@ func (s *redisStore) Refresh(id, owner string, leaseMs int64) (bool, error) {
 	return s.flag("refresh", scriptRefresh, id, owner, ms(leaseMs))
 }
 
+// RefreshMany sends one pipeline of REFRESH calls (STORE-REDIS.md §4.1) and reads the replies
+// in order. A failure part-way fails the whole batch. A NOSCRIPT (Redis lost its scripts) loads
+// REFRESH and sends the batch again, once.
+func (s *redisStore) RefreshMany(leases []Lease, leaseMs int64) ([]bool, error) {
+	if err := checkDuration(leaseMs); err != nil {
+		return nil, err
+	}
+	if len(leases) == 0 {
+		return nil, nil
+	}
+	c, err := s.conn()
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	for attempt := 0; ; attempt++ {
+		held, noscript, err := s.refreshPipeline(c, leases, leaseMs)
+		if noscript && attempt == 0 {
+			if err := scriptRefresh.Load(c); err != nil {
+				return nil, &StoreError{err}
+			}
+			continue
+		}
+		return held, err
+	}
+}
+
+func (s *redisStore) refreshPipeline(c redis.Conn, leases []Lease, leaseMs int64) ([]bool, bool, error) {
+	for _, l := range leases {
+		if err := scriptRefresh.SendHash(c, s.key(l.ClientID), l.Owner, ms(leaseMs)); err != nil {
+			return nil, false, &StoreError{err}
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return nil, false, &StoreError{err}
+	}
+	held := make([]bool, len(leases))
+	noscript := false
+	var firstErr error
+	for i := range leases { // read every reply, so the connection stays in step
+		v, err := redis.Int64(c.Receive())
+		if rerr, ok := err.(redis.Error); ok && strings.HasPrefix(string(rerr), "NOSCRIPT") {
+			noscript = true
+			continue
+		}
+		if err != nil || (v != 0 && v != 1) {
+			if firstErr == nil {
+				firstErr = &StoreError{fmt.Errorf("refresh_many: reply %d: %v %v", i, v, err)}
+			}
+			continue
+		}
+		held[i] = v == 1
+	}
+	if noscript {
+		return nil, true, &StoreError{errors.New("NOSCRIPT")}
+	}
+	return held, false, firstErr
+}
+
 func (s *redisStore) Release(id, owner string, ttlMs int64) (bool, error) {
 	if err := checkDuration(ttlMs); err != nil {
 		return false, err

@@ -93,6 +93,14 @@ func storeContract(t *testing.T, s Store, id func(string) string) {
 	if r, err := s.Claim(a, "o4", 31000); r != nil || err != nil {
 		t.Fatalf("claim of a completed session: %v %v", r, err)
 	}
+	// refresh_many: one answer per lease, in order, each owner-fenced on its own (§4.1).
+	m1, m2 := id("m1"), id("m2")
+	s.OpenSession(m1, Record{Seed: 1, N: 1}, "x1", 31000)
+	s.OpenSession(m2, Record{Seed: 2, N: 2}, "x2", 31000)
+	held, err := s.RefreshMany([]Lease{{m1, "x1"}, {m2, "stale"}, {id("none"), "x3"}, {m2, "x2"}}, 31000)
+	if err != nil || len(held) != 4 || !held[0] || held[1] || held[2] || !held[3] {
+		t.Fatalf("refresh_many: %v %v", held, err)
+	}
 	// Expiry: a TTL of 0 ms, then the session is absent for everything.
 	b := id("b")
 	if _, _, err := s.OpenSession(b, Record{Seed: 0, N: 1}, "o1", 31000); err != nil {
@@ -212,10 +220,14 @@ func TestRedisStoreContractAndLayout(t *testing.T) {
 	if _, err := s.Claim("other", "o", 1000); err == nil {
 		t.Fatal("WRONGTYPE not reported as a store error")
 	}
-	// A script flushed from Redis is reloaded (NOSCRIPT → EVAL).
+	// A script flushed from Redis is reloaded (NOSCRIPT → EVAL, or SCRIPT LOAD for a pipeline).
 	c.Do("SCRIPT", "FLUSH")
 	if _, _, err := s.OpenSession("fresh", Record{Seed: 5, N: 5}, "o", 1000); err != nil {
 		t.Fatalf("after SCRIPT FLUSH: %v", err)
+	}
+	c.Do("SCRIPT", "FLUSH")
+	if held, err := s.RefreshMany([]Lease{{"fresh", "o"}}, 1000); err != nil || !held[0] {
+		t.Fatalf("refresh_many after SCRIPT FLUSH: %v %v", held, err)
 	}
 }
 
