@@ -709,6 +709,45 @@ async def _write_stall(target: ServerTarget, check: Check) -> None:
     check.should(ended, "the server kept a connection whose writes stalled for 14 s")
 
 
+async def _final_waits(target: ServerTarget, check: Check) -> None:
+    """§16.6 (issue 8 point n): FINAL is written only once every earlier byte is acknowledged,
+    so a client that stops reading and then drops still finds its session."""
+    import socket
+    import struct
+
+    assert target.spawner is not None
+    values = target.spawner.default_values()
+    values["interval"] = "0"
+    server = await target.spawner.start(values)
+    cid = new_id()
+    n = 3000  # 33 kB of frames: far more than the receive window we leave open
+
+    def connect() -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(wire.hello(wire.STATEFUL, n, client_id=cid))
+        return sock
+
+    try:
+        sock = await anyio.to_thread.run_sync(connect)
+        await anyio.sleep(2.0)  # read nothing: the window closes, FINAL cannot be acknowledged
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # a reset: nothing was received
+        await anyio.sleep(0.3)
+        async with Probe(server.port, check) as probe:
+            await probe.send(wire.hello(wire.STATEFUL, n, client_id=cid, resume=True))
+            event = await probe.event(5.0)
+        check.note(f"RESUME at 0 after the reset: {describe(event)}")
+        check.should(
+            isinstance(event, wire.Frame) and event.kind == wire.WELCOME,
+            "the session was completed although the client acknowledged almost nothing "
+            f"(got {describe(event)})",
+        )
+    finally:
+        await server.kill()
+
+
 def _load(name: str) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads((VECTORS / name).read_text())
     return doc
@@ -849,6 +888,16 @@ def process_cases() -> list[Case]:
             "the server gives up on the blocked write after about 10 s and closes (SHOULD)",
             Level.SHOULD,
             _write_stall,
+            SPAWN,
+        ),
+        Case(
+            "16.6/final-waits-for-ack",
+            "a stateful client that never reads (server at interval 0), then resets "
+            "(issue 8 point n)",
+            "FINAL is not written while earlier bytes are unacknowledged: the session is "
+            "still there for a RESUME (SHOULD)",
+            Level.SHOULD,
+            _final_waits,
             SPAWN,
         ),
         Case(
