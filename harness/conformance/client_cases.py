@@ -959,6 +959,28 @@ def cases_timers() -> list[Case]:
             ),
         ),
         scenario_case(
+            "13.1/welcome-interval-one-day",
+            "WELCOME announcing interval_ms 86,400,000 (the largest allowed), numbers sent at once",
+            "accepted; the silence timer (3 days) holds its range: no drop, SUCCESS",
+            Scenario(
+                SF,
+                4,
+                [[s.welcome(interval_ms=86_400_000), s.numbers(pace=False)]],
+                Expect(0, connections=1),
+            ),
+        ),
+        scenario_case(
+            "13.1/welcome-ttl-one-day",
+            "WELCOME announcing session_ttl_ms 86,400,000, a drop, SESSION_UNKNOWN",
+            "accepted; final frame lost judged within that TTL: final_frame_lost true",
+            Scenario(
+                SF,
+                3,
+                [[s.welcome(ttl_ms=86_400_000), s.numbers(2), s.fin], [s.error(20)]],
+                Expect(3, "SESSION_UNKNOWN", connections=2, final_frame_lost=True),
+            ),
+        ),
+        scenario_case(
             "12.4/sigint",
             "SIGINT while the client streams",
             "exit status 130, nothing on stdout (Appendix A.5)",
