@@ -17,7 +17,6 @@ from enum import Enum
 from typing import Any, Literal, Protocol
 
 from proxy import ConnectionRecord, FaultConfig, FaultEvent, FaultKind
-from proxy.cli import fault_config_from_args
 from proxy.faults import DEFAULT_FAULT_WINDOW, DRAWN_KINDS
 
 Mode = Literal["stateless", "stateful"]
@@ -25,6 +24,9 @@ ModeChoice = Literal["stateless", "stateful", "both"]
 
 #: Downstream bytes before a stream's first number: the WELCOME frame (3-byte header + 23).
 WELCOME_BYTES = 26
+#: ``FaultConfig``'s fields, which ``ChaosOptions`` carries under the same names.
+_FAULT_FIELDS = tuple(field.name for field in dataclasses.fields(FaultConfig))
+
 #: stderr lines that were not JSON events, kept per client to explain a failure.
 DIAGNOSTIC_LINES = 8
 
@@ -142,7 +144,8 @@ class ChaosOptions:
 
     def fault_config(self) -> FaultConfig:
         """Raises ValueError for impossible settings (the CLI turns it into exit status 2)."""
-        return fault_config_from_args(self, fault_window=self.fault_window or DEFAULT_FAULT_WINDOW)
+        values = {name: getattr(self, name) for name in _FAULT_FIELDS}
+        return FaultConfig(**values | {"fault_window": self.fault_window or DEFAULT_FAULT_WINDOW})
 
     def rates(self) -> dict[str, float]:
         """The drawn fault kinds that are on, with their rates."""

@@ -17,6 +17,7 @@ from harness.model import ChaosOptions, ClientPhase, ClientSpec, ClientState, Mo
 from harness.recording import RecordingStore
 from harness.servers import SubprocessServers, server_argv
 from harness.verify import parse_result, verify_result, verify_stateful, verify_stateless
+from proxy.cli import FAULT_FIELDS
 from proxy.faults import TERMINAL_KINDS, ConnectionKey, plan_connection
 from reference.store import DelegatingStore, MemoryStore, SessionRecord, StoreError
 
@@ -534,3 +535,11 @@ def test_cli_run_writes_report(tmp_path: Path) -> None:
     assert len(events) == report["proxy"]["faults"]["drop"]
     # Non-tty: one stderr line per client, then nothing but the summary on stdout.
     assert done.stderr.count("verified:") == 4
+
+
+def test_options_carry_every_fault_option_of_the_proxy() -> None:
+    """A fault the proxy learns is a harness option too (same name), never silently dropped."""
+    fields = set(ChaosOptions.__dataclass_fields__)
+    assert set(FAULT_FIELDS) <= fields
+    config = ChaosOptions(partition_rate=0.1, corrupt_rate=0.2, latency=0.5).fault_config()
+    assert (config.partition_rate, config.corrupt_rate, config.latency) == (0.1, 0.2, 0.5)
