@@ -479,6 +479,11 @@ server handed out. Exit 0 iff every client verified (a stateful client whose fin
 fault ate after the server completed its session, spec/PROTOCOL.md §16.6, is excused unless
 --strict).
 
+Each client has its own proxy listener; a fault rate R is the probability that a connection
+carrying stream data is struck by that fault at a point uniform over what it carries, and
+every fault is named by client, connection (1 = first) and frame index. --replay REPORT runs a
+report's clients against its faults again.
+
 On a terminal a live dashboard shows every client, the proxy's counters and faults, and the
 server; otherwise one line per client goes to stderr. The verdict (table or summary line)
 goes to stdout."""
@@ -489,10 +494,13 @@ examples:
   python -m harness.chaos --clients 20 --reset-rate 0.1 --blackhole-rate 0.05 --seed 7
   python -m harness.chaos --client-cmd "node client.js --port {port} --mode {mode} -n {n} --json"
   python -m harness.chaos --servers 3 --store redis --kill-interval 2 --drop-rate 0.2
+  python -m harness.chaos --partition-rate 0.1 --corrupt-rate 0.1 --report run.json
+  python -m harness.chaos --replay run.json
 
 exit status: 0 every client verified (or lost its final frame in a way the server confirms,
-unless --strict); 1 any client failed, the run timed out, was interrupted
-or could not start; 2 bad arguments.
+unless --strict, or caught a corrupted stream by failing loudly); 1 any client failed or
+claimed a false success, the run timed out or could not start, or a replay differed; 2 bad
+arguments; 130 interrupted (the partial report is still written).
 The client-result contract for --client-cmd is in harness/README.md."""
 
 
@@ -654,9 +662,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_fault_arguments(
         parser,
         fault_window_default=None,
-        fault_window_help="terminal fault offsets are drawn below this (default: the size of one "
-        "whole stream of the largest mode, so every part of a stream, first and final frames "
-        "included, gets hit)",
+        fault_window_help="draw fault offsets uniformly below BYTES, as the standalone proxy "
+        "does (default: uniformly over what each connection carries, read off its WELCOME, "
+        "so a rate R is the chance that a connection carrying stream data is struck)",
     )
     add_version(parser)
     return parser
