@@ -388,19 +388,15 @@ class RedisMonitor:
         return seeds
 
 
-def test_conformance_suite_passes(go_server: Path, redis_url: str, tmp_path: Path) -> None:
-    """``python -m harness.conformance server`` with a shared Redis: no FAIL, no NON-STRICT.
+PER_NUMBER_CASE = "redis-6/no-store-ops-per-number"
 
-    Interval 50 ms: wide enough that a case which drops a connection right after a number does so
-    before the next one is due on a loaded machine, and short enough for the per-number store
-    check (redis-6) to tell numbers from refreshes.
-    """
-    report = tmp_path / "conformance.json"
+
+def conformance(go_server: Path, redis_url: str, report: Path, *args: str) -> dict[str, Any]:
     done = subprocess.run(
         [
             sys.executable, "-m", "harness.conformance", "server", "--strict",
-            "--redis-url", redis_url, "--interval", "0.05", "--json", str(report),
-            "--server-cmd", go_template(go_server),
+            "--redis-url", redis_url, "--json", str(report),
+            "--server-cmd", go_template(go_server), *args,
         ],
         capture_output=True,
         text=True,
@@ -408,13 +404,38 @@ def test_conformance_suite_passes(go_server: Path, redis_url: str, tmp_path: Pat
         check=False,
         cwd=ROOT,
     )  # fmt: skip
-    doc = json.loads(report.read_text())
+    doc: dict[str, Any] = json.loads(report.read_text())
     failed = [c for c in doc["cases"] if c["outcome"] in ("FAIL", "NON-STRICT")]
     assert done.returncode == 0, (failed, done.stdout[-3000:], done.stderr[-2000:])
-    assert doc["summary"]["FAIL"] == 0
-    assert doc["summary"]["NON-STRICT"] == 0
-    assert doc["summary"]["SKIPPED"] == 0
-    assert doc["summary"]["PASS"] >= 160
+    return doc
+
+
+def test_conformance_suite_passes(go_server: Path, redis_url: str, tmp_path: Path) -> None:
+    """``python -m harness.conformance server --strict`` with a shared Redis: every case PASS.
+
+    Interval 50 ms, so that a case which drops a connection right after a number does so before
+    the next one is due on a loaded machine. The per-number store case runs on its own at 10 ms:
+    it allows ``4 + 2`` Redis commands per second of extra stream, INFO commandstats counts the 3
+    commands of each REFRESH script, and leases refreshed in one batch per second (STORE-REDIS
+    §4.1) fall at any phase of a stream, so only a short extra stream stays within the bound.
+    """
+    listed = subprocess.run(
+        [sys.executable, "-m", "harness.conformance", "server", "--list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=ROOT,
+    )
+    ids = [line.split()[0] for line in listed.stdout.splitlines() if line.strip()]
+    assert PER_NUMBER_CASE in ids
+    rest = [case for case in ids if case != PER_NUMBER_CASE]
+    doc = conformance(go_server, redis_url, tmp_path / "all.json", "--interval", "0.05", *rest)
+    assert doc["summary"]["PASS"] == len(rest)
+    doc = conformance(
+        go_server, redis_url, tmp_path / "per-number.json", "--interval", "0.01", PER_NUMBER_CASE
+    )
+    assert doc["summary"]["PASS"] == 1
 
 
 # -- point 4: Python and Go servers sharing one Redis -------------------------------------------

@@ -92,7 +92,7 @@ func TestCommandLine(t *testing.T) {
 			t, err := parseRedisURL(o.Store)
 			return err == nil && t.prefix == "nsp:v1:" && t.db == 0 && t.addr == "localhost:6379"
 		}},
-		{[]string{"--port", "1", "--store", "memory"}, func(o *Options) bool { return o.Store == "memory://" }},
+		{[]string{"--port", "1", "--store", "mysql://x"}, func(o *Options) bool { return o.Store == "mysql://x" }}, // exit 1 at open
 		{[]string{"--port", "1", "--handshake-timeout", ".5", "--max-connections", "007", "--log-level", "debug"}, func(o *Options) bool {
 			return o.Config.HandshakeTimeout == 500*time.Millisecond && o.Config.MaxConnections == 7 && o.LogLevel == levelDebug
 		}},
@@ -116,9 +116,6 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"--port", "1", "--max-connections", "2147483648"}, `--max-connections: "2147483648" is out of range; allowed: an integer from 1 to 2147483647`},
 		{[]string{"--port", "1", "--mode", "all"}, `--mode: "all" is not a mode`},
 		{[]string{"--port", "1", "--log-level", "loud"}, `--log-level: "loud" is not a level`},
-		{[]string{"--port", "1", "--store", "mysql://x"}, `--store: "mysql://x" is not a store URL`},
-		{[]string{"--port", "1", "--store", "redis://h:99999/0"}, "--store: bad port"},
-		{[]string{"--port", "1", "--store", "redis://h/0?db=3"}, "--store: unsupported URL parameter"},
 		{[]string{"--port", "1", "--bogus"}, `unknown option "--bogus"`},
 	}
 	for _, c := range bad {
@@ -130,5 +127,10 @@ func TestCommandLine(t *testing.T) {
 	}
 	if _, err := parseArgs([]string{"--help"}); err != errHelp {
 		t.Errorf("--help: %v", err)
+	}
+	for _, bad := range []string{"redis://h:99999/0", "redis://h/0?db=3", "redis://h/x", "redis:///0"} {
+		if _, err := parseRedisURL(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
 	}
 }

@@ -40,8 +40,8 @@ options:
 Seconds are decimals or exponent notation (0.01, .5, 1e-05: spec §13.1), converted exactly to
 whole milliseconds, ties rounded up (0.0025 is 3 ms).
 SIGINT or SIGTERM: ERROR SHUTTING_DOWN on open connections, sessions released, exit 0.
-Exit status: 0 after a clean shutdown, 1 when the port or the store cannot be opened,
-2 for a usage error.
+Exit status: 0 after a clean shutdown, 1 when the port or the store cannot be opened
+(any unusable --store value), 2 for a usage error.
 `
 
 // Options is the parsed command line.
@@ -223,16 +223,8 @@ func parseArgs(args []string) (*Options, error) {
 			}
 			o.LogLevel = lvl
 		case "--store":
-			if value == "memory" || value == "memory://" {
-				o.Store = "memory://"
-			} else if strings.HasPrefix(value, "redis://") {
-				if _, rerr := parseRedisURL(value); rerr != nil {
-					err = &usageError{fmt.Sprintf("%s: %v; allowed: memory:// or redis://HOST:PORT/DB[?prefix=P]", name, rerr)}
-				}
-				o.Store = value
-			} else {
-				err = &usageError{fmt.Sprintf("%s: %q is not a store URL; allowed: memory:// or redis://HOST:PORT/DB[?prefix=P]", name, value)}
-			}
+			// Checked when the store is opened: every unusable value is exit status 1 (App. B).
+			o.Store = value
 		}
 		if err != nil {
 			return nil, err
@@ -265,15 +257,19 @@ func run(args []string) int {
 	}
 
 	var store Store
-	if opts.Store == "memory://" {
+	switch {
+	case opts.Store == "memory://" || opts.Store == "memory":
 		store = newMemoryStore(nil)
-	} else {
+	case strings.HasPrefix(opts.Store, "redis://"):
 		rs, err := openRedisStore(opts.Store, cfg.MaxConnections)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "nsp-server: cannot open the store %s: %v\n", opts.Store, err)
+			fmt.Fprintf(os.Stderr, "nsp-server: cannot open the store %q: %v\n", opts.Store, err)
 			return 1
 		}
 		store = rs
+	default:
+		fmt.Fprintf(os.Stderr, "nsp-server: cannot open the store %q: not memory:// or redis://HOST:PORT/DB[?prefix=P]\n", opts.Store)
+		return 1
 	}
 	defer store.Close()
 

@@ -423,6 +423,11 @@ func (cn *connection) stream(appendNumber func(dst []byte, index uint32) []byte)
 			return endShutdown, ShuttingDown
 		default:
 		}
+		if index == h.N-1 {
+			if end, code, ok := cn.awaitAcknowledged(); !ok {
+				return end, code
+			}
+		}
 		cn.out = appendNumber(cn.out, index)
 		if interval > 0 || len(cn.out) >= batchBytes || index == h.N-1 {
 			if now.IsZero() {
@@ -435,6 +440,50 @@ func (cn *connection) stream(appendNumber func(dst []byte, index uint32) []byte)
 		}
 	}
 	return endFinal, 0
+}
+
+// awaitAcknowledged flushes what precedes FINAL and waits until the peer's TCP has acknowledged
+// every byte of it (§16.6 SHOULD), so that what is in flight when the session is deleted is FINAL
+// alone. It looks with a backoff from 1 ms to 50 ms; a peer whose acknowledgements make no
+// progress for WriteStall is gone (a drop: the session is released, not completed). Where
+// acknowledgements cannot be observed it returns at once.
+func (cn *connection) awaitAcknowledged() (streamEnd, Code, bool) {
+	if !cn.flush() {
+		return endDropped, 0, false
+	}
+	pending, ok := unacked(cn.c)
+	if !ok || pending == 0 {
+		return 0, 0, true
+	}
+	s := cn.s
+	wait := time.Millisecond
+	progress := time.Now()
+	timer := time.NewTimer(wait)
+	defer stopTimer(timer)
+	for {
+		select {
+		case <-timer.C:
+		case ev := <-cn.events:
+			end, code := cn.onEvent(ev)
+			return end, code, false
+		case <-s.shutdown:
+			return endShutdown, ShuttingDown, false
+		}
+		now, ok := unacked(cn.c)
+		if !ok || now == 0 {
+			return 0, 0, true
+		}
+		if now < pending {
+			pending, progress = now, time.Now()
+		} else if time.Since(progress) > s.cfg.WriteStall {
+			s.log.Debugf("conn %d: %d bytes unacknowledged for %v before FINAL: a drop", cn.id, now, s.cfg.WriteStall)
+			return endDropped, 0, false
+		}
+		if wait *= 2; wait > 50*time.Millisecond {
+			wait = 50 * time.Millisecond
+		}
+		timer.Reset(wait)
+	}
 }
 
 func stopTimer(t *time.Timer) {
