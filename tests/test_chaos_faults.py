@@ -235,7 +235,10 @@ EVERY_KIND = ChaosOptions(
     partition_rate=0.15,
     corrupt_rate=0.15,
     refuse_rate=0.1,
-    timeout=60,
+    timeout=90,
+    # Patient timers, so a busy machine does not add connections of its own (a slow WELCOME,
+    # a stalled stream) that the original run did not make.
+    client_args=("--connect-timeout", "5", "--min-silence", "1"),
 )
 
 
