@@ -128,7 +128,8 @@ def test_server_log_shows_peer_text_escaped() -> None:
 
         async def send_hostile_hello() -> None:
             await _wait_listening(port)
-            bad_id = "\x1b[2J\n\x1b]0;owned\x07" + "x" * 27  # 36 bytes: not a UUID
+            bad_id = "\x1b[2J\n\x1b]0;owned\x07" + "x" * 21  # 36 bytes, as a UUID's, but not one
+            assert len(bad_id.encode()) == 36
             async with await anyio.connect_tcp("127.0.0.1", port) as stream:
                 payload = struct.pack(">BBBII", 1, 2, 0, 5, 0) + bad_id.encode()
                 await stream.send(frame(0x01, payload))
@@ -140,7 +141,10 @@ def test_server_log_shows_peer_text_escaped() -> None:
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=20)
-    assert "ERROR MALFORMED_FRAME" in err or "ERROR INVALID" in err or "ERROR " in err
+    ended = [line for line in err.splitlines() if "ended after" in line]
+    assert len(ended) == 2, err  # the readiness probe, then the hostile HELLO
+    assert "ERROR INVALID_CLIENT_ID" in ended[1], err
+    assert "\\x1b[2J\\n\\x1b]0;owned\\x07" in err  # shown, escaped
     _no_terminal_control(err)
 
 
