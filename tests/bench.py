@@ -5,12 +5,15 @@
 * resume latency by resume index (0 .. 65534), as a ratio to resuming at index 0 in the same run;
 * how a burst of resumes near the ends of long sessions delays other streams (lateness);
 * session-store operations per message sent;
-* the memory store's footprint (heap items, bytes) against sessions and TTL, on a fake clock.
+* the memory store's footprint (heap items, bytes) against sessions and TTL, on a fake clock;
+* refreshing many leases on Redis and on a 3-master Redis Cluster: one call per lease (all at
+  once) against one ``refresh_many`` batch.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import statistics
 import struct
@@ -33,10 +36,12 @@ from reference.store import (
     MemoryStore,
     SessionRecord,
     SessionStore,
+    StoreError,
     open_store,
 )
+from reference.store.redis import RedisStore
 
-from .redis_fixture import RedisServerMissingError, redis_server
+from .redis_fixture import RedisServerMissingError, redis_cluster, redis_server
 from .support import RawReader, stateful_hello, stateless_hello
 
 MAX_N = 0xFFFF
@@ -241,6 +246,76 @@ async def memory_store_footprint(
     return len(store._deadlines), used
 
 
+async def refresh_times(url: str, sessions: int, rounds: int) -> dict[str, list[tuple[float, int]]]:
+    """Per round: seconds to refresh ``sessions`` leases, and how many calls failed.
+
+    Two ways: ``refresh`` per lease, all started at once (what one task per connection does in
+    the worst case), and one ``refresh_many`` batch; the store's default 2 s op_timeout applies.
+    """
+    times: dict[str, list[tuple[float, int]]] = {"refresh x N": [], "refresh_many": []}
+    prefix = f"nspbench:{uuid.uuid4().hex}:"
+    async with await RedisStore.connect(url, prefix=prefix) as store:
+        leases = [Lease(str(uuid.uuid4()), f"srv:{i}") for i in range(sessions)]
+        record = SessionRecord(seed=1, n=MAX_N)
+        for client_id, owner in leases:
+            await store.open_session(client_id, record, owner, 600_000)
+        for _ in range(rounds):
+            failed = 0
+
+            async def one(client_id: str, owner: str) -> None:
+                nonlocal failed
+                try:
+                    await store.refresh(client_id, owner, 600_000)
+                except StoreError:
+                    failed += 1
+
+            started = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for client_id, owner in leases:
+                    tg.start_soon(one, client_id, owner)
+            times["refresh x N"].append((time.perf_counter() - started, failed))
+            started = time.perf_counter()
+            try:
+                held = await store.refresh_many(leases, 600_000)
+                assert all(held)
+                failed = 0
+            except StoreError:
+                failed = sessions
+            times["refresh_many"].append((time.perf_counter() - started, failed))
+        for client_id, owner in leases:
+            await store.complete(client_id, owner)
+    return times
+
+
+def _refresh_table(console: Console, sessions: int = 5000, rounds: int = 5) -> None:
+    table = Table(
+        title=f"Refreshing {sessions:,} leases, {rounds} rounds (op_timeout 2 s, one process)"
+    )
+    for column in ("store", "how", "best (ms)", "median (ms)", "worst (ms)", "failed calls"):
+        table.add_column(column, justify="right")
+    try:
+        with contextlib.ExitStack() as stack:
+            host, port = stack.enter_context(redis_cluster(3))[0]
+            urls = {
+                "redis": stack.enter_context(redis_server()),
+                "cluster (3 masters)": f"redis+cluster://{host}:{port}",
+            }
+            for name, url in urls.items():
+                for how, runs in anyio.run(refresh_times, url, sessions, rounds).items():
+                    seconds = [elapsed for elapsed, _ in runs]
+                    table.add_row(
+                        name,
+                        how,
+                        f"{min(seconds) * 1000:.1f}",
+                        f"{statistics.median(seconds) * 1000:.1f}",
+                        f"{max(seconds) * 1000:.1f}",
+                        f"{sum(failed for _, failed in runs):,} of {sessions * rounds:,}",
+                    )
+    except RedisServerMissingError:
+        table.add_row("redis", "redis-server not installed", "", "", "", "")
+    console.print(table)
+
+
 class CountingStore(DelegatingStore):
     """Delegates to a real store and counts each operation: the per-message cost."""
 
@@ -288,18 +363,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="throughput runs, best kept (3)")
     parser.add_argument(
         "--only",
-        choices=["all", "resume", "memory"],
+        choices=["all", "resume", "memory", "refresh"],
         default="all",
         help="'resume': only the per-index resume latency and the burst tables; 'memory': only"
-        " the memory store's footprint",
+        " the memory store's footprint; 'refresh': only lease refreshes on Redis",
     )
     args = parser.parse_args(argv)
     console = Console()
-    _memory_table(console)
-    if args.only == "memory":
-        return 0
-    _resume_tables(console, args.resumes)
-    if args.only == "resume":
+    if args.only in ("all", "refresh"):
+        _refresh_table(console)
+    if args.only in ("all", "memory"):
+        _memory_table(console)
+    if args.only in ("all", "resume"):
+        _resume_tables(console, args.resumes)
+    if args.only != "all":
         return 0
 
     table = Table(title="End to end, n = 65535, interval 0 (server and client in one process)")

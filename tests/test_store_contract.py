@@ -472,6 +472,29 @@ class TestRedis:
                 with pytest.raises(ValueError, match="duration"):
                     await store.claim(new_id(), "a", bad)  # type: ignore[arg-type]
 
+    async def test_refresh_many_keeps_order_across_chunks(self, redis_url: str) -> None:
+        """2,500 leases take three REFRESH_MANY calls; each result lands at its own lease."""
+        async with await RedisStore.connect(redis_url, prefix=f"t{new_id()}:") as store:
+            leases = [Lease(new_id(), f"o{i}") for i in range(2500)]
+            held = {0, 999, 1000, 1001, 1999, 2000, 2499}
+            for i in held:
+                await store.open_session(leases[i].client_id, R1, leases[i].owner, LONG_MS)
+            got = await store.refresh_many(leases, LONG_MS)
+            assert [i for i, ok in enumerate(got) if ok] == sorted(held)
+
+    async def test_refresh_many_script_refuses_bad_arguments(self, redis_url: str) -> None:
+        key = f"t{new_id()}:session:{new_id()}"
+        raw = coredis.Redis.from_url(redis_url, decode_responses=True)
+        async with raw:
+            await raw.hset(key, {"seed": "1", "n": "1", "owner": "o"})
+            for args in (["1000"], ["1000", "o", "o"], ["-5", "o"], ["9" * 13, "o"]):
+                with pytest.raises(coredis.exceptions.ResponseError, match="refresh_many"):
+                    await raw.eval(SCRIPTS["refresh_many"], [key], args)
+            assert await raw.ttl(key) == -1  # nothing written: still no expiry
+            assert await raw.eval(SCRIPTS["refresh_many"], [key], ["1000", "o"]) == [1]
+            assert 0 < await raw.pttl(key) <= 1000
+            await raw.delete([key])
+
     async def test_script_cache_flush_is_survived(self, redis_url: str) -> None:
         raw = coredis.Redis.from_url(redis_url, decode_responses=True)
         async with raw, await RedisStore.connect(redis_url, prefix=f"t{new_id()}:") as store:
