@@ -259,21 +259,7 @@ async def refresh_times(url: str, sessions: int, rounds: int) -> dict[str, list[
         record = SessionRecord(seed=1, n=MAX_N)
         for client_id, owner in leases:
             await store.open_session(client_id, record, owner, 600_000)
-        for _ in range(rounds):
-            failed = 0
-
-            async def one(client_id: str, owner: str) -> None:
-                nonlocal failed
-                try:
-                    await store.refresh(client_id, owner, 600_000)
-                except StoreError:
-                    failed += 1
-
-            started = time.perf_counter()
-            async with anyio.create_task_group() as tg:
-                for client_id, owner in leases:
-                    tg.start_soon(one, client_id, owner)
-            times["refresh x N"].append((time.perf_counter() - started, failed))
+        for _ in range(rounds):  # batches first: the single calls leave replies in flight
             started = time.perf_counter()
             try:
                 held = await store.refresh_many(leases, 600_000)
@@ -282,6 +268,20 @@ async def refresh_times(url: str, sessions: int, rounds: int) -> dict[str, list[
             except StoreError:
                 failed = sessions
             times["refresh_many"].append((time.perf_counter() - started, failed))
+        failed = 0
+
+        async def one(client_id: str, owner: str) -> None:
+            nonlocal failed
+            try:
+                await store.refresh(client_id, owner, 600_000)
+            except StoreError:
+                failed += 1
+
+        started = time.perf_counter()  # one round only: it takes op_timeout-bound seconds
+        async with anyio.create_task_group() as tg:
+            for client_id, owner in leases:
+                tg.start_soon(one, client_id, owner)
+        times["refresh x N"].append((time.perf_counter() - started, failed))
         for client_id, owner in leases:
             await store.complete(client_id, owner)
     return times
@@ -289,7 +289,8 @@ async def refresh_times(url: str, sessions: int, rounds: int) -> dict[str, list[
 
 def _refresh_table(console: Console, sessions: int = 5000, rounds: int = 5) -> None:
     table = Table(
-        title=f"Refreshing {sessions:,} leases, {rounds} rounds (op_timeout 2 s, one process)"
+        title=f"Refreshing {sessions:,} leases: {rounds} batches, then every lease at once"
+        " (op_timeout 2 s, one process)"
     )
     for column in ("store", "how", "best (ms)", "median (ms)", "worst (ms)", "failed calls"):
         table.add_column(column, justify="right")
@@ -309,7 +310,7 @@ def _refresh_table(console: Console, sessions: int = 5000, rounds: int = 5) -> N
                         f"{min(seconds) * 1000:.1f}",
                         f"{statistics.median(seconds) * 1000:.1f}",
                         f"{max(seconds) * 1000:.1f}",
-                        f"{sum(failed for _, failed in runs):,} of {sessions * rounds:,}",
+                        f"{sum(failed for _, failed in runs):,} of {sessions * len(runs):,}",
                     )
     except RedisServerMissingError:
         table.add_row("redis", "redis-server not installed", "", "", "", "")

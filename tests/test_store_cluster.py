@@ -64,6 +64,16 @@ async def test_sessions_spread_over_every_master(
     assert await store.count() == 0
 
 
+async def test_refresh_many_keeps_order_across_pipelines(store: RedisStore) -> None:
+    """1,200 leases take three pipelines on a cluster; each result lands at its own lease."""
+    leases = [Lease(str(uuid.uuid4()), f"o{i}") for i in range(1200)]
+    held = {0, 499, 500, 501, 999, 1000, 1199}
+    for i in held:
+        await store.open_session(leases[i].client_id, SessionRecord(seed=i, n=1), f"o{i}", LONG_MS)
+    got = await store.refresh_many(leases, LONG_MS)
+    assert [i for i, ok in enumerate(got) if ok] == sorted(held)
+
+
 async def test_keys_have_no_hash_tag(redis_cluster_nodes: Nodes) -> None:
     """spec/STORE-REDIS.md: keys are nsp:v1:session:{client_id}, hashed whole, one slot each."""
     port = redis_cluster_nodes[0][1]

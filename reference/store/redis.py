@@ -154,6 +154,9 @@ return held
 #: Leases per REFRESH_MANY call: bounds how long one call keeps Redis busy (about a millisecond).
 REFRESH_MANY_CHUNK: Final = 1000
 
+#: Leases per pipeline on a cluster (one command each), each pipeline under its own deadline.
+CLUSTER_REFRESH_CHUNK: Final = 500
+
 #: Every script by operation name, in the order spec/STORE-REDIS.md lists them.
 SCRIPTS: Final = {
     "open_session": OPEN_SESSION,
@@ -518,29 +521,38 @@ class RedisStore:
         return self._flag("refresh", await self._run("refresh", client_id, owner, _ms(lease_ms)))
 
     async def refresh_many(self, leases: Sequence[Lease], lease_ms: int) -> list[bool]:
-        """One pipeline: REFRESH_MANY per 1,000 leases; on a cluster, REFRESH per lease.
+        """One Redis: one pipeline of REFRESH_MANY per 1,000 leases. A cluster: REFRESH per
+        lease, in pipelines of 500 leases sent one after another, each under its own deadline.
 
         A script may only name keys of one slot on a cluster, and sessions are spread over all
-        slots, so there each lease costs a command of its own (and the client's per-command
-        overhead, about 0.1 ms of CPU here).
+        slots, so there each lease costs a command of its own, and coredis's per-command CPU
+        (0.1 to 0.4 ms here) would keep one pipeline of thousands past the deadline and the
+        event loop busy for as long.
         """
         check_leases(leases, lease_ms)
         if not leases:
             return []
         argv_ms = str(lease_ms)
+        replies: list[object] = []
+        if isinstance(self._client, coredis.RedisCluster):
+            script = self._scripts["refresh"]
+            for chunk in _chunks(leases, CLUSTER_REFRESH_CHUNK):
 
-        async def batch() -> list[object]:
-            requests: list[Awaitable[object]]
-            async with self._client.pipeline(transaction=False) as pipe:
-                if isinstance(self._client, coredis.RedisCluster):
-                    script = self._scripts["refresh"]
-                    requests = [
-                        script([self._key(client_id)], [owner, argv_ms], client=pipe)
-                        for client_id, owner in leases
-                    ]
-                else:
-                    script = self._scripts["refresh_many"]
-                    requests = [
+                async def pipelined(chunk: Sequence[Lease] = chunk) -> list[object]:
+                    async with self._client.pipeline(transaction=False) as pipe:
+                        requests: list[Awaitable[object]] = [
+                            script([self._key(client_id)], [owner, argv_ms], client=pipe)
+                            for client_id, owner in chunk
+                        ]
+                    return [await request for request in requests]
+
+                replies += await self._call("refresh_many", pipelined)
+        else:
+            script = self._scripts["refresh_many"]
+
+            async def scripted() -> list[object]:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    requests: list[Awaitable[object]] = [
                         script(
                             [self._key(client_id) for client_id, _ in chunk],
                             [argv_ms, *(owner for _, owner in chunk)],
@@ -548,17 +560,15 @@ class RedisStore:
                         )
                         for chunk in _chunks(leases, REFRESH_MANY_CHUNK)
                     ]
-            if isinstance(self._client, coredis.RedisCluster):
-                return [await request for request in requests]
-            replies: list[object] = []
-            for request in requests:
-                reply = await request
-                if not isinstance(reply, list | tuple):
-                    raise StoreError(f"redis refresh_many on {self._where}: bad reply {reply!r}")
-                replies.extend(reply)
-            return replies
+                flat: list[object] = []
+                for request in requests:
+                    reply = await request
+                    if not isinstance(reply, list | tuple):
+                        raise StoreError(f"redis refresh_many: bad reply {reply!r}")
+                    flat.extend(reply)
+                return flat
 
-        replies = await self._call("refresh_many", batch)
+            replies = await self._call("refresh_many", scripted)
         if len(replies) != len(leases):
             raise StoreError(f"redis refresh_many on {self._where}: {len(replies)} replies")
         return [self._flag("refresh_many", reply) for reply in replies]
