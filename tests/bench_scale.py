@@ -499,6 +499,8 @@ class RunResult:
     rss_per_session_kb: float
     gc: str
     load_average: str
+    #: WARNING lines the server logged (lease refreshes that failed, store errors...).
+    server_warnings: int = 0
 
 
 def run_one(
@@ -583,6 +585,7 @@ def run_one(
         rss_per_session_kb=(rss_load - rss_idle) / sessions,
         gc=match.group(0)[4:] if match else "not reported",
         load_average=load,
+        server_warnings=log_text.count(" WARNING "),
     )
 
 
@@ -791,6 +794,7 @@ def _table(results: list[RunResult]) -> Table:
         "server CPU %",
         "RSS/session KB",
         "GC pauses",
+        "server warnings",
         "load avg",
     ):
         table.add_column(
@@ -811,6 +815,7 @@ def _table(results: list[RunResult]) -> Table:
             f"{r.cpu_percent:.0f}",
             f"{r.rss_per_session_kb:.1f}",
             r.gc,
+            str(r.server_warnings),
             r.load_average,
         )
     return table
