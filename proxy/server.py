@@ -645,8 +645,8 @@ async def _flush(*streams: SocketStream) -> None:
 def _unsent_bytes(stream: SocketStream) -> int:
     try:
         queued = fcntl.ioctl(_raw_socket(stream).fileno(), termios.TIOCOUTQ, bytes(4))
-    except OSError:  # not Linux, or the socket is already gone: nothing we can wait for
-        return 0
+    except (OSError, ValueError):  # not Linux, or the socket is already gone (a closed
+        return 0  # transport reports descriptor -1, which ioctl refuses with ValueError)
     return int(struct.unpack("i", queued)[0])
 
 
