@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
 import anyio
@@ -176,3 +177,32 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, within: float) -> 
     with anyio.fail_after(within):
         while not await check():  # noqa: ASYNC110 - polling is the only way to observe it
             await anyio.sleep(0.05)
+
+
+async def wait_until_listening(port: int, *, within: float = 15.0) -> None:
+    """Wait for the event 'the port accepts a connection' on 127.0.0.1 (at most ``within`` s)."""
+    with anyio.fail_after(within):
+        while True:
+            try:
+                stream = await anyio.connect_tcp("127.0.0.1", port)
+            except OSError:
+                await anyio.sleep(0.05)
+                continue
+            await stream.aclose()
+            return
+
+
+@contextmanager
+def listening_process(argv: list[str], port: int) -> Iterator[subprocess.Popen[str]]:
+    """Start ``argv`` (stdout and stderr as text pipes), wait until it listens on ``port``.
+
+    Killed at the end if still running; its output is then read so no pipe is left open.
+    """
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        anyio.run(wait_until_listening, port)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)

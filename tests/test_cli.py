@@ -15,8 +15,7 @@ import pytest
 
 from .oracle import doubling_sum
 from .redis_fixture import free_port
-from .support import RawReader, stateful_hello
-from .test_multi_instance import wait_until_listening
+from .support import RawReader, listening_process, stateful_hello
 
 PYTHON = sys.executable
 
@@ -30,19 +29,9 @@ def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 @contextmanager
 def server(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = free_port()
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "reference.server", "--port", str(port), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        anyio.run(wait_until_listening, port)
+    argv = [PYTHON, "-m", "reference.server", "--port", str(port), *args]
+    with listening_process(argv, port) as proc:
         yield proc, port
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=10)
 
 
 @pytest.mark.parametrize("module", ["reference.server", "reference.client"])

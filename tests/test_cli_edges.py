@@ -34,7 +34,7 @@ from reference.logs import printable
 from reference.server import ServerConfig
 
 from .redis_fixture import free_port
-from .support import RawReader, frame, running_server, stateful_hello
+from .support import RawReader, frame, running_server, stateful_hello, wait_until_listening
 
 PYTHON = sys.executable
 
@@ -127,7 +127,7 @@ def test_server_log_shows_peer_text_escaped() -> None:
     try:
 
         async def send_hostile_hello() -> None:
-            await _wait_listening(port)
+            await wait_until_listening(port, within=20)
             bad_id = "\x1b[2J\n\x1b]0;owned\x07" + "x" * 21  # 36 bytes, as a UUID's, but not one
             assert len(bad_id.encode()) == 36
             async with await anyio.connect_tcp("127.0.0.1", port) as stream:
@@ -146,18 +146,6 @@ def test_server_log_shows_peer_text_escaped() -> None:
     assert "ERROR INVALID_CLIENT_ID" in ended[1], err
     assert "\\x1b[2J\\n\\x1b]0;owned\\x07" in err  # shown, escaped
     _no_terminal_control(err)
-
-
-async def _wait_listening(port: int) -> None:
-    with anyio.fail_after(20):
-        while True:
-            try:
-                stream = await anyio.connect_tcp("127.0.0.1", port)
-            except OSError:
-                await anyio.sleep(0.05)
-                continue
-            await stream.aclose()
-            return
 
 
 # --- point 5: the cap is a cap -------------------------------------------------------------------
@@ -321,7 +309,7 @@ def test_server_json_log_format() -> None:
     try:
 
         async def one_stream() -> None:
-            await _wait_listening(port)
+            await wait_until_listening(port, within=20)
             async with await anyio.connect_tcp("127.0.0.1", port) as stream:
                 await stream.send(stateful_hello(str(uuid.uuid4()), 2))
                 with anyio.fail_after(10):

@@ -38,7 +38,7 @@ import pytest
 
 from .oracle import doubling_sum, session_checksum, session_values
 from .redis_fixture import free_port, redis_server_or_skip
-from .test_multi_instance import wait_until_listening
+from .support import listening_process, wait_until_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 GO_DIR = ROOT / "interop" / "go-server"
@@ -118,19 +118,9 @@ def test_go_unit_tests_and_vet(go_server: Path) -> None:
 @pytest.fixture
 def go_listening(go_server: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = free_port()
-    proc = subprocess.Popen(
-        [str(go_server), "--port", str(port), "--interval", "0.5", "--log-level", "warning"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        anyio.run(wait_until_listening, port)
+    argv = [str(go_server), "--port", str(port), "--interval", "0.5", "--log-level", "warning"]
+    with listening_process(argv, port) as proc:
         yield proc, port
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=10)
 
 
 def test_go_server_answers_every_server_side_vector(

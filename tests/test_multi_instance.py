@@ -24,7 +24,13 @@ from reference.store import SessionStore, open_store
 
 from .oracle import session_checksum, session_values
 from .redis_fixture import free_port, redis_server_or_skip
-from .support import PassThroughStream, RawReader, eventually, stateful_hello
+from .support import (
+    PassThroughStream,
+    RawReader,
+    eventually,
+    stateful_hello,
+    wait_until_listening,
+)
 from .test_e2e import Recorder
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -74,19 +80,6 @@ class ServerProcess:
             if self.process.returncode is None:
                 self.process.kill()
                 await self.process.wait()
-
-
-async def wait_until_listening(port: int) -> None:
-    """Wait for the event 'the port accepts a connection' (bounded)."""
-    with anyio.fail_after(15):
-        while True:
-            try:
-                stream = await anyio.connect_tcp("127.0.0.1", port)
-            except OSError:
-                await anyio.sleep(0.05)
-                continue
-            await stream.aclose()
-            return
 
 
 @asynccontextmanager

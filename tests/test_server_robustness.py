@@ -18,8 +18,13 @@ from reference.store import DelegatingStore, MemoryStore
 
 from .oracle import session_checksum
 from .redis_fixture import free_port
-from .support import PassThroughStream, RawReader, stateful_hello, stateless_hello
-from .test_multi_instance import wait_until_listening
+from .support import (
+    PassThroughStream,
+    RawReader,
+    stateful_hello,
+    stateless_hello,
+    wait_until_listening,
+)
 
 pytestmark = pytest.mark.anyio
 
