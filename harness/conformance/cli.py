@@ -61,6 +61,31 @@ def _int(text: str) -> float:
     return float(int(text, 10))
 
 
+def add_ranged(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    low: float,
+    high: float,
+    default: float,
+    what: str,
+    *,
+    unit: str = "",
+    integer: bool = False,
+    note: str = "",
+) -> None:
+    """Add the option ``flag``: a number (a whole one with ``integer``) from ``low`` to ``high``.
+
+    Its help reads ``"{what} ({low}..{high}{unit}, default {default}{note})"``, from the same
+    numbers the check uses; a value outside them exits 2 with one line naming the range.
+    """
+    parser.add_argument(
+        flag,
+        type=_ranged(_int if integer else float, low, high, unit),
+        default=default,
+        help=f"{what} ({low:g}..{high:g}{unit}, default {default:g}{note})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m harness.conformance",
@@ -90,12 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write one self-contained HTML page with every exchange in hex",
     )
     common.add_argument("--list", action="store_true", help="list the cases and exit")
-    common.add_argument(
-        "--concurrency",
-        type=_ranged(_int, 1, 64),
-        default=8,
-        help="cases run at once (1..64, default 8)",
-    )
+    add_ranged(common, "--concurrency", 1, 64, 8, "cases run at once", integer=True)
     common.add_argument(
         "--case-timeout",
         type=_ranged(float, 1, 600, " s"),
@@ -125,17 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
         help='command that starts the server, e.g. "./nspd --port {port} '
         '--interval {interval} --session-ttl {ttl} --store {store}"',
     )
-    server.add_argument(
-        "--interval",
-        type=_ranged(float, 0.001, 2.0, " s"),
-        default=0.02,
-        help="{interval} for a started server (0.001..2 s, default 0.02)",
-    )
-    server.add_argument(
+    add_ranged(server, "--interval", 0.001, 2.0, 0.02, "{interval} for a started server", unit=" s")
+    add_ranged(
+        server,
         "--ttl",
-        type=_ranged(float, 0.5, 120.0, " s"),
-        default=1.5,
-        help="{ttl} for a started server (0.5..120 s, default 1.5: expiry cases run in seconds)",
+        0.5,
+        120.0,
+        1.5,
+        "{ttl} for a started server",
+        unit=" s",
+        note=": expiry cases run in seconds",
     )
     server.add_argument(
         "--redis-url",
@@ -150,11 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(needs redis-server on PATH) and use it as --redis-url",
     )
     server.add_argument("--redis-prefix", default="nsp:v1:", help="key prefix (default nsp:v1:)")
-    server.add_argument(
-        "--handshake-timeout",
-        type=_ranged(float, 0.5, 60.0, " s"),
-        default=5.0,
-        help="the server's handshake timeout (0.5..60 s, default 5)",
+    add_ranged(
+        server, "--handshake-timeout", 0.5, 60.0, 5.0, "the server's handshake timeout", unit=" s"
     )
 
     from .client_role import add_client_arguments
@@ -165,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="test a client",
         description="Play scripted servers to a client started from --client-cmd.",
     )
-    add_client_arguments(client, _ranged, _int)
+    add_client_arguments(client)
     add_version(parser)
     return parser
 

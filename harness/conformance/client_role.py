@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +25,7 @@ from harness import processes
 
 from . import scripted as s
 from . import wire
+from .cli import add_ranged
 from .model import Case, Check, Level
 
 CLIENT_PLACEHOLDERS = (
@@ -107,11 +108,7 @@ class ClientTarget:
         return argv + list(extra)
 
 
-def add_client_arguments(
-    parser: argparse.ArgumentParser,
-    ranged: Callable[..., Callable[[str], float]],
-    integer: Callable[[str], float],
-) -> None:
+def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--client-cmd",
         metavar="TEMPLATE",
@@ -120,36 +117,11 @@ def add_client_arguments(
         "{connect_timeout} {min_silence} (timing placeholders let the suite run fast; without "
         "them the spec defaults are assumed). Default: the reference client",
     )
-    parser.add_argument(
-        "--backoff-initial",
-        type=ranged(float, 0.01, 5, " s"),
-        default=0.1,
-        help="{backoff_initial} (0.01..5 s, default 0.1)",
-    )
-    parser.add_argument(
-        "--backoff-max",
-        type=ranged(float, 0.01, 20, " s"),
-        default=0.4,
-        help="{backoff_max} (0.01..20 s, default 0.4)",
-    )
-    parser.add_argument(
-        "--max-retries",
-        type=ranged(integer, 2, 20),
-        default=3,
-        help="{max_retries} (2..20, default 3)",
-    )
-    parser.add_argument(
-        "--connect-timeout",
-        type=ranged(float, 0.2, 10, " s"),
-        default=3.0,
-        help="{connect_timeout} (0.2..10 s, default 3)",
-    )
-    parser.add_argument(
-        "--min-silence",
-        type=ranged(float, 0.1, 10, " s"),
-        default=1.5,
-        help="{min_silence} (0.1..10 s, default 1.5)",
-    )
+    add_ranged(parser, "--backoff-initial", 0.01, 5, 0.1, "{backoff_initial}", unit=" s")
+    add_ranged(parser, "--backoff-max", 0.01, 20, 0.4, "{backoff_max}", unit=" s")
+    add_ranged(parser, "--max-retries", 2, 20, 3, "{max_retries}", integer=True)
+    add_ranged(parser, "--connect-timeout", 0.2, 10, 3.0, "{connect_timeout}", unit=" s")
+    add_ranged(parser, "--min-silence", 0.1, 10, 1.5, "{min_silence}", unit=" s")
 
 
 async def prepare_client(
