@@ -39,6 +39,7 @@ import pytest
 from .oracle import doubling_sum, session_checksum, session_values
 from .redis_fixture import free_port, redis_server_or_skip
 from .support import listening_process, wait_until_listening
+from .test_interop import assert_server_side_vectors_answered
 
 ROOT = Path(__file__).resolve().parent.parent
 GO_DIR = ROOT / "interop" / "go-server"
@@ -128,15 +129,7 @@ def test_go_server_answers_every_server_side_vector(
 ) -> None:
     """The Node prober (written from the spec too) sends each invalid HELLO, checks the code."""
     _, port = go_listening
-    done = subprocess.run(
-        [node, str(NODE_CLIENT / "tools" / "probe-server.js"), "--port", str(port)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "server-side vectors answered as specified" in done.stdout
+    assert_server_side_vectors_answered(node, port)
 
 
 def test_sigterm_shuts_down_cleanly(go_listening: tuple[subprocess.Popen[str], int]) -> None:

@@ -55,8 +55,13 @@ def test_reference_server_answers_every_server_side_vector(
     node: str, reference_server: int
 ) -> None:
     """The Node prober sends each invalid HELLO of the vectors and checks the ERROR code."""
+    assert_server_side_vectors_answered(node, reference_server)
+
+
+def assert_server_side_vectors_answered(node: str, port: int) -> None:
+    """Run the Node prober (``interop/node-client/tools/probe-server.js``) against ``port``."""
     done = subprocess.run(
-        [node, str(NODE_CLIENT / "tools" / "probe-server.js"), "--port", str(reference_server)],
+        [node, str(NODE_CLIENT / "tools" / "probe-server.js"), "--port", str(port)],
         capture_output=True,
         text=True,
         timeout=120,
