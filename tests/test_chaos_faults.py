@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from harness.chaos import (
     check_options,
-    client_specs,
     load_replay,
     replay_differences,
     run_chaos,
@@ -30,10 +29,11 @@ from harness.chaos import (
 from harness.model import ChaosOptions, ClientPhase, fault_rates
 from harness.streams import NoStream, nsp_shape
 from proxy import ConnectionKey, ConnectionRecord, FaultEvent, FaultKind
-from proxy.faults import DRAWN_KINDS, plan_connection
+from proxy.faults import DRAWN_KINDS
 from reference.protocol import Mode
 
 from .redis_fixture import skip_without_redis
+from .test_harness import first_connection_plans
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -245,18 +245,8 @@ EVERY_KIND = ChaosOptions(
 def seed_with_every_kind(options: ChaosOptions) -> int:
     """A run seed whose clients' first connections draw every drawn kind, one of them refused
     (its next connection draws again)."""
-    config = options.fault_config()
     for seed in range(20_000):
-        proxy_seed, _ = client_specs(options, seed)
-        plans = [
-            plan_connection(
-                ConnectionKey(index=0, client=client, number=1),
-                config=config,
-                schedule=(),
-                seed=proxy_seed,
-            )
-            for client in range(1, options.clients + 1)
-        ]
+        plans = first_connection_plans(options, seed, options.clients)
         kinds = {p.drawn.kind for p in plans if p.drawn is not None and not p.starts_refuse}
         if kinds == set(DRAWN_KINDS) and any(p.starts_refuse for p in plans):
             return seed

@@ -18,7 +18,7 @@ from harness.recording import RecordingStore
 from harness.servers import SubprocessServers, server_argv
 from harness.verify import parse_result, verify_result, verify_stateful, verify_stateless
 from proxy.cli import FAULT_FIELDS
-from proxy.faults import TERMINAL_KINDS, ConnectionKey, plan_connection
+from proxy.faults import TERMINAL_KINDS, ConnectionKey, ConnectionPlan, plan_connection
 from reference.store import DelegatingStore, MemoryStore, SessionRecord, StoreError
 
 from .oracle import decimal, doubling_sum, session_checksum
@@ -289,22 +289,27 @@ def test_seeds_are_unobservable_without_a_shared_store_or_known_ids() -> None:
 # --- runs ---------------------------------------------------------------------------------------
 
 
+def first_connection_plans(options: ChaosOptions, seed: int, clients: int) -> list[ConnectionPlan]:
+    """What the proxy plans for the first connection of clients 1..``clients`` in run ``seed``."""
+    config = options.fault_config()
+    proxy_seed, _ = client_specs(options, seed)
+    return [
+        plan_connection(
+            ConnectionKey(index=0, client=client, number=1),
+            config=config,
+            schedule=(),
+            seed=proxy_seed,
+        )
+        for client in range(1, clients + 1)
+    ]
+
+
 def seed_with_early_faults(options: ChaosOptions, clients: int, at_least: int) -> int:
     """A run seed where at least ``at_least`` clients' first connections draw a terminal fault:
     it strikes a byte of the stream before its last, so it surely fires. (Draws are spread
     evenly over the clients, so "every client" is not possible below a rate of about 1.)"""
-    config = options.fault_config()
     for seed in range(10_000):
-        proxy_seed, _ = client_specs(options, seed)
-        plans = [
-            plan_connection(
-                ConnectionKey(index=0, client=client, number=1),
-                config=config,
-                schedule=(),
-                seed=proxy_seed,
-            )
-            for client in range(1, clients + 1)
-        ]
+        plans = first_connection_plans(options, seed, clients)
         drawn = [plan.drawn for plan in plans if plan.drawn is not None]
         if sum(fault.kind in TERMINAL_KINDS for fault in drawn) >= at_least:
             return seed
