@@ -14,7 +14,7 @@ import anyio
 
 from . import wire
 from .model import Case, Check, Level, Skip
-from .probe import EOF, RESET, Probe, describe
+from .probe import EOF, RESET, Event, Probe, describe
 from .server_role import (
     VECTORS,
     ServerTarget,
@@ -176,6 +176,18 @@ async def _owners(target: ServerTarget, check: Check) -> None:
     check.must(len(set(owners)) == 3, "owner tokens are not unique per connection")
 
 
+async def _after_data(probe: Probe, target: ServerTarget) -> Event | None:
+    """The first event that is not DATA, reading for up to 1 s + 3 intervals + 3 s; the last
+    DATA frame if the stream went on that long, None if nothing came at all."""
+    started = time.monotonic()
+    event: Event | None = None
+    while time.monotonic() - started < 1.0 + 3 * target.interval + 3.0:
+        event = await probe.event(1.0)
+        if not (isinstance(event, wire.Frame) and event.kind == wire.DATA):
+            break
+    return event
+
+
 async def _fenced(target: ServerTarget, check: Check) -> None:
     cid = new_id()
     async with Probe(target.port, check) as probe:
@@ -184,12 +196,7 @@ async def _fenced(target: ServerTarget, check: Check) -> None:
         async with await target.redis() as r:
             await r.call("HSET", target.key(cid), "owner", "conformance-intruder")
             await r.call("PEXPIRE", target.key(cid), "600000")
-        taken = time.monotonic()
-        event = None
-        while time.monotonic() - taken < 1.0 + 3 * target.interval + 3.0:
-            event = await probe.event(1.0)
-            if not (isinstance(event, wire.Frame) and event.kind == wire.DATA):
-                break
+        event = await _after_data(probe, target)
         check.note(f"after the foreign claim: {describe(event) if event else 'nothing'}")
         check.must(
             isinstance(event, wire.Frame) or event in (EOF, RESET),
@@ -215,12 +222,7 @@ async def _deleted_under(target: ServerTarget, check: Check) -> None:
         await read_stream(check, probe, target, wire.STATEFUL, 65535, 0, take=1)
         async with await target.redis() as r:
             await r.call("DEL", target.key(cid))
-        started = time.monotonic()
-        event = None
-        while time.monotonic() - started < 1.0 + 3 * target.interval + 3.0:
-            event = await probe.event(1.0)
-            if not (isinstance(event, wire.Frame) and event.kind == wire.DATA):
-                break
+        event = await _after_data(probe, target)
         check.note(f"after the key vanished: {describe(event) if event else 'nothing'}")
         check.must(
             not (isinstance(event, wire.Frame) and event.kind == wire.DATA),
