@@ -42,7 +42,7 @@ from reference.store import (
 from reference.store.redis import RedisStore
 
 from .redis_fixture import RedisServerMissingError, redis_cluster, redis_server
-from .support import RawReader, stateful_hello, stateless_hello
+from .support import FakeClock, RawReader, stateful_hello, stateless_hello
 
 MAX_N = 0xFFFF
 
@@ -209,14 +209,6 @@ async def burst_lateness(
     return results
 
 
-class _FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def memory_store_footprint(
     sessions: int, ttl_s: int, seconds: int, store_class: type[MemoryStore] = MemoryStore
 ) -> tuple[int, int]:
@@ -225,7 +217,7 @@ async def memory_store_footprint(
     The bytes are what tracemalloc sees allocated between just before the sessions are opened
     and the end (records, entries, dict, heap), minus the caller's own list of leases.
     """
-    clock = _FakeClock()
+    clock = FakeClock()
     leases = [Lease(str(uuid.uuid4()), f"srv-1:{i:06d}") for i in range(sessions)]
     record = SessionRecord(seed=2**63 + 12345, n=MAX_N)
     lease_ms = ttl_s * 1000 + 1000

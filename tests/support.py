@@ -27,6 +27,9 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.now += seconds
 
+    def advance_ms(self, ms: int) -> None:
+        self.now += ms / 1000
+
 
 @dataclass
 class FixedRandom:

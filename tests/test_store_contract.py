@@ -33,6 +33,7 @@ from reference.store import (
 from reference.store.base import SEED_MAX
 from reference.store.redis import DEFAULT_PREFIX, SCRIPTS, RedisStore
 from tests.redis_fixture import free_port, redis_server_or_skip
+from tests.support import FakeClock
 
 SPEC = Path(__file__).resolve().parent.parent / "spec" / "STORE-REDIS.md"
 LONG_MS = 60_000  # a lease no test outlives
@@ -51,19 +52,6 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 def redis_url() -> Iterator[str]:
     with redis_server_or_skip() as url:
         yield url
-
-
-class FakeClock:
-    """A monotonic clock in seconds that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance_ms(self, ms: int) -> None:
-        self.now += ms / 1000
 
 
 def new_id() -> str:

@@ -15,7 +15,7 @@ import pytest
 
 from reference.store import Lease, MemoryStore, SessionRecord
 
-from .test_store_contract import FakeClock
+from .support import FakeClock
 
 pytestmark = pytest.mark.anyio
 
