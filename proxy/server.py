@@ -17,13 +17,13 @@ import struct
 import termios
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import anyio
 from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskGroup, TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 
 from proxy.faults import (
     DEFAULT_SLICE_SIZE,
@@ -49,15 +49,21 @@ log = logging.getLogger(__name__)
 
 NO_FAULTS = FaultConfig()
 #: Bounded buffering, so that bytes the proxy has taken from the server are close to delivered
-#: (what a server that waits for its peer's TCP acknowledgements before FINAL relies on). Per
-#: connection and direction the proxy holds at most: its receive socket buffer (SO_RCVBUF, set
-#: to SOCKET_BUFFER; Linux doubles it for bookkeeping), READ_AHEAD chunks of at most CHUNK
-#: bytes in its own queue (plus the rest of one kernel read, itself bounded by the receive
-#: buffer), and its send socket buffer (SO_SNDBUF, SOCKET_BUFFER). About 64 KiB with the
-#: defaults, against several MiB with Linux's autotuned loopback buffers.
-SOCKET_BUFFER = 8 * 1024
-CHUNK = 4 * 1024
-READ_AHEAD = 4  # chunks a direction may read ahead of its writer: hides latency, keeps backpressure
+#: (what a server that waits for its peer's TCP acknowledgements before FINAL relies on, spec
+#: §16.6). Per connection and direction, bytes the proxy's kernel has acknowledged to the
+#: sender and the proxy has not yet handed to the receiver's connection are at most: what its
+#: receive socket buffer holds (SO_RCVBUF asked as RECEIVE_BUFFER; Linux doubles the figure for
+#: its bookkeeping and advertises about RECEIVE_BUFFER of payload), what the last kernel read
+#: took beyond the chunk being forwarded (at most that much again), and the one chunk of at
+#: most CHUNK bytes being written: about 6 KiB in all (measured: harness/README.md). A chunk
+#: is read only once the previous one is in the next hop's kernel: every send waits until the
+#: kernel has taken all its bytes. With --latency or --jitter a direction also queues up to
+#: READ_AHEAD chunks, the bytes in flight on a slow path. The send socket buffer (SO_SNDBUF,
+#: SEND_BUFFER, doubled likewise) holds bytes already handed on: a drop still delivers them.
+RECEIVE_BUFFER = 2 * 1024
+SEND_BUFFER = 8 * 1024
+CHUNK = 2 * 1024
+READ_AHEAD = 4  # with latency: chunks a direction may read ahead of its writer, so it is paced
 BANDWIDTH_QUANTUM = 0.1  # seconds of traffic per paced piece, so a big chunk is not one long burst
 CONNECT_TIMEOUT = 5.0
 RESET_FLUSH_TIMEOUT = 1.0  # how long a RESET waits for forwarded bytes to leave the kernel
@@ -223,6 +229,7 @@ class ChaosProxy:
                 assert isinstance(listener, SocketListener)  # typed loosely by MultiListener
                 # Inherited by accepted sockets: the upstream direction is buffered little too.
                 _set_buffer(listener.extra(SocketAttribute.raw_socket), socket.SO_RCVBUF)
+                _set_buffer(listener.extra(SocketAttribute.raw_socket), socket.SO_SNDBUF)
                 tg.start_soon(self._accept_loop, listener, tg, client)
             task_status.started(listeners.extra(SocketAttribute.local_port))
 
@@ -267,7 +274,6 @@ class ChaosProxy:
             if record.refused:
                 self._record(record, FaultKind.REFUSE, None, 0, 0)
                 return
-            _set_buffer(_raw_socket(client), socket.SO_SNDBUF)
             connected = await self._connect(record.key)
             if connected is None:
                 return
@@ -308,6 +314,7 @@ class ChaosProxy:
                 )
                 continue
             _set_buffer(_raw_socket(stream), socket.SO_RCVBUF)
+            _set_buffer(_raw_socket(stream), socket.SO_SNDBUF)
             log.debug("connection %d: relaying to %s:%d", key.index, host, port)
             return stream, f"{host}:{port}"
         log.error("connection %d: no upstream accepted it; closing the client", key.index)
@@ -378,18 +385,25 @@ class ChaosProxy:
     async def _pump(
         self, conn: _Connection, direction: Direction, source: SocketStream, sink: SocketStream
     ) -> None:
-        """A reader and a writer per direction, so latency is added from each chunk's arrival."""
+        """Forward one direction. Without latency to add, one task reads a chunk only once the
+        previous one is forwarded; with latency, a reader stamps chunks with their arrival
+        time and queues up to READ_AHEAD of them for the writer, so delays overlap."""
+        way = conn.ways[direction]
+        if not (self._config.latency or self._config.jitter):
+            async with contextlib.aclosing(_arrivals(source)) as arrivals:
+                await self._write(conn, way, arrivals, sink)
+            return
         chunks, pending = anyio.create_memory_object_stream[tuple[float, bytes]](READ_AHEAD)
         with chunks, pending:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_read, conn, source, chunks)
-                await self._write(conn, conn.ways[direction], pending, sink)
+                await self._write(conn, way, pending, sink)
 
     async def _write(
         self,
         conn: _Connection,
         way: _Way,
-        pending: MemoryObjectReceiveStream[tuple[float, bytes]],
+        pending: AsyncIterator[tuple[float, bytes]],
         sink: SocketStream,
     ) -> None:
         try:
@@ -581,9 +595,11 @@ def _abort(stream: SocketStream) -> None:
 
 
 def _set_buffer(sock: socket.socket, option: int) -> None:
-    """Bound a socket buffer (``SOCKET_BUFFER``); best effort, as the kernel may round it."""
+    """Bound a socket buffer (``RECEIVE_BUFFER``, ``SEND_BUFFER``); best effort, as the kernel
+    may round it."""
+    size = RECEIVE_BUFFER if option == socket.SO_RCVBUF else SEND_BUFFER
     with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, option, size)
 
 
 async def _hold_partitioned(client: SocketStream, upstream: SocketStream, since: float) -> None:
@@ -623,6 +639,17 @@ async def _read(
                 await chunks.send((anyio.current_time(), data))
         except _BROKEN:
             conn.scope.cancel()
+
+
+async def _arrivals(source: SocketStream) -> AsyncGenerator[tuple[float, bytes], None]:
+    """Chunks stamped with their arrival time, read one at a time as the caller asks; ends at
+    EOF. A broken source raises (the writer then ends the connection)."""
+    while True:
+        try:
+            data = await source.receive(CHUNK)
+        except anyio.EndOfStream:
+            return
+        yield anyio.current_time(), data
 
 
 async def _discard_until_closed(stream: SocketStream, scope: anyio.CancelScope | None) -> None:
