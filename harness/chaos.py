@@ -19,7 +19,7 @@ import shlex
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,13 +29,16 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from proxy import ChaosProxy, FaultEvent, FaultKind, ScheduledFault
-from proxy.cli import add_fault_arguments, fault_values
+from proxy.cli import add_fault_arguments, fault_config_from_args
+from proxy.faults import DEFAULT_FAULT_WINDOW
 from reference.cli import (
     add_common_arguments,
     add_version,
     non_negative_float,
     positive_float,
     positive_int,
+    program_name,
+    run_program,
     stream_length,
 )
 from reference.protocol import MAX_N
@@ -52,6 +55,8 @@ from .model import (
     ClientSpec,
     ClientState,
     RunView,
+    SessionEvidence,
+    StoreOption,
     fault_rates,
 )
 from .redis_server import ManagedRedis, managed_redis
@@ -60,7 +65,6 @@ from .servers import (
     SERVER_PLACEHOLDERS,
     Servers,
     ServerStartError,
-    SessionEvidence,
     in_process_server,
     subprocess_servers,
 )
@@ -72,11 +76,11 @@ log = logging.getLogger("harness.chaos")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-#: Interrupted (Ctrl-C or SIGTERM): 128 + SIGINT, as shells report it.
+#: Interrupted by SIGINT (Ctrl-C) or SIGTERM: 128 + the signal's number, as shells report it.
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 #: Dashboard redraws per second.
 REFRESH_RATE = 8
-_STORE_SCHEMES = ("memory", "redis", "rediss", "unix")
 
 
 def check_options(options: ChaosOptions) -> None:  # noqa: C901 (one independent check per option combination, a flat list of ifs)
@@ -103,20 +107,12 @@ def check_options(options: ChaosOptions) -> None:  # noqa: C901 (one independent
             continue
         if value <= 0:
             raise ValueError(f"{name} must be > 0")
-        if options.store != "redis":
+        if not options.store.managed:
             raise ValueError(f"{name} needs --store redis (a redis-server the harness runs)")
-    if options.store not in ("memory", "redis") and (
-        options.store.partition(":")[0] not in _STORE_SCHEMES
-    ):
-        raise ValueError(
-            f"--store {options.store!r}: use memory, redis (a throwaway redis-server), "
-            "memory:// or redis://HOST:PORT/DB"
-        )
     if options.client_cmd is not None:
         processes.check_template(options.client_cmd, CLIENT_PLACEHOLDERS)
     for template in options.server_cmd:
         processes.check_template(template, SERVER_PLACEHOLDERS)
-    options.fault_config()  # FaultConfig validates rates, sizes and durations
 
 
 def client_specs(options: ChaosOptions, seed: int) -> tuple[int, list[ClientSpec]]:
@@ -153,8 +149,6 @@ async def run_chaos(
     """
     check_options(options)
     requested = options
-    if options.store == "memory":
-        options = dataclasses.replace(options, store="memory://")
     display = ui or NullUI()
     seed = options.seed if options.seed is not None else secrets.randbits(32)
     proxy_seed, specs = client_specs(options, seed)
@@ -180,29 +174,46 @@ async def run_chaos(
         requested=requested,
         replay_of=replay_of,
     )
+    started = anyio.Event()
     try:
-        with contextlib.ExitStack() as files:
-            event_log: TextIO | None = None
-            if options.event_log is not None:
-                # A small local file the proxy writes line by line: blocking I/O is fine here.
-                event_log = files.enter_context(open(options.event_log, "w", encoding="utf-8"))  # noqa: ASYNC230
-            async with contextlib.AsyncExitStack() as services:
-                redis = None
-                if options.store == "redis":
-                    persistent = options.store_restart_interval is not None
-                    redis = await services.enter_async_context(managed_redis(persistent=persistent))
-                    log.info("started a throwaway redis-server at %s", redis.url)
-                    options = dataclasses.replace(options, store=redis.url)
-                    view.options = report.options = options
-                try:
-                    async with anyio.create_task_group() as store_chaos:
+        async with _start_up_interruptible(stop, started, report):
+            with contextlib.ExitStack() as files:
+                event_log: TextIO | None = None
+                if options.event_log is not None:
+                    # A small local file the proxy writes line by line: blocking I/O is fine here.
+                    event_log = files.enter_context(open(options.event_log, "w", encoding="utf-8"))  # noqa: ASYNC230
+                async with contextlib.AsyncExitStack() as services:
+                    redis = None
+                    if options.store.managed:
+                        persistent = options.store_restart_interval is not None
+                        redis = await services.enter_async_context(
+                            managed_redis(persistent=persistent)
+                        )
+                        log.info("started a throwaway redis-server at %s", redis.url)
+                        options = dataclasses.replace(options, store=StoreOption(redis.url))
+                        view.options = report.options = options
+                    try:
+                        async with anyio.create_task_group() as store_chaos:
+                            if redis is not None:
+                                _start_store_chaos(store_chaos, options, redis, seed)
+                            await _run(
+                                options,
+                                view,
+                                report,
+                                display,
+                                stop,
+                                event_log,
+                                seed,
+                                schedule,
+                                started,
+                            )
+                            store_chaos.cancel_scope.cancel()
+                    finally:
                         if redis is not None:
-                            _start_store_chaos(store_chaos, options, redis, seed)
-                        await _run(options, view, report, display, stop, event_log, seed, schedule)
-                        store_chaos.cancel_scope.cancel()
-                finally:
-                    if redis is not None:
-                        report.store_events = {"pauses": redis.pauses, "restarts": redis.restarts}
+                            report.store_events = {
+                                "pauses": redis.pauses,
+                                "restarts": redis.restarts,
+                            }
     except* (ServerStartError, StoreError, OSError) as group:
         report.error = "; ".join(str(exc) for exc in _leaves(group))
         log.error("run aborted: %s", report.error)
@@ -226,6 +237,34 @@ async def run_chaos(
     return report
 
 
+@asynccontextmanager
+async def _start_up_interruptible(
+    stop: anyio.Event | None, started: anyio.Event, report: ChaosReport
+) -> AsyncIterator[None]:
+    """Until ``started`` (the clients run, and ``_run_clients`` watches ``stop`` itself),
+    ``stop`` abandons the start-up: a server that never answers, a frozen store."""
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        assert stop is not None
+        async with anyio.create_task_group() as either:
+
+            async def first(event: anyio.Event) -> None:
+                await event.wait()
+                either.cancel_scope.cancel()
+
+            either.start_soon(first, stop)
+            either.start_soon(first, started)
+        if stop.is_set() and not started.is_set():
+            report.interrupted = True
+            scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        if stop is not None:
+            tg.start_soon(watch, tg.cancel_scope)
+        yield
+        tg.cancel_scope.cancel()
+
+
 async def _run(
     options: ChaosOptions,
     view: RunView,
@@ -235,11 +274,12 @@ async def _run(
     event_log: TextIO | None,
     seed: int,
     schedule: Sequence[ScheduledFault],
+    started: anyio.Event,
 ) -> None:
     async with _servers(options, seed, view.clients) as servers:
         proxy = ChaosProxy(
             [(HOST, port) for port in servers.ports],
-            config=options.fault_config(),
+            config=options.faults,
             schedule=schedule,
             seed=view.proxy_seed,
             event_log=event_log,
@@ -260,6 +300,7 @@ async def _run(
                     )
                 )
             view.proxy, view.proxy_port, view.servers = proxy, port, servers
+            started.set()
             display.start(view)
             try:
                 tg.start_soon(_refresh_loop, view, servers, display)
@@ -404,10 +445,7 @@ async def _judge(options: ChaosOptions, state: ClientState, servers: Servers) ->
             n=spec.n,
             exit_code=state.exit_code,
             client_id=spec.client_id if passes_client_id(options) else None,
-            seed=evidence.seed,
-            seed_known=evidence.seed_known,
-            changed_seed=evidence.changed_seed,
-            completed=evidence.completed,
+            evidence=evidence,
         )
     )
     state.seed_checked = verdict.seed_checked
@@ -500,13 +538,14 @@ examples:
 exit status: 0 every client verified (or lost its final frame in a way the server confirms,
 unless --strict, or caught a corrupted stream by failing loudly); 1 any client failed or
 claimed a false success, the run timed out or could not start, or a replay differed; 2 bad
-arguments; 130 interrupted (the partial report is still written).
+arguments; 130 on SIGINT (Ctrl-C), 143 on SIGTERM, at any moment: once the run has started
+the partial report is still written (a second signal abandons it).
 The client-result contract for --client-cmd is in harness/README.md."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.chaos",
+        prog=program_name("python -m harness.chaos"),
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -592,13 +631,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.add_argument(
         "--store",
-        default="memory://",
+        type=_store_option,
+        default=StoreOption(),
         metavar="STORE",
         help="session store: memory (or memory://), redis (the harness starts a throwaway "
         "redis-server) or redis://HOST:PORT/DB (default memory://)",
     )
     server.add_argument(
         "--redis-url",
+        type=_store_option,
         default=None,
         metavar="URL",
         help="use this Redis instead of a throwaway one (implies --store URL)",
@@ -670,7 +711,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _store_option(text: str) -> StoreOption:
+    try:
+        return StoreOption.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--store {text!r}: ")) from None
+
+
 def options_from_args(args: argparse.Namespace) -> ChaosOptions:
+    """Raises ValueError for fault settings no single option's type rejects (rates above 1)."""
+    window = args.fault_window
     return ChaosOptions(
         clients=args.clients,
         mode=args.mode,
@@ -678,10 +728,11 @@ def options_from_args(args: argparse.Namespace) -> ChaosOptions:
         seed=args.seed,
         interval=args.interval,
         session_ttl=args.session_ttl,
-        store=args.redis_url or ("memory://" if args.store == "memory" else args.store),
+        store=args.redis_url or args.store,
         concurrency=args.concurrency,
         timeout=args.timeout,
-        **fault_values(args),
+        faults=fault_config_from_args(args, fault_window=window or DEFAULT_FAULT_WINDOW),
+        sized_faults=window is None,
         client_cmd=args.client_cmd,
         client_args=tuple(shlex.split(args.client_args)),
         server_cmd=tuple(args.server_cmd),
@@ -694,31 +745,55 @@ def options_from_args(args: argparse.Namespace) -> ChaosOptions:
     )
 
 
-async def _watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
+async def _watch_signals(
+    signals: AsyncIterator[int], stop: anyio.Event, scope: anyio.CancelScope, received: list[int]
+) -> None:
     """First Ctrl-C: stop clients and report what happened. Second: abandon the report."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if stop.is_set():
-                log.error("%s again: aborting", signal.Signals(signum).name)
-                scope.cancel()
-                return
-            log.warning(
-                "%s: stopping clients, then summarising (again to abort)",
-                signal.Signals(signum).name,
-            )
-            stop.set()
+    async for signum in signals:
+        received.append(signum)
+        if stop.is_set():
+            log.error("%s again: aborting", signal.Signals(signum).name)
+            scope.cancel()
+            return
+        log.warning(
+            "%s: stopping clients, then summarising (again to abort)",
+            signal.Signals(signum).name,
+        )
+        stop.set()
+
+
+def _interrupted(signum: int) -> int:
+    """The status for a run a signal ended: 128 + its number, as shells report it."""
+    return EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED
 
 
 async def _main(
-    options: ChaosOptions, ui: ChaosUI, schedule: Sequence[ScheduledFault], replay_of: str | None
-) -> ChaosReport | None:
+    options: ChaosOptions,
+    ui: ChaosUI,
+    schedule: Sequence[ScheduledFault],
+    replay_of: str | None,
+    finish: Callable[[ChaosReport], int],
+) -> int:
+    """The run, then ``finish(report)`` (writing it, printing the verdict) with the signals
+    handled throughout: a signal during ``finish`` waits for it (it is quick, and the report
+    is what the user asked for); ``run_program`` covers the moments before and after."""
     stop = anyio.Event()
+    received: list[int] = []
     report = None
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_watch_signals, stop, tg.cancel_scope)
-        report = await run_chaos(options, ui=ui, stop=stop, schedule=schedule, replay_of=replay_of)
-        tg.cancel_scope.cancel()
-    return report
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, signals, stop, tg.cancel_scope, received)
+            report = await run_chaos(
+                options, ui=ui, stop=stop, schedule=schedule, replay_of=replay_of
+            )
+            tg.cancel_scope.cancel()
+        if report is None:
+            print("chaos: aborted", file=sys.stderr)
+            return _interrupted(received[-1])
+        status = finish(report)
+    if report.interrupted:
+        return _interrupted(received[0] if received else signal.SIGINT)
+    return status
 
 
 def _configure_logging(level: str, handler: logging.Handler) -> None:
@@ -751,7 +826,7 @@ def _write_report(path: str, report: ChaosReport) -> bool:
 
 
 def _warn_about(options: ChaosOptions) -> None:
-    shared = not options.store.startswith("memory:")
+    shared = options.store.shared
     if "stateful" in options.modes and options.server_subprocess and not shared:
         if options.server_count > 1:
             log.warning(
@@ -795,10 +870,8 @@ def load_replay(path: str) -> tuple[ChaosOptions, list[ScheduledFault], dict[str
         raise ValueError(f"{path}: malformed report ({exc})") from None
     if original.server_subprocess:
         raise ValueError("--replay reproduces runs with the in-process server only")
-    options = dataclasses.replace(
-        original,
-        seed=seed,
-        event_log=None,
+    quiet = dataclasses.replace(
+        original.faults,
         drop_rate=0.0,
         reset_rate=0.0,
         blackhole_rate=0.0,
@@ -806,6 +879,7 @@ def load_replay(path: str) -> tuple[ChaosOptions, list[ScheduledFault], dict[str
         corrupt_rate=0.0,
         refuse_rate=0.0,
     )
+    options = dataclasses.replace(original, seed=seed, event_log=None, faults=quiet)
     return options, schedule, doc
 
 
@@ -843,9 +917,9 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 (CLI glue: eac
             options, schedule, original = load_replay(args.replay)
         except ValueError as exc:
             parser.error(f"--replay: {exc}")
-    else:
-        options = options_from_args(args)
     try:
+        if args.replay is None:
+            options = options_from_args(args)
         check_options(options)
     except ValueError as exc:
         parser.error(str(exc))
@@ -868,37 +942,46 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 (CLI glue: eac
     _configure_logging(args.log_level, handler)
     _warn_about(options)
 
-    try:
-        report = anyio.run(_main, options, ui, schedule, args.replay)
-    except KeyboardInterrupt:  # before the signal handler was installed: nothing ran yet
-        report = None
-    if report is None:
-        print("chaos: aborted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    written = args.report is None or _write_report(args.report, report)
-    verdict_stream = sys.stderr if to_stdout else sys.stdout
-    if live:
-        console.print(summary_table(report))
-        console.print(summary_line(report), highlight=False, soft_wrap=True)
-    else:
-        print(summary_line(report), file=verdict_stream, flush=True)
-    status = EXIT_OK if report.ok and written else EXIT_FAILED
-    if original is not None:
-        differences = replay_differences(original, report)
-        for line in differences:
-            print(f"chaos: replay differs: {line}", file=verdict_stream)
-        same = "differs" if differences else "reproduced the same"
-        print(
-            f"chaos: replay of {args.replay} {same} {len(report.fault_list())} faults and "
-            f"{len(report.clients)} verdicts",
-            file=verdict_stream,
-            flush=True,
-        )
-        if differences:
+    def finish(report: ChaosReport) -> int:
+        written = args.report is None or _write_report(args.report, report)
+        verdict_stream = sys.stderr if to_stdout else sys.stdout
+        if live:
+            console.print(summary_table(report))
+            console.print(summary_line(report), highlight=False, soft_wrap=True)
+        else:
+            print(summary_line(report), file=verdict_stream, flush=True)
+        status = EXIT_OK if report.ok and written else EXIT_FAILED
+        if original is not None and _replay_differs(args.replay, original, report, verdict_stream):
             status = EXIT_FAILED
-    if report.interrupted:
-        return EXIT_INTERRUPTED
-    return status
+        return status
+
+    async def entry(_: argparse.Namespace) -> int:
+        return await _main(options, ui, schedule, args.replay, finish)
+
+    return run_program(entry, args, prog=parser.prog, backend="asyncio", on_signal=_aborted)
+
+
+def _aborted(signum: int) -> int:
+    """A signal before the run could start or after it reported: nothing more to say."""
+    print(f"chaos: {signal.Signals(signum).name}: aborted", file=sys.stderr)
+    return _interrupted(signum)
+
+
+def _replay_differs(
+    path: str, original: dict[str, Any], report: ChaosReport, stream: TextIO
+) -> bool:
+    """Say whether the replay reproduced the run it replayed, and how it differs if not."""
+    differences = replay_differences(original, report)
+    for line in differences:
+        print(f"chaos: replay differs: {line}", file=stream)
+    same = "differs" if differences else "reproduced the same"
+    print(
+        f"chaos: replay of {path} {same} {len(report.fault_list())} faults and "
+        f"{len(report.clients)} verdicts",
+        file=stream,
+        flush=True,
+    )
+    return bool(differences)
 
 
 if __name__ == "__main__":

@@ -173,28 +173,29 @@ def describe_run(view: RunView) -> str:
 
 
 def describe_faults(options: ChaosOptions) -> str:
+    faults = options.faults
     parts = [
         f"{name} {rate:g}"
         for name, rate in (
-            ("drop", options.drop_rate),
-            ("reset", options.reset_rate),
-            ("blackhole", options.blackhole_rate),
-            ("partition", options.partition_rate),
-            ("corrupt", options.corrupt_rate),
-            ("refuse", options.refuse_rate),
+            ("drop", faults.drop_rate),
+            ("reset", faults.reset_rate),
+            ("blackhole", faults.blackhole_rate),
+            ("partition", faults.partition_rate),
+            ("corrupt", faults.corrupt_rate),
+            ("refuse", faults.refuse_rate),
         )
         if rate
     ]
-    if options.rates() and options.fault_window is not None:
-        parts.append(f"window {options.fault_window} B")
-    if options.limit_data is not None:
-        parts.append(f"limit-data {options.limit_data} B")
-    if options.latency or options.jitter:
-        parts.append(f"latency {options.latency:g}±{options.jitter:g} s")
-    if options.bandwidth is not None:
-        parts.append(f"bandwidth {options.bandwidth} B/s")
-    if options.slice_size is not None:
-        parts.append(f"slice {options.slice_size} B / {options.slice_delay:g} s")
+    if options.rates() and not options.sized_faults:
+        parts.append(f"window {faults.fault_window} B")
+    if faults.limit_data is not None:
+        parts.append(f"limit-data {faults.limit_data} B")
+    if faults.latency or faults.jitter:
+        parts.append(f"latency {faults.latency:g}±{faults.jitter:g} s")
+    if faults.bandwidth is not None:
+        parts.append(f"bandwidth {faults.bandwidth} B/s")
+    if faults.slice_size is not None:
+        parts.append(f"slice {faults.slice_size} B / {faults.slice_delay:g} s")
     if options.kill_interval is not None:
         parts.append(f"kill a server every {options.kill_interval:g} s")
     if options.store_pause_interval is not None:
@@ -205,17 +206,18 @@ def describe_faults(options: ChaosOptions) -> str:
 
 
 def enabled_fault_kinds(options: ChaosOptions) -> list[str]:
+    faults = options.faults
     enabled = {
-        FaultKind.DROP: options.drop_rate > 0,
-        FaultKind.RESET: options.reset_rate > 0,
-        FaultKind.BLACKHOLE: options.blackhole_rate > 0,
-        FaultKind.PARTITION: options.partition_rate > 0,
-        FaultKind.CORRUPT: options.corrupt_rate > 0,
-        FaultKind.REFUSE: options.refuse_rate > 0,
-        FaultKind.LIMIT_DATA: options.limit_data is not None,
-        FaultKind.LATENCY: bool(options.latency or options.jitter),
-        FaultKind.BANDWIDTH: options.bandwidth is not None,
-        FaultKind.SLICE: options.slice_size is not None,
+        FaultKind.DROP: faults.drop_rate > 0,
+        FaultKind.RESET: faults.reset_rate > 0,
+        FaultKind.BLACKHOLE: faults.blackhole_rate > 0,
+        FaultKind.PARTITION: faults.partition_rate > 0,
+        FaultKind.CORRUPT: faults.corrupt_rate > 0,
+        FaultKind.REFUSE: faults.refuse_rate > 0,
+        FaultKind.LIMIT_DATA: faults.limit_data is not None,
+        FaultKind.LATENCY: bool(faults.latency or faults.jitter),
+        FaultKind.BANDWIDTH: faults.bandwidth is not None,
+        FaultKind.SLICE: faults.slice_size is not None,
     }
     return [kind.value for kind, on in enabled.items() if on]
 

@@ -17,15 +17,15 @@ from enum import Enum
 from typing import Any, Literal, Protocol
 
 from proxy import ConnectionRecord, FaultConfig, FaultEvent, FaultKind
-from proxy.faults import DEFAULT_FAULT_WINDOW, DRAWN_KINDS
+from proxy.faults import DRAWN_KINDS
 
 Mode = Literal["stateless", "stateful"]
 ModeChoice = Literal["stateless", "stateful", "both"]
 
 #: Downstream bytes before a stream's first number: the WELCOME frame (3-byte header + 23).
 WELCOME_BYTES = 26
-#: ``FaultConfig``'s fields, which ``ChaosOptions`` carries under the same names.
-_FAULT_FIELDS = tuple(field.name for field in dataclasses.fields(FaultConfig))
+#: Store URL schemes the servers can open (``reference.store.open_store``).
+STORE_SCHEMES = ("memory", "redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 
 #: stderr lines that were not JSON events, kept per client to explain a failure.
 DIAGNOSTIC_LINES = 8
@@ -35,6 +35,49 @@ def modes_for(choice: ModeChoice) -> tuple[Mode, ...]:
     if choice == "both":
         return ("stateless", "stateful")
     return (choice,)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOption:
+    """``--store``, parsed once: a store URL the servers open, or (``url`` None) the throwaway
+    redis-server the harness starts itself (``--store redis``), whose URL ``resolved`` fills in
+    once it runs."""
+
+    url: str | None = "memory://"
+
+    @classmethod
+    def parse(cls, text: str) -> StoreOption:
+        """``memory``, ``redis`` or a store URL; raises ValueError naming the choices."""
+        if text == "memory":
+            return cls("memory://")
+        if text == "redis":
+            return cls(None)
+        if text.partition(":")[0] in STORE_SCHEMES and "://" in text:
+            return cls(text)
+        raise ValueError(
+            f"--store {text!r}: use memory, redis (a throwaway redis-server), "
+            "memory:// or redis://HOST:PORT/DB"
+        )
+
+    @property
+    def managed(self) -> bool:
+        """The harness runs the redis-server (``--store redis``), not yet started."""
+        return self.url is None
+
+    @property
+    def shared(self) -> bool:
+        """Every server instance sees the same sessions (anything but ``memory://``)."""
+        return self.url is None or not self.url.startswith("memory:")
+
+    @property
+    def resolved_url(self) -> str:
+        """The URL to open; for ``--store redis`` only once the redis-server runs."""
+        if self.url is None:
+            raise ValueError("--store redis: the harness's redis-server is not running yet")
+        return self.url
+
+    def __str__(self) -> str:
+        return "redis" if self.url is None else self.url
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,27 +116,15 @@ class ChaosOptions:
     seed: int | None = None
     interval: float = 0.01
     session_ttl: float = 30.0
-    store: str = "memory://"
+    store: StoreOption = StoreOption()
     concurrency: int | None = None
     #: None: 30 s plus four times the streaming time of every wave of clients.
     timeout: float | None = None
-    # Faults (proxy.FaultConfig). fault_window None: each drawn fault strikes a byte uniform
-    # over what its connection carries (the proxy's sizer reads it off the WELCOME); set: the
-    # standalone proxy's window semantics.
-    drop_rate: float = 0.0
-    reset_rate: float = 0.0
-    blackhole_rate: float = 0.0
-    partition_rate: float = 0.0
-    corrupt_rate: float = 0.0
-    fault_window: int | None = None
-    refuse_rate: float = 0.0
-    refuse_duration: float = 0.5
-    limit_data: int | None = None
-    latency: float = 0.0
-    jitter: float = 0.0
-    bandwidth: int | None = None
-    slice_size: int | None = None
-    slice_delay: float = 0.0
+    #: The proxy's faults. Drawn faults strike a byte uniform over what each connection
+    #: carries (the proxy's sizer reads it off the WELCOME) unless ``sized_faults`` is false:
+    #: then below ``faults.fault_window``, the standalone proxy's semantics.
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    sized_faults: bool = True
     # What runs: the reference implementations unless a command template says otherwise.
     client_cmd: str | None = None
     client_args: tuple[str, ...] = ()
@@ -137,26 +168,17 @@ class ChaosOptions:
         waves = math.ceil(self.clients / self.effective_concurrency) if self.clients else 0
         return 30.0 + 4 * self.n * self.interval * waves
 
-    @property
-    def sized_faults(self) -> bool:
-        """Drawn faults strike uniformly within each connection (no ``fault_window``)."""
-        return self.fault_window is None
-
-    def fault_config(self) -> FaultConfig:
-        """Raises ValueError for impossible settings (the CLI turns it into exit status 2)."""
-        values = {name: getattr(self, name) for name in _FAULT_FIELDS}
-        return FaultConfig(**values | {"fault_window": self.fault_window or DEFAULT_FAULT_WINDOW})
-
     def rates(self) -> dict[str, float]:
         """The drawn fault kinds that are on, with their rates."""
-        config = self.fault_config()
-        return {kind.value: config.rate(kind) for kind in DRAWN_KINDS if config.rate(kind) > 0}
+        rates = {kind.value: self.faults.rate(kind) for kind in DRAWN_KINDS}
+        return {kind: rate for kind, rate in rates.items() if rate > 0}
 
     def client_timing(self) -> ClientTiming:
         """Timeouts long enough for the configured shaping, short enough to notice a blackhole."""
-        delay = self.latency + self.jitter + self.slice_delay
-        if self.bandwidth:
-            delay += WELCOME_BYTES / self.bandwidth
+        faults = self.faults
+        delay = faults.latency + faults.jitter + faults.slice_delay
+        if faults.bandwidth:
+            delay += WELCOME_BYTES / faults.bandwidth
         return ClientTiming(
             backoff_initial=0.05,
             backoff_max=1.0,
@@ -168,6 +190,7 @@ class ChaosOptions:
     def options_json(self) -> dict[str, Any]:
         """Exactly the options, as given: ``from_json`` rebuilds them (for ``--replay``)."""
         doc = dataclasses.asdict(self)
+        doc["store"] = str(self.store)
         doc["client_args"] = list(self.client_args)
         doc["server_cmd"] = list(self.server_cmd)
         return doc
@@ -184,12 +207,16 @@ class ChaosOptions:
             if name in values:
                 values[name] = tuple(values[name])
         try:
+            if "store" in values:
+                values["store"] = StoreOption.parse(values["store"])
+            if "faults" in values:
+                values["faults"] = FaultConfig(**values["faults"])
             return cls(**values)
         except TypeError as exc:
             raise ValueError(str(exc)) from None
 
     def to_json(self) -> dict[str, Any]:
-        doc = dataclasses.asdict(self)
+        doc = self.options_json()
         doc["client_args"] = list(self.client_args)
         doc["server_cmd"] = list(self.server_cmd)
         doc["servers"] = self.server_count
@@ -371,6 +398,26 @@ class ClientState:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SessionEvidence:
+    """What the server side shows of one stateful client's session, for its verdict.
+
+    ``seed``: the seed the server handed out (None if never seen). ``seed_known``: the harness
+    sees every session opened, so None means the server never opened one. ``changed_seed``: a
+    later, different seed for the same session (servers broke it). ``completed``: the session
+    was completed, i.e. FINAL was written (None: the harness cannot tell).
+    """
+
+    seed: int | None = None
+    seed_known: bool = False
+    changed_seed: int | None = None
+    completed: bool | None = None
+
+
+#: What a client whose server side the harness cannot see has as evidence.
+NO_EVIDENCE = SessionEvidence()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServerInstance:
     """One server subprocess as the dashboard shows it."""
 
@@ -433,7 +480,7 @@ class RunView:
 
 
 #: The ``--report`` document's layout version; bumped whenever a field changes meaning.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Fault kinds that strike a connection (the report's ``faults``); shaping is not listed.
 STRIKING_KINDS = frozenset({*DRAWN_KINDS, FaultKind.REFUSE, FaultKind.LIMIT_DATA})
 

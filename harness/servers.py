@@ -32,7 +32,7 @@ from reference.store import SessionRecord, SessionStore, StoreError, open_store
 
 from . import processes
 from .clients import passes_client_id
-from .model import ChaosOptions, ClientState, ServerInstance
+from .model import ChaosOptions, ClientState, ServerInstance, SessionEvidence
 from .recording import RecordingStore
 
 log = logging.getLogger("harness.servers")
@@ -54,22 +54,6 @@ SEED_POLL = 0.05
 
 class ServerStartError(Exception):
     """A server did not accept connections in time; the run cannot start."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionEvidence:
-    """What the server side shows of one stateful client's session, for its verdict.
-
-    ``seed``: the seed the server handed out (None if never seen). ``seed_known``: the harness
-    sees every session opened, so None means the server never opened one. ``changed_seed``: a
-    later, different seed for the same session (servers broke it). ``completed``: the session
-    was completed, i.e. FINAL was written (None: the harness cannot tell).
-    """
-
-    seed: int | None = None
-    seed_known: bool = False
-    changed_seed: int | None = None
-    completed: bool | None = None
 
 
 #: The client whose connection the in-process server is handling: its own listener's client.
@@ -125,10 +109,6 @@ class InProcessServers:
     def kills(self) -> int:
         return 0
 
-    @property
-    def seeds_visible(self) -> bool:
-        return True
-
     async def evidence(self, client_id: str, *, started_at: float | None) -> SessionEvidence:
         """Every session the server opens and completes passes through the recording store."""
         record = self.store.sessions.get(client_id)
@@ -160,7 +140,7 @@ async def in_process_server(
 ) -> AsyncIterator[InProcessServers]:
     """The reference server with a recording store and the run's seeded randomness, listening
     on its own port and on one port per client in ``clients``."""
-    store = RecordingStore(await open_store(options.store))
+    store = RecordingStore(await open_store(options.store.resolved_url))
     try:
         config = ServerConfig(host=HOST, interval=options.interval, session_ttl=options.session_ttl)
         server = NumberServer(config, store, random_source=SeededRandomSource(seed))
@@ -248,10 +228,6 @@ class SubprocessServers:
         told their ids. A session that opened and completed between two reads is missing.
         """
         return self._seeds
-
-    @property
-    def seeds_visible(self) -> bool:
-        return self._seeds is not None
 
     async def evidence(self, client_id: str, *, started_at: float | None) -> SessionEvidence:
         """The seeds read while the client ran, and whether its session was completed.
@@ -462,7 +438,7 @@ def server_argv(options: ChaosOptions, port: int, instance: int = 0) -> list[str
         "port": port,
         "interval": f"{options.interval:g}",
         "ttl": f"{options.session_ttl:g}",
-        "store": options.store,
+        "store": options.store.resolved_url,
     }
     if not options.server_cmd:
         argv = processes.render_template(DEFAULT_SERVER_ARGS, values)
@@ -480,9 +456,9 @@ async def subprocess_servers(
     With a shared store, also watch it for the seeds of the running ``clients``.
     """
     store = None
-    if not options.store.startswith("memory:"):
+    if options.store.shared:
         try:
-            store = await open_store(options.store)
+            store = await open_store(options.store.resolved_url)
         except (StoreError, ValueError, OSError) as exc:
             log.warning("cannot open %s to count sessions and read seeds: %s", options.store, exc)
     ports = free_ports(options.server_count)

@@ -17,7 +17,7 @@ from typing import Any
 from reference.numbers import to_decimal
 from reference.protocol.sequences import stateful_checksum, stateless_sum
 
-from .model import Mode
+from .model import NO_EVIDENCE, Mode, SessionEvidence
 
 _DIGITS = re.compile(r"[0-9]+")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -104,21 +104,18 @@ def verify_result(  # noqa: C901 (one check per field of spec Appendix A.4, each
     n: int,
     exit_code: int | None,
     client_id: str | None = None,
-    seed: int | None = None,
-    seed_known: bool = False,
-    changed_seed: int | None = None,
-    completed: bool | None = None,
+    evidence: SessionEvidence = NO_EVIDENCE,
 ) -> Verdict:
     """The whole verdict on one client run.
 
     ``client_id``: the id the client was told to use, if the command passed it on.
-    ``seed_known``: the harness records every seed its server hands out; then a stateful
-    result naming a session the server never opened is a failure, not an unchecked pass.
-    ``changed_seed``: another seed the harness saw later in the same session (``seed`` being
-    the first); a session's seed never changes, so the servers failed the client.
-    ``completed``: whether the server completed (wrote FINAL for) that session; None when the
-    harness cannot see it.
+    ``evidence``: what the server side showed of a stateful client's session. With
+    ``seed_known`` (the harness records every seed its server hands out) a stateful result
+    naming a session the server never opened is a failure, not an unchecked pass; a
+    ``changed_seed`` means the servers failed the client (a session's seed never changes);
+    ``completed`` confirms or refutes a final frame lost (None: the harness cannot see it).
     """
+    seed = evidence.seed
     if result is None:
         return _fail(f"no JSON result on stdout (exit code {exit_code})")
     if result.get("mode") != mode:
@@ -132,12 +129,14 @@ def verify_result(  # noqa: C901 (one check per field of spec Appendix A.4, each
             return _fail(f"client_id must be a string, got {reported_id!r}")
         if client_id is not None and reported_id != client_id:
             return _fail(f"client_id is {reported_id!r}, the client was given {client_id!r}")
-        if seed_known and seed is None:
+        if evidence.seed_known and seed is None:
             return _fail(f"the server never opened a session for client_id {reported_id}")
-        if changed_seed is not None:
-            return _fail(f"session seed changed while the client ran: {seed}, then {changed_seed}")
+        if evidence.changed_seed is not None:
+            return _fail(
+                f"session seed changed while the client ran: {seed}, then {evidence.changed_seed}"
+            )
         if result.get("final_frame_lost") is True:
-            return _final_frame_lost(result, exit_code, completed)
+            return _final_frame_lost(result, exit_code, evidence.completed)
     if exit_code != 0:
         detail = result.get("error")
         return _fail(f"exit code {exit_code}" + (f" ({detail})" if detail else ""))

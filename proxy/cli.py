@@ -24,6 +24,7 @@ from reference.cli import (
     non_negative_float,
     positive_int,
     probability,
+    program_name,
     run_program,
 )
 
@@ -207,7 +208,7 @@ def fault_config_from_args(args: object, *, fault_window: int) -> FaultConfig:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m proxy",
+        prog=program_name("python -m proxy"),
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

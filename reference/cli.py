@@ -13,6 +13,7 @@ import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import anyio
@@ -174,6 +175,17 @@ def version() -> str:
         return installed_version("numstream")
     except PackageNotFoundError:
         return "unknown (not installed; run from a source tree)"
+
+
+#: What every console script's name starts with (pyproject.toml's ``[project.scripts]``).
+SCRIPT_PREFIX = "numstream-"
+
+
+def program_name(module_form: str) -> str:
+    """The name the user typed: a console script's (``numstream-server``), else ``module_form``
+    (``python -m reference.server``), for usage lines, errors and ``--version``."""
+    typed = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return typed if typed.startswith(SCRIPT_PREFIX) else module_form
 
 
 def add_version(parser: argparse.ArgumentParser) -> None:

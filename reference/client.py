@@ -29,6 +29,7 @@ from .cli import (
     connect_port,
     positive_float,
     positive_int,
+    program_name,
     run_program,
     stream_length,
 )
@@ -621,7 +622,7 @@ class _EventLineObserver:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m reference.client",
+        prog=program_name("python -m reference.client"),
         description=(
             "Receive a numeric stream from a reference server (spec/PROTOCOL.md), reconnecting "
             "and resuming whenever the connection drops. Stateless mode prints the sum of the "

@@ -35,6 +35,7 @@ from .cli import (
     listen_port,
     positive_float,
     positive_int,
+    program_name,
     run_program,
     ttl_seconds,
 )
@@ -905,7 +906,7 @@ async def _receive_or_eof(stream: anyio.abc.ByteStream) -> bytes:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m reference.server",
+        prog=program_name("python -m reference.server"),
         description=(
             "Serve the resumable numeric-stream protocol (spec/PROTOCOL.md) on 127.0.0.1. "
             "One port serves both variants; the client's HELLO selects one."

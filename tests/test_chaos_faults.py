@@ -26,10 +26,10 @@ from harness.chaos import (
     replay_differences,
     run_chaos,
 )
-from harness.model import ChaosOptions, ClientPhase, fault_rates
+from harness.model import ChaosOptions, ClientPhase, StoreOption, fault_rates
 from harness.streams import NoStream, nsp_shape
 from proxy import ConnectionKey, ConnectionRecord, FaultEvent, FaultKind
-from proxy.faults import DRAWN_KINDS
+from proxy.faults import DRAWN_KINDS, FaultConfig
 from reference.protocol import Mode
 
 from .redis_fixture import skip_without_redis
@@ -143,7 +143,9 @@ def test_fault_rates_count_only_connections_that_reached_their_point() -> None:
 
 @pytest.mark.anyio
 async def test_corruption_is_never_a_success() -> None:
-    options = ChaosOptions(clients=6, n=40, interval=0.002, corrupt_rate=0.8, seed=4, timeout=60)
+    options = ChaosOptions(
+        clients=6, n=40, interval=0.002, faults=FaultConfig(corrupt_rate=0.8), seed=4, timeout=60
+    )
     report = await run_chaos(options)
     assert report.ok, [c.to_json() for c in report.clients]
     hit = [c for c in report.clients if c.corrupted]
@@ -201,10 +203,10 @@ async def test_store_pauses_and_restarts_keep_verdicts_exact() -> None:
     options = ChaosOptions(
         clients=4,
         n=250,
-        store="redis",
+        store=StoreOption.parse("redis"),
         store_pause_interval=0.6,
         store_restart_interval=0.9,
-        drop_rate=0.2,
+        faults=FaultConfig(drop_rate=0.2),
         seed=6,
         timeout=90,
     )
@@ -229,12 +231,14 @@ EVERY_KIND = ChaosOptions(
     clients=8,
     n=40,
     interval=0.005,
-    drop_rate=0.2,
-    reset_rate=0.15,
-    blackhole_rate=0.15,
-    partition_rate=0.15,
-    corrupt_rate=0.15,
-    refuse_rate=0.1,
+    faults=FaultConfig(
+        drop_rate=0.2,
+        reset_rate=0.15,
+        blackhole_rate=0.15,
+        partition_rate=0.15,
+        corrupt_rate=0.15,
+        refuse_rate=0.1,
+    ),
     timeout=90,
     # Patient timers, so a busy machine does not add connections of its own (a slow WELCOME,
     # a stalled stream) that the original run did not make.
@@ -269,7 +273,9 @@ async def test_replay_reproduces_a_run_with_every_fault_kind(tmp_path: Path) -> 
     path.write_text(json.dumps(doc))
 
     options, schedule, loaded = load_replay(str(path))
-    assert options.drop_rate == options.corrupt_rate == options.refuse_rate == 0
+    assert (
+        options.faults.drop_rate == options.faults.corrupt_rate == options.faults.refuse_rate == 0
+    )
     assert len(schedule) == len(doc["faults"])
     replay = await run_chaos(options, schedule=schedule, replay_of=str(path))
     assert replay_differences(loaded, replay) == []
@@ -309,7 +315,7 @@ def test_report_dash_goes_to_stdout_and_the_verdict_to_stderr() -> None:
     )
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
-    assert doc["schema_version"] == 2
+    assert doc["schema_version"] == 3
     assert doc["verified"] == 2
     assert "chaos: 2/2 clients verified" in done.stderr
     assert not Path(ROOT / "-").exists()

@@ -6,7 +6,8 @@ Each test names the CLI it covers; the kinds and the CLIs they apply to:
 * peer text shown escaped: client (ERROR messages, final and retryable), server (HELLO fields);
   the proxy shows nothing from the wire (it logs fault decisions only).
 * a missing or too old trio: server and client (the proxy has no --backend).
-* --version: server, client, proxy.
+* --version, and the name the user typed (console script or python -m): server, client,
+  proxy, chaos, conformance.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import anyio
 import anyio.abc
@@ -331,12 +333,37 @@ def test_server_json_log_format() -> None:
 # --- first run: --version, trio missing or too old -----------------------------------------------
 
 
-@pytest.mark.parametrize("module", ["reference.server", "reference.client", "proxy"])
+SCRIPTS = {
+    "numstream-server": "reference.server",
+    "numstream-client": "reference.client",
+    "numstream-proxy": "proxy",
+    "numstream-chaos": "harness.chaos",
+    "numstream-conformance": "harness.conformance",
+}
+
+
+@pytest.mark.parametrize("module", SCRIPTS.values())
 def test_version(module: str) -> None:
     done = run(module, "--version")
     assert done.returncode == 0
-    assert "numstream" in done.stdout
+    assert done.stdout.startswith(f"python -m {module} (numstream) "), done.stdout
     assert re.search(r"\d+\.\d+", done.stdout)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_console_script_names_itself_as_typed(script: str) -> None:
+    """``numstream-chaos --version`` says numstream-chaos, not python -m harness.chaos; and so
+    do its usage lines and errors."""
+    path = Path(sys.executable).parent / script
+    if not path.exists():
+        pytest.skip(f"{script} is not installed (python -m pip install -e .)")
+    done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert done.stdout.startswith(f"{script} (numstream) "), done.stdout
+    bad = subprocess.run([path, "--no-such-option"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines()[-1].startswith(f"{script}: error:"), bad.stderr
+    assert "python -m" not in bad.stderr
 
 
 @pytest.mark.parametrize("trio_version", [None, "0.22.0"])

@@ -1,18 +1,25 @@
 """A signal at any moment of start-up or shutdown: a clean exit, the documented status, no
-traceback (issue 11, points 3 and 4), for the server, the client and the proxy.
+traceback (issue 11, points 3 and 4), for the server, the client, the proxy, the chaos harness
+and the conformance suite.
 
 Statuses (each program's --help): server and proxy 0 on SIGINT or SIGTERM (spec Appendix B);
-client 130 on SIGINT (spec A.5) and 143 on SIGTERM, with nothing on stdout.
+client 130 on SIGINT (spec A.5) and 143 on SIGTERM, with nothing on stdout; chaos and
+conformance 130 on SIGINT and 143 on SIGTERM.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import anyio
 import pytest
@@ -152,3 +159,113 @@ def test_proxy_signal_twice(signum: signal.Signals) -> None:
     status, _, err = _finish(proc, seen)
     assert "Traceback" not in err
     assert status == 0, err
+
+
+# --- the chaos harness and the conformance suite --------------------------------------------------
+# Status 130 on SIGINT, 143 on SIGTERM (each one's --help), whatever the moment.
+
+
+def _status(signum: signal.Signals) -> int:
+    return 130 if signum == signal.SIGINT else 143
+
+
+@contextmanager
+def _silent_server(tmp_path: Path) -> Iterator[tuple[str, Callable[[], int]]]:
+    """A ``--server-cmd`` template for a server that starts and never listens, and a call that
+    blocks until it has started and returns its pid (it writes it into a FIFO: no polling)."""
+    fifo = tmp_path / "started"
+    os.mkfifo(fifo)
+    code = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)"
+    template = f"{shlex.quote(PYTHON)} -c {shlex.quote(code)} {shlex.quote(str(fifo))} {{port}}"
+
+    def started() -> int:
+        with open(fifo, encoding="ascii") as reader:  # blocks until the server opens it
+            return int(reader.read())
+
+    yield template, started
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"  # a zombie is gone too
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_chaos_signal_while_its_server_starts(signum: signal.Signals, tmp_path: Path) -> None:
+    with _silent_server(tmp_path) as (template, started):
+        proc = _start(
+            "harness.chaos", "--clients", "2", "--server-cmd", template, "--ui", "plain",
+            "--report", str(tmp_path / "report.json"),
+        )  # fmt: skip
+        pid = started()
+        proc.send_signal(signum)
+        status, _, err = _finish(proc, "")
+    assert "Traceback" not in err
+    assert status == _status(signum), err
+    assert _gone(pid)  # the harness stopped the server it started
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["interrupted"] is True
+    assert [c["reason"] for c in report["clients"]] == ["interrupted (never started)"] * 2
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_chaos_signal_mid_run_writes_the_partial_report(
+    signum: signal.Signals, tmp_path: Path
+) -> None:
+    path = tmp_path / "report.json"
+    proc = _start(
+        "harness.chaos", "--clients", "2", "-n", "2000", "--interval", "0.01", "--ui", "plain",
+        "--report", str(path),
+    )  # fmt: skip
+    seen = _wait_for_line(proc, "chaos: seed")  # the clients are being started
+    proc.send_signal(signum)
+    status, out, err = _finish(proc, seen)
+    assert "Traceback" not in err
+    assert status == _status(signum), err
+    report = json.loads(path.read_text())
+    assert report["interrupted"] is True
+    assert not report["ok"]
+    assert len(report["clients"]) == 2
+    assert out.startswith("chaos: 0/2 clients verified"), out
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_chaos_second_signal_while_stopping_aborts_cleanly(signum: signal.Signals) -> None:
+    proc = _start(
+        "harness.chaos", "--clients", "2", "-n", "2000", "--interval", "0.01", "--ui", "plain",
+    )  # fmt: skip
+    seen = _wait_for_line(proc, "chaos: seed")
+    proc.send_signal(signum)
+    seen += _wait_for_line(proc, "stopping clients")
+    proc.send_signal(signum)
+    status, _, err = _finish(proc, seen)
+    assert "Traceback" not in err
+    assert status == _status(signum), err
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_conformance_signal_while_its_server_starts(signum: signal.Signals, tmp_path: Path) -> None:
+    with _silent_server(tmp_path) as (template, started):
+        proc = _start("harness.conformance", "server", "--server-cmd", template)
+        pid = started()
+        proc.send_signal(signum)
+        status, _, err = _finish(proc, "")
+    assert "Traceback" not in err
+    assert status == _status(signum), err
+    assert _gone(pid)
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_conformance_signal_mid_run_stops_the_server_it_started(signum: signal.Signals) -> None:
+    proc = _start("harness.conformance", "server", "--log-level", "info")
+    seen = _wait_for_line(proc, "server on port")
+    port = int(re.search(r"server on port (\d+)", seen).group(1))  # type: ignore[union-attr]
+    proc.send_signal(signum)
+    status, _, err = _finish(proc, seen)
+    assert "Traceback" not in err
+    assert status == _status(signum), err
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()

@@ -28,7 +28,7 @@ from harness.model import (
     RunView,
     ServerInstance,
 )
-from proxy import ConnectionKey, ConnectionRecord, FaultEvent, FaultKind, ProxyCounters
+from proxy import ConnectionKey, ConnectionRecord, FaultConfig, FaultEvent, FaultKind, ProxyCounters
 
 PHASES = [
     ClientPhase.CONNECTED,
@@ -93,7 +93,9 @@ class FakeServers:
 
 
 def make_view(clients: int) -> RunView:
-    options = ChaosOptions(clients=clients, n=65535, drop_rate=0.2, reset_rate=0.1)
+    options = ChaosOptions(
+        clients=clients, n=65535, faults=FaultConfig(drop_rate=0.2, reset_rate=0.1)
+    )
     states = []
     records = []
     for number in range(1, clients + 1):

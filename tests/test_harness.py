@@ -12,13 +12,21 @@ from typing import Any
 import anyio
 import pytest
 
-from harness.chaos import client_specs, run_chaos
-from harness.model import ChaosOptions, ClientPhase, ClientSpec, ClientState, Mode, RunView
+from harness.chaos import build_parser, client_specs, options_from_args, run_chaos
+from harness.model import (
+    ChaosOptions,
+    ClientPhase,
+    ClientSpec,
+    ClientState,
+    Mode,
+    RunView,
+    SessionEvidence,
+    StoreOption,
+)
 from harness.recording import RecordingStore
 from harness.servers import SubprocessServers, server_argv
 from harness.verify import parse_result, verify_result, verify_stateful, verify_stateless
-from proxy.cli import FAULT_FIELDS
-from proxy.faults import TERMINAL_KINDS, ConnectionKey, ConnectionPlan, plan_connection
+from proxy.faults import TERMINAL_KINDS, ConnectionKey, ConnectionPlan, FaultConfig, plan_connection
 from reference.store import DelegatingStore, MemoryStore, SessionRecord, StoreError
 
 from .oracle import decimal, doubling_sum, session_checksum
@@ -26,6 +34,8 @@ from .redis_fixture import skip_without_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 0x5EED
+#: The harness saw the server hand out SEED for the session.
+KNOWN = SessionEvidence(seed=SEED, seed_known=True)
 CLIENT_ID = "3f2c8a4e-9b1d-4c7e-a5f0-6d8e2b7c1a90"
 
 
@@ -104,13 +114,13 @@ def test_stateful_checksums_must_agree() -> None:
 def test_stateful_checksum_must_match_the_seed_the_server_chose() -> None:
     # Both checksums agree with each other, but not with the session's real seed.
     forged = stateful_doc(SEED + 1, 30)
-    verdict = verify_result(forged, mode="stateful", n=30, exit_code=0, seed=SEED, seed_known=True)
+    verdict = verify_result(forged, mode="stateful", n=30, exit_code=0, evidence=KNOWN)
     assert not verdict.ok
     assert verdict.reason is not None
     assert "seed" in verdict.reason
 
     honest = verify_result(
-        stateful_doc(SEED, 30), mode="stateful", n=30, exit_code=0, seed=SEED, seed_known=True
+        stateful_doc(SEED, 30), mode="stateful", n=30, exit_code=0, evidence=KNOWN
     )
     assert honest.ok
     assert honest.seed_checked
@@ -120,8 +130,16 @@ def test_stateful_checksum_must_match_the_seed_the_server_chose() -> None:
     ("doc", "kwargs", "fragment"),
     [
         (stateful_doc(SEED, 30, checksum_computed="zz"), {}, "64 hex digits"),
-        (stateful_doc(SEED, 30), {"seed_known": True}, "never opened a session"),
-        (stateful_doc(SEED, 30), {"seed": SEED, "changed_seed": 7}, "session seed changed"),
+        (
+            stateful_doc(SEED, 30),
+            {"evidence": SessionEvidence(seed_known=True)},
+            "never opened a session",
+        ),
+        (
+            stateful_doc(SEED, 30),
+            {"evidence": SessionEvidence(seed=SEED, changed_seed=7)},
+            "session seed changed",
+        ),
         (stateful_doc(SEED, 30), {"client_id": "another"}, "was given"),
         (stateful_doc(SEED, 30), {"exit_code": 1}, "exit code 1"),
         (stateful_doc(SEED, 30, ok=False), {}, "ok = False"),
@@ -150,13 +168,17 @@ def test_final_frame_loss_is_excused_only_when_the_server_completed_the_session(
         checksum_expected=None,
         checksum_computed=None,
     )
-    common: dict[str, Any] = {"mode": "stateful", "n": 30, "exit_code": 3, "seed": SEED}
-    confirmed = verify_result(lost, completed=True, **common)
+    common: dict[str, Any] = {"mode": "stateful", "n": 30, "exit_code": 3}
+
+    def evidence(completed: bool | None) -> SessionEvidence:
+        return SessionEvidence(seed=SEED, completed=completed)
+
+    confirmed = verify_result(lost, evidence=evidence(True), **common)
     assert not confirmed.ok
     assert confirmed.final_frame_lost
-    assert not verify_result(lost, completed=False, **common).final_frame_lost
-    assert not verify_result(lost, completed=None, **common).final_frame_lost
-    claims_success = verify_result({**lost, "ok": True}, completed=True, **common)
+    assert not verify_result(lost, evidence=evidence(False), **common).final_frame_lost
+    assert not verify_result(lost, evidence=evidence(None), **common).final_frame_lost
+    claims_success = verify_result({**lost, "ok": True}, evidence=evidence(True), **common)
     assert not claims_success.final_frame_lost
 
 
@@ -215,7 +237,9 @@ def running(client_id: str, mode: Mode = "stateful", *, started: bool = True) ->
 @pytest.mark.anyio
 async def test_seed_watcher_reads_running_stateful_sessions_only() -> None:
     store = FailingGets(MemoryStore())
-    servers = SubprocessServers(ChaosOptions(servers=2, store="redis://shared"), [], store)
+    servers = SubprocessServers(
+        ChaosOptions(servers=2, store=StoreOption("redis://shared")), [], store
+    )
     first, later, finished = running("first"), running("later"), running("finished")
     finished.ended_at = 1.0
     clients = [
@@ -259,7 +283,7 @@ async def test_seed_watcher_reads_running_stateful_sessions_only() -> None:
 @pytest.mark.anyio
 async def test_a_session_gone_before_its_ttl_was_completed() -> None:
     store = MemoryStore()
-    options = ChaosOptions(servers=2, store="redis://shared", session_ttl=30)
+    options = ChaosOptions(servers=2, store=StoreOption("redis://shared"), session_ttl=30)
     servers = SubprocessServers(options, [], store)
     state = running("gone")
     state.started_at = anyio.current_time()
@@ -291,7 +315,7 @@ def test_seeds_are_unobservable_without_a_shared_store_or_known_ids() -> None:
 
 def first_connection_plans(options: ChaosOptions, seed: int, clients: int) -> list[ConnectionPlan]:
     """What the proxy plans for the first connection of clients 1..``clients`` in run ``seed``."""
-    config = options.fault_config()
+    config = options.faults
     proxy_seed, _ = client_specs(options, seed)
     return [
         plan_connection(
@@ -316,7 +340,9 @@ def seed_with_early_faults(options: ChaosOptions, clients: int, at_least: int) -
     raise AssertionError("no suitable seed")
 
 
-SMALL = ChaosOptions(clients=4, n=30, interval=0.002, drop_rate=0.3, reset_rate=0.2, timeout=30)
+SMALL = ChaosOptions(
+    clients=4, n=30, interval=0.002, faults=FaultConfig(drop_rate=0.3, reset_rate=0.2), timeout=30
+)
 
 
 @pytest.mark.anyio
@@ -437,7 +463,7 @@ async def test_mixed_server_pool_runs_every_command() -> None:
         mode="stateless",
         n=40,
         server_cmd=(base + " --log-level warning", base + " --log-level error"),
-        drop_rate=0.5,
+        faults=FaultConfig(drop_rate=0.5),
         seed=5,
         timeout=30,
     )
@@ -456,7 +482,13 @@ async def test_server_subprocesses_with_a_shared_store_check_seeds() -> None:
     skip_without_redis()
     # Seed 8 cuts two or three of the first connections (which clients they are is timing).
     options = ChaosOptions(
-        clients=4, n=100, servers=2, store="redis", drop_rate=0.3, seed=8, timeout=30
+        clients=4,
+        n=100,
+        servers=2,
+        store=StoreOption.parse("redis"),
+        faults=FaultConfig(drop_rate=0.3),
+        seed=8,
+        timeout=30,
     )
     report = await run_chaos(options)
     assert report.ok, [c.to_json() for c in report.clients]
@@ -516,7 +548,9 @@ def test_cli_bad_arguments_exit_2(args: list[str]) -> None:
 def test_cli_run_writes_report(tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
     events_path = tmp_path / "events.jsonl"
-    options = ChaosOptions(clients=4, mode="stateless", n=30, interval=0.002, drop_rate=0.5)
+    options = ChaosOptions(
+        clients=4, mode="stateless", n=30, interval=0.002, faults=FaultConfig(drop_rate=0.5)
+    )
     seed = seed_with_early_faults(options, 4, 2)
     done = run_cli(
         *("--clients", "4", "--mode", "stateless", "-n", "30", "--interval", "0.002"),
@@ -542,9 +576,62 @@ def test_cli_run_writes_report(tmp_path: Path) -> None:
     assert done.stderr.count("verified:") == 4
 
 
-def test_options_carry_every_fault_option_of_the_proxy() -> None:
-    """A fault the proxy learns is a harness option too (same name), never silently dropped."""
-    fields = set(ChaosOptions.__dataclass_fields__)
-    assert set(FAULT_FIELDS) <= fields
-    config = ChaosOptions(partition_rate=0.1, corrupt_rate=0.2, latency=0.5).fault_config()
-    assert (config.partition_rate, config.corrupt_rate, config.latency) == (0.1, 0.2, 0.5)
+def test_cli_options_carry_every_fault_option_of_the_proxy() -> None:
+    """A fault option the proxy learns reaches the harness's FaultConfig, never dropped."""
+    args = build_parser().parse_args(
+        [
+            *("--drop-rate", "0.1", "--reset-rate", "0.05", "--blackhole-rate", "0.05"),
+            *("--partition-rate", "0.1", "--corrupt-rate", "0.2", "--refuse-rate", "0.3"),
+            *("--refuse-duration", "0.25", "--limit-data", "900", "--latency", "0.5"),
+            *("--jitter", "0.125", "--bandwidth", "5000", "--slice", "7", "--slice-delay", "0.002"),
+        ]
+    )
+    options = options_from_args(args)
+    assert options.faults == FaultConfig(
+        drop_rate=0.1,
+        reset_rate=0.05,
+        blackhole_rate=0.05,
+        partition_rate=0.1,
+        corrupt_rate=0.2,
+        refuse_rate=0.3,
+        refuse_duration=0.25,
+        limit_data=900,
+        latency=0.5,
+        jitter=0.125,
+        bandwidth=5000,
+        slice_size=7,
+        slice_delay=0.002,
+    )
+    assert options.sized_faults
+    windowed = options_from_args(build_parser().parse_args(["--fault-window", "300"]))
+    assert (windowed.sized_faults, windowed.faults.fault_window) == (False, 300)
+
+
+@pytest.mark.parametrize(
+    ("text", "url"),
+    [
+        ("memory", "memory://"),
+        ("memory://", "memory://"),
+        ("redis", None),
+        ("redis://127.0.0.1:6379/2", "redis://127.0.0.1:6379/2"),
+        ("redis+cluster://127.0.0.1:7000", "redis+cluster://127.0.0.1:7000"),
+    ],
+)
+def test_store_option_is_parsed_once(text: str, url: str | None) -> None:
+    options = options_from_args(build_parser().parse_args(["--store", text]))
+    assert options.store == StoreOption(url)
+    assert ChaosOptions.from_json(options.options_json()).store == options.store
+
+
+def test_cli_refuses_an_unknown_store() -> None:
+    done = run_cli("--store", "postgres://x")
+    assert done.returncode == 2
+    assert "--store" in done.stderr
+    assert "redis://HOST:PORT/DB" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_harness_data_does_not_import_the_argparse_layer() -> None:
+    code = "import sys, harness.model; print('proxy.cli' in sys.modules, 'argparse' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.stdout.split() == ["False", "False"], done.stderr

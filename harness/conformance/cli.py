@@ -1,7 +1,8 @@
 """``python -m harness.conformance {server,client}``: the NSP conformance suite.
 
 Exit status: 0 when no case failed (FAIL; with ``--strict`` also NON-STRICT), 1 when some did,
-2 for bad arguments (one line on stderr), 3 when the target could not be reached or started.
+2 for bad arguments (one line on stderr), 3 when the target could not be reached or started,
+130 on SIGINT and 143 on SIGTERM at any moment (what the suite started is stopped first).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -16,11 +18,10 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, NoReturn
 
-import anyio
 from rich.console import Console
 from rich.logging import RichHandler
 
-from reference.cli import add_version
+from reference.cli import add_version, program_name, run_program
 
 from . import report, wire
 from .model import Case, Result
@@ -29,6 +30,8 @@ from .runner import run_all, select
 log = logging.getLogger("harness.conformance")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TARGET = 0, 1, 2, 3
+#: A signal ended the run: 128 + its number, as shells report it.
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,13 +91,14 @@ def add_ranged(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="python -m harness.conformance",
+        prog=program_name("python -m harness.conformance"),
         description="NSP conformance suite: judges a server or a client case by case against "
         "spec/PROTOCOL.md and spec/STORE-REDIS.md. Each case is PASS, NON-STRICT (a SHOULD "
         "unmet), FAIL (a MUST broken), INFO (behaviour the spec leaves open, recorded) or "
         "SKIPPED (with the reason). Results go to stdout, progress and logs to stderr.",
         epilog="Exit status: 0 nothing failed, 1 some case failed, 2 bad arguments, 3 the "
-        "target could not be started or reached.",
+        "target could not be started or reached, 130 on SIGINT (Ctrl-C) and 143 on SIGTERM "
+        "at any moment (servers and Redis the suite started are stopped first).",
     )
     roles = parser.add_subparsers(dest="role", required=True, metavar="{server,client}")
     common = _Parser(add_help=False)
@@ -200,11 +204,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True)
     out = Console() if sys.stdout.isatty() else Console(width=200)
     _setup_logging(args.log_level, err)
-    try:
-        return anyio.run(_main, args, parser, out, err)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        return 130
+
+    async def entry(args: argparse.Namespace) -> int:
+        return await _main(args, parser, out, err)
+
+    def interrupted(signum: int) -> int:
+        err.print("interrupted", highlight=False)
+        return EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED
+
+    return run_program(entry, args, prog=parser.prog, backend="asyncio", on_signal=interrupted)
 
 
 async def _main(

@@ -129,16 +129,20 @@ class TemplateSpawner(Spawner):
         self._group.start_soon(drain, process.stderr)
         self._group.start_soon(drain, process.stdout)
         deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if process.returncode is not None:
-                break
-            try:
-                stream = await anyio.connect_tcp("127.0.0.1", port)
-            except OSError:
-                await anyio.sleep(0.05)
-                continue
-            await stream.aclose()
-            return server
+        try:
+            while time.monotonic() < deadline:
+                if process.returncode is not None:
+                    break
+                try:
+                    stream = await anyio.connect_tcp("127.0.0.1", port)
+                except OSError:
+                    await anyio.sleep(0.05)
+                    continue
+                await stream.aclose()
+                return server
+        except BaseException:  # cancelled (Ctrl-C, SIGTERM) before the caller could own it
+            await server.kill()
+            raise
         await server.kill()
         tail = "\n".join(log[-10:])
         raise ServerStartError(
