@@ -946,8 +946,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 (CLI glue: eac
         written = args.report is None or _write_report(args.report, report)
         verdict_stream = sys.stderr if to_stdout else sys.stdout
         if live:
-            console.print(summary_table(report))
-            console.print(summary_line(report), highlight=False, soft_wrap=True)
+            console.print(summary_table(report, console.width))
+            console.print(summary_line(report), highlight=False)
         else:
             print(summary_line(report), file=verdict_stream, flush=True)
         status = EXIT_OK if report.ok and written else EXIT_FAILED

@@ -7,6 +7,7 @@ state while the loop changes it.
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 from typing import Protocol, TextIO
@@ -303,35 +304,75 @@ _VERDICT_STYLE = {
 }
 
 
-def summary_table(report: ChaosReport) -> Table:
-    table = Table(title="chaos run: verdict per client", box=box.SIMPLE_HEAVY, expand=False)
-    for column, justify in (
+def summary_table(report: ChaosReport, width: int | None = None) -> RenderableType:
+    """The verdict per client, one row each, every value in the columns that matter whole.
+
+    ``width``: the terminal's (None: unbounded). When the faults and reasons do not fit
+    beside those columns they follow the table, a line per client that has any, instead of
+    squeezing every column into an unreadable or clipped one.
+    """
+    table = _verdict_table(report, details=True)
+    if width is None or _width_of(table) <= width:
+        return table
+    details = Table(box=None, pad_edge=False, padding=(0, 2), show_edge=False)
+    details.add_column("client", justify="right", no_wrap=True)
+    details.add_column("faults and reasons")  # wraps under itself, not under the numbers
+    for client in report.clients:
+        if client.faults or client.reason:
+            details.add_row(
+                str(client.spec.id),
+                Text.assemble(
+                    (client_faults_text(client), "magenta"),
+                    ("; " if client.faults and client.reason else "", ""),
+                    (client.reason or "", "red"),
+                ),
+            )
+    if not details.row_count:
+        return _verdict_table(report, details=False)
+    return Group(_verdict_table(report, details=False), details, Text(""))
+
+
+def _width_of(renderable: RenderableType) -> int:
+    """The width ``renderable`` takes when nothing constrains it."""
+    console = Console(width=100_000, file=io.StringIO())
+    return console.measure(renderable).maximum
+
+
+def _verdict_table(report: ChaosReport, *, details: bool) -> Table:
+    n = {client.spec.n for client in report.clients}
+    title = "chaos run: verdict per client" + (f" (n={n.pop()})" if len(n) == 1 else "")
+    table = Table(title=title, box=box.SIMPLE_HEAVY, expand=False, pad_edge=False)
+    columns = [
         ("client", "right"),
         ("mode", "left"),
-        ("n", "right"),
         ("verdict", "left"),
         ("reconn", "right"),
         ("exit", "right"),
-        ("seed check", "left"),
+        ("check", "left"),
         ("time", "right"),
-        ("faults", "left"),
-        ("reason", "left"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    ]
+    if details:
+        columns += [("faults", "left"), ("reason", "left")]
+    for column, justify in columns:
+        wraps = column in ("faults", "reason")
+        table.add_column(column, justify=justify, no_wrap=not wraps)  # type: ignore[arg-type]
     for client in report.clients:
         label, style = _VERDICT_STYLE.get(client.phase, ("FAILED", "bold red"))
-        table.add_row(
+        cells: list[RenderableType] = [
             str(client.spec.id),
             client.spec.mode,
-            str(client.spec.n),
             Text(label, style),
             str(client.reconnects),
             "-" if client.exit_code is None else str(client.exit_code),
             _seed_check(client),
             "-" if client.duration is None else f"{client.duration:.1f} s",
-            Text(client_faults_text(client), "magenta"),
-            Text(client.reason or "", "red"),
-        )
+        ]
+        if details:
+            cells += [
+                Text(client_faults_text(client), "magenta"),
+                Text(client.reason or "", "red"),
+            ]
+        table.add_row(*cells)
     return table
 
 

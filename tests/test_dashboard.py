@@ -7,12 +7,21 @@ frame that fits the terminal.
 
 from __future__ import annotations
 
+import fcntl
 import io
+import os
+import pty
 import re
+import select
+import struct
+import subprocess
+import sys
+import termios
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import pyte
 import pytest
 from rich.cells import cell_len
 from rich.console import Console
@@ -216,3 +225,91 @@ def test_live_frame_is_erased_at_the_end() -> None:
     dashboard.refresh()
     dashboard.stop()
     assert not live.is_started
+
+
+# --- a real run on a (pseudo-)terminal, as a user sees it ----------------------------------------
+
+#: A verdict-table row: client number, mode, verdict (summary_table's first three columns).
+VERDICT_ROW = re.compile(
+    r"^\s*(\d+)\s+(stateless|stateful)\s+"
+    r"(verified|final lost|corruption caught|FALSE SUCCESS|FAILED)(\s|$)"
+)
+#: A live client row: number, mode, then the progress bar.
+LIVE_ROW = re.compile(r"^\s*\d+\s+(stateless|stateful)\s+[━╸╺]")
+
+
+def run_on_terminal(argv: list[str], width: int, height: int) -> tuple[int, list[str]]:
+    """Run ``argv`` with stdin, stdout and stderr on a pseudo-terminal of ``width`` x ``height``,
+    and return its exit status and what the terminal shows at the end: the scrollback, then the
+    screen, as a terminal emulator (pyte) draws the bytes it wrote."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    env["TERM"] = "xterm-256color"
+    proc = subprocess.Popen(
+        argv,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        close_fds=True,
+        start_new_session=True,
+    )
+    os.close(slave)
+    screen = pyte.HistoryScreen(width, height, history=10_000, ratio=1.0)
+    stream = pyte.ByteStream(screen)
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 120)
+            assert ready, "the run printed nothing for 120 s"
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every holder of the terminal has closed it
+                break
+            if not data:
+                break
+            stream.feed(data)
+        status = proc.wait(timeout=60)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def text(line: Any) -> str:
+        return "".join(line[x].data for x in range(width)).rstrip()
+
+    lines = [text(line) for line in screen.history.top] + [line.rstrip() for line in screen.display]
+    return status, lines
+
+
+@pytest.mark.parametrize(("width", "height"), [(80, 24), (160, 48)])
+def test_the_final_screen_shows_each_client_once(width: int, height: int) -> None:
+    """A real run on a real terminal size: the verdict table lists every client exactly once,
+    its verdict whole; no live frame is left behind; the summary line is all there."""
+    clients = 6
+    status, lines = run_on_terminal(
+        [
+            sys.executable, "-m", "harness.chaos", "--clients", str(clients), "-n", "30",
+            "--interval", "0.005", "--drop-rate", "0.3", "--reset-rate", "0.2", "--seed", "3",
+            "--ui", "live",
+        ],
+        width,
+        height,
+    )  # fmt: skip
+    shown = "\n".join(lines)
+    assert status == 0, shown
+    rows = [match for line in lines if (match := VERDICT_ROW.match(line))]
+    assert sorted(int(row[1]) for row in rows) == list(range(1, clients + 1)), shown
+    for row in rows:
+        assert row[3] == "verified", shown
+        assert (row[2] == "stateless") == (int(row[1]) % 2 == 1), shown
+    assert not [line for line in lines if LIVE_ROW.match(line)], shown  # the live frame is gone
+    assert "…" not in shown  # nothing clipped: long faults and reasons wrap
+    summary = " ".join(line.strip() for line in lines[lines.index(next(
+        line for line in lines if line.startswith("chaos: ") and "clients verified" in line
+    )):])  # fmt: skip
+    assert f"{clients}/{clients} clients verified" in summary
+    assert "seed 3" in summary
+    assert sum("clients verified" in line for line in lines) == 1
+    assert all(len(line) <= width for line in lines)
