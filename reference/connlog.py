@@ -6,15 +6,17 @@ At info, three lines per connection (spec terms throughout)::
     [a1b2c3-7] HELLO stateful n=100 resume from index 40, client id 3f2c8a4e-...
     [a1b2c3-7] ended after 1.52 s: ERROR SESSION_UNKNOWN "no session for ..."
 
-At debug, the frames that decide a connection's course: the HELLO received (every field) and
-the ERROR sent. Number frames are not logged one by one (they are the hot path, and their count
-is in the ``ended`` line's ``completed``); ``--log-level debug`` on a busy server is still
-bounded. Every line goes through one token bucket per level, so a connection flood cannot
-flood the log: over the rate, lines are dropped and the next line that passes says how many
-were. With ``--log-format json`` each line carries its facts as fields (``event``, ``conn``,
-``peer``, ``mode``, ``n``, ``resume``, ``next_index``, ``client_id``, ``code``, ``reason``,
-``seconds``). Peer text (ERROR messages the server echoes, malformed client ids) is escaped
-by ``reference.logs`` before it reaches a terminal.
+At debug, every frame: the HELLO received (every field), the WELCOME, each DATA and the FINAL
+sent, and the ERROR sent. Whether number frames are logged is decided once per connection
+(``ConnectionTrace.frames``), so with debug off the hot path pays one test of ``None`` per
+number and formats nothing. Every line goes through a token bucket (one for info, one for the
+HELLO and ERROR lines at debug, one for number frames, so that numbers cannot crowd out the
+frames that decide a connection's course), so a connection flood or a fast stream cannot flood
+the log: over the rate, lines are dropped and the next line that passes says how many were.
+With ``--log-format json`` each line carries its facts as fields (``event``, ``conn``, ``peer``,
+``mode``, ``n``, ``resume``, ``next_index``, ``client_id``, ``code``, ``reason``, ``seconds``;
+frame lines ``frame``, ``direction`` and ``index``). Peer text (ERROR messages the server
+echoes, malformed client ids) is escaped by ``reference.logs`` before it reaches a terminal.
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ from typing import Any
 import anyio.abc
 
 from .logs import RateLimit, quoted
-from .protocol import ErrorCode, Hello, Mode
+from .protocol import ErrorCode, Hello, Mode, Welcome
 
 #: Life-cycle lines (info) per second, and the burst allowed before the rate applies.
 INFO_RATE, INFO_BURST = 50.0, 200
-#: Frame lines (debug) per second, and their burst.
+#: Frame lines (debug) per second, and their burst; number frames have a bucket of their own.
 DEBUG_RATE, DEBUG_BURST = 20.0, 100
+#: A number wider than this is logged by its size and first hex digits, not in full (a stateless
+#: value at index 65535 has 19,729 decimal digits).
+_SHOWN_BITS = 64
 
 
 class ConnectionLog:
@@ -45,6 +50,7 @@ class ConnectionLog:
         self._clock = clock
         self._info = RateLimit(INFO_RATE, INFO_BURST, clock=clock)
         self._debug = RateLimit(DEBUG_RATE, DEBUG_BURST, clock=clock)
+        self._numbers = RateLimit(DEBUG_RATE, DEBUG_BURST, clock=clock)
 
     def open(self, conn_id: str, stream: anyio.abc.ByteStream) -> ConnectionTrace:
         """Log the accept; the trace logs the rest of this connection's life."""
@@ -57,6 +63,10 @@ class ConnectionLog:
 
     def debug(self, trace: ConnectionTrace, message: str, *args: object, **fields: Any) -> None:
         self._emit(logging.DEBUG, self._debug, trace, message, args, fields)
+
+    def number(self, trace: ConnectionTrace, message: str, *args: object, **fields: Any) -> None:
+        """A DATA or FINAL frame sent, at debug, in the number frames' own bucket."""
+        self._emit(logging.DEBUG, self._numbers, trace, message, args, fields)
 
     def _emit(
         self,
@@ -136,6 +146,52 @@ class ConnectionTrace:
             frame="HELLO",
         )
 
+    def frames(self) -> ConnectionTrace | None:
+        """This trace if number frames are to be logged (debug is on), else None; asked once
+        per stream, so the writer tests a local for None per frame and formats nothing."""
+        return self if self.log.logger.isEnabledFor(logging.DEBUG) else None
+
+    def welcome(self, welcome: Welcome) -> None:
+        self.log.debug(
+            self,
+            "-> WELCOME mode=%s n=%d next_index=%d interval_ms=%d a=%d session_ttl_ms=%d",
+            welcome.mode.name.lower(),
+            welcome.n,
+            welcome.next_index,
+            welcome.interval_ms,
+            welcome.a,
+            welcome.session_ttl_ms,
+            event="frame",
+            direction="out",
+            frame="WELCOME",
+        )
+
+    def data(self, index: int, value: int) -> None:
+        """A DATA frame sent (spec §4.3): its index and value."""
+        self.log.number(
+            self,
+            "-> DATA index=%d value=%s",
+            index,
+            _Number(value),
+            event="frame",
+            direction="out",
+            frame="DATA",
+            index=index,
+        )
+
+    def final(self, index: int, checksum: bytes | None) -> None:
+        """The FINAL frame sent: the last index, and the checksum of a stateful stream."""
+        self.log.number(
+            self,
+            "-> FINAL index=%d checksum=%s",
+            index,
+            "-" if checksum is None else checksum.hex(),
+            event="frame",
+            direction="out",
+            frame="FINAL",
+            index=index,
+        )
+
     def completed(self) -> None:
         self.outcome = "stream completed (FINAL written)"
         self.fields = {"reason": "completed"}
@@ -159,6 +215,22 @@ class ConnectionTrace:
             seconds=round(seconds, 3),
             **self.fields,
         )
+
+
+class _Number:
+    """A value formatted only if its line is written: in decimal up to 64 bits, else by its
+    size and leading hex digits (the decimal text of a wide stateless value is costly)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        bits = self.value.bit_length()
+        if bits <= _SHOWN_BITS:
+            return str(self.value)
+        return f"0x{self.value >> (bits - 32):x}... ({bits} bits)"
 
 
 def _peer(stream: anyio.abc.ByteStream) -> str:

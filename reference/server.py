@@ -209,6 +209,7 @@ class _Run:
         "due_tick",
         "end_reason",
         "fd",
+        "frames",
         "index",
         "interval",
         "last",
@@ -255,6 +256,8 @@ class _Run:
         self.end_reason = _End.RUNNING
         self.rejection: _Rejected | None = None
         self.leftover = b""
+        #: The connection's trace when its number frames are logged (debug), else None.
+        self.frames: ConnectionTrace | None = None
         self.waiting_since = -1.0
         self.waiting_queued = -1
 
@@ -285,6 +288,8 @@ class _Run:
         if self.checksum is not None:
             self.checksum.update(value)
             digest = self.checksum.digest()
+        if self.frames is not None:
+            self.frames.final(self.last, digest)
         return self.conn.send(Number(index=self.last, value=value, final=True, checksum=digest))
 
     def acknowledged(self, now: float) -> bool | None:
@@ -304,7 +309,7 @@ class _Run:
 
     # --- driven by the timer wheel -------------------------------------------------------------
 
-    def on_due(self, now: float) -> float | None:
+    def on_due(self, now: float) -> float | None:  # noqa: C901 (the wheel's per-number write: re-anchoring, FINAL's ack wait, frame log and torn writes kept inline, no call per number)
         """Write the number due now (never a burst: a stream an interval behind re-anchors)."""
         if self.end_reason is not _End.RUNNING:
             return None
@@ -327,6 +332,8 @@ class _Run:
                 if self.checksum is not None:
                     self.checksum.update(value)
                 data = self.conn.send_data(value)
+                if self.frames is not None:
+                    self.frames.data(index, value)
             assert self.fd is not None  # the wheel only drives TCP sockets
             written = write_now(self.fd, data)
         except OSError:
@@ -662,6 +669,9 @@ class NumberServer:
         conn = run.conn
         writer = run.writer
         limit_send_buffer(writer.stream, _SEND_BUFFER)
+        run.frames = trace.frames()
+        if run.frames is not None:
+            run.frames.welcome(welcome)
         data = conn.send(welcome)
         run.t0 = anyio.current_time()
         if (
@@ -736,6 +746,7 @@ class NumberServer:
         conn = run.conn
         interval = run.interval
         checksum = run.checksum
+        frames = run.frames
         if run.leftover:
             await writer.send(run.leftover)
             run.leftover = b""
@@ -757,6 +768,8 @@ class NumberServer:
             if checksum is not None:
                 checksum.update(value)
             frame = conn.send_data(value)
+            if frames is not None:
+                frames.data(index, value)
             pending.append(frame)
             pending_bytes += len(frame)
             if pending_bytes >= _BATCH_BYTES:

@@ -31,12 +31,22 @@ import pytest
 
 from reference import client, server
 from reference.client import Backoff
-from reference.connlog import INFO_BURST, ConnectionLog
+from reference.connlog import DEBUG_BURST, INFO_BURST, ConnectionLog, ConnectionTrace
 from reference.logs import printable
+from reference.protocol import ErrorCode
 from reference.server import ServerConfig
 
+from .oracle import session_checksum, session_values
 from .redis_fixture import free_port
-from .support import RawReader, frame, running_server, stateful_hello, wait_until_listening
+from .support import (
+    FixedRandom,
+    RawReader,
+    frame,
+    running_server,
+    stateful_hello,
+    stateless_hello,
+    wait_until_listening,
+)
 
 PYTHON = sys.executable
 
@@ -299,6 +309,94 @@ class _Bare(anyio.abc.ByteStream):
 
     async def aclose(self) -> None:
         pass
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("interval", [0.0, 0.06], ids=["own-task", "timer-wheel"])
+async def test_server_logs_every_frame_at_debug(
+    interval: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    """WELCOME, each DATA with its index and value (against the closed form a·2^i and the
+    session's values), FINAL with the checksum: on both write paths."""
+    caplog.set_level(logging.DEBUG, logger="reference.server")
+    seed = FixedRandom().seeds[0]
+    async with running_server(ServerConfig(interval=interval)) as (_, port):
+        for hello in (stateless_hello(4), stateful_hello(str(uuid.uuid4()), 4)):
+            async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+                await stream.send(hello)
+                with anyio.fail_after(10):
+                    while await RawReader(stream).next() is not None:
+                        pass
+    lines = [r.getMessage() for r in caplog.records if r.name == "reference.server"]
+    frames = [line.split("] ", 1)[1] for line in lines if "] -> " in line]
+    values = session_values(seed, 4)
+    ms = round(interval * 1000)
+    assert frames == [
+        f"-> WELCOME mode=stateless n=4 next_index=0 interval_ms={ms} a=23 session_ttl_ms=0",
+        *(f"-> DATA index={i} value={23 << i}" for i in range(3)),
+        "-> FINAL index=3 checksum=-",
+        f"-> WELCOME mode=stateful n=4 next_index=0 interval_ms={ms} a=0 session_ttl_ms=30000",
+        *(f"-> DATA index={i} value={values[i]}" for i in range(3)),
+        f"-> FINAL index=3 checksum={session_checksum(seed, 4).hex()}",
+    ]
+
+
+@pytest.mark.anyio
+async def test_server_formats_no_frame_when_debug_is_off(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off, the number frames cost a test of None: the trace is never asked to log one."""
+    caplog.set_level(logging.INFO, logger="reference.server")
+
+    def never(*args: object) -> None:
+        raise AssertionError("a number frame was logged with debug off")
+
+    monkeypatch.setattr(ConnectionTrace, "data", never)
+    monkeypatch.setattr(ConnectionTrace, "final", never)
+    for interval in (0.0, 0.06):
+        async with running_server(ServerConfig(interval=interval)) as (server, port):
+            async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+                await stream.send(stateless_hello(3))
+                with anyio.fail_after(10):
+                    while await RawReader(stream).next() is not None:
+                        pass
+            assert server.stats.streams_completed == 1
+
+
+def test_number_frames_are_rate_limited_apart_from_the_other_frames() -> None:
+    now = [0.0]
+    logger = logging.getLogger("test.connlog.frames")
+    logger.propagate = False
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger.addHandler(Keep())
+    logger.setLevel(logging.DEBUG)
+    trace = ConnectionLog(logger, clock=lambda: now[0]).open(
+        "c-1", anyio.abc.ByteStream.__new__(_Bare)
+    )
+    frames = trace.frames()
+    assert frames is trace
+    wide = 23 << 5000  # formatted by its size, not in 1,500 decimal digits
+    for index in range(10 * DEBUG_BURST):  # a fast stream within one instant
+        frames.data(index, wide)
+    data = [r for r in records if "-> DATA" in r.getMessage()]
+    assert len(data) == DEBUG_BURST
+    assert (
+        data[0]
+        .getMessage()
+        .endswith(f"value=0x{wide >> (wide.bit_length() - 32):x}... ({wide.bit_length()} bits)")
+    )
+    trace.refused(ErrorCode.SHUTTING_DOWN, "bye")  # the frames that decide a course still pass
+    assert records[-1].getMessage().endswith('-> ERROR SHUTTING_DOWN "bye"')
+    now[0] += 60.0
+    frames.data(0, 1)
+    assert records[-2].getMessage().startswith(f"{9 * DEBUG_BURST} connection log lines dropped")
+    logger.setLevel(logging.INFO)
+    assert trace.frames() is None
 
 
 def test_server_json_log_format() -> None:
