@@ -4,7 +4,8 @@ Issue 11, point 1: ``--interval 5000000`` used to start a server whose every WEL
 (5e9 ms is not a u32), ``--session-ttl inf`` likewise. Every numeric option of every Python CLI
 is held to the spec's limits (spec/PROTOCOL.md §13.1, §17, Appendix A.2 and B: durations are
 whole milliseconds up to MAX_DURATION_MS, one day): exit status 2 and one line naming the
-option, the value and the allowed range.
+option, the value and the allowed range. Server, client, proxy, chaos harness and conformance
+suite here; the Node client in interop/node-client/test, the Go server in test_go_server.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Callable, Sequence
 import anyio
 import pytest
 
+from harness import chaos
+from harness.conformance import cli as conformance_cli
 from proxy import cli as proxy_cli
 from reference import client, server
 
@@ -28,6 +31,7 @@ LIMIT_TEXT = "86400"
 SERVER = ["--port", "0"]
 CLIENT = ["--port", "9", "--mode", "stateless", "-n", "3"]
 PROXY = ["--listen", "0", "--upstream", "127.0.0.1:9"]
+CHAOS: list[str] = []
 
 Main = Callable[[Sequence[str] | None], int]
 
@@ -85,6 +89,27 @@ CASES: list[tuple[str, Main, list[str], str, str]] = [
             ("--listen", "70000"),
         ]
     ],
+    *[
+        ("chaos", chaos.main, CHAOS, option, value)
+        for option, value in [
+            ("--interval", "5000000"),
+            ("--interval", "nan"),
+            ("--session-ttl", "inf"),
+            ("--timeout", "inf"),
+            ("--timeout", "0"),
+            ("--clients", "0"),
+            ("--concurrency", "0"),
+            ("--servers", "0"),
+            ("--kill-interval", "inf"),
+            ("--store-pause-interval", "0"),
+            ("--store-restart-interval", "1e300"),
+            ("--latency", "inf"),
+            ("--drop-rate", "nan"),
+            ("--bandwidth", "0"),
+            ("--fault-window", "0"),
+            ("-n", "70000"),
+        ]
+    ],
 ]
 
 
@@ -115,6 +140,36 @@ def test_numeric_option_out_of_range_exits_2_naming_option_value_and_range(
     assert "allowed" in line
     if option in ("--interval", "--session-ttl") or option.endswith("timeout"):
         assert f"..{LIMIT_TEXT} seconds" in line  # the spec's MAX_DURATION_MS, in seconds
+
+
+@pytest.mark.parametrize(
+    ("role", "option", "value"),
+    [
+        ("server", "--interval", "5000000"),
+        ("server", "--interval", "nan"),
+        ("server", "--ttl", "inf"),
+        ("server", "--handshake-timeout", "0"),
+        ("server", "--port", "70000"),
+        ("server", "--case-timeout", "inf"),
+        ("server", "--concurrency", "0"),
+        ("client", "--concurrency", "1e9"),
+        ("client", "--case-timeout", "nan"),
+    ],
+)
+def test_conformance_numeric_option_out_of_range_exits_2_with_one_line(
+    role: str, option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The conformance suite: the same kind, its own wording (option, value, allowed range)."""
+    with pytest.raises(SystemExit) as stopped:
+        conformance_cli.main([role, option, value])
+    out, err = capsys.readouterr()
+    assert stopped.value.code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert option in lines[0]
+    assert value in lines[0]
+    assert "allowed" in lines[0]
 
 
 def _replace(argv: list[str], option: str, value: str) -> list[str]:

@@ -36,7 +36,8 @@ durations S are seconds, 0.001..86400, in whole milliseconds (PROTOCOL.md §13.1
   -h, --help              this help
 
 exit status: 0 verified, 1 verification failed, 2 usage error,
-             3 rejected by the server, 4 gave up, 130 interrupted`;
+             3 rejected by the server, 4 gave up, 130 interrupted (SIGINT),
+             143 terminated (SIGTERM)`;
 
 class UsageError extends Error {}
 
@@ -181,12 +182,15 @@ function output(opts, result, exitCode) {
 
 async function main() {
   let finished = false;
-  process.once('SIGINT', () => {
+  const interrupted = (word, status) => () => {
     if (finished) return; // the result is being written
-    // A.3, A.5: status 130 and nothing on stdout after an interrupt.
-    process.stderr.write('interrupted\n');
-    process.exit(Exit.INTERRUPTED);
-  });
+    // A.3, A.5: status 130 and nothing on stdout after an interrupt; SIGTERM likewise with 143
+    // (128 + 15), as the reference client does.
+    process.stderr.write(`${word}\n`);
+    process.exit(status);
+  };
+  process.once('SIGINT', interrupted('interrupted', Exit.INTERRUPTED));
+  process.once('SIGTERM', interrupted('terminated', Exit.TERMINATED));
 
   let opts;
   try {

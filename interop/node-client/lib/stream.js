@@ -13,7 +13,7 @@ const { armTimer } = require('./durations');
 const { escapePeerText } = require('./text');
 
 // §12.4
-const Exit = Object.freeze({ OK: 0, VERIFY_FAILED: 1, USAGE: 2, REJECTED: 3, GAVE_UP: 4, INTERRUPTED: 130 });
+const Exit = Object.freeze({ OK: 0, VERIFY_FAILED: 1, USAGE: 2, REJECTED: 3, GAVE_UP: 4, INTERRUPTED: 130, TERMINATED: 143 });
 // Appendix A.3: the reason tokens that are not ERROR code names (those are codeName()).
 const Reason = Object.freeze({ CHECKSUM_MISMATCH: 'CHECKSUM_MISMATCH', VERIFY_FAILED: 'VERIFY_FAILED', GAVE_UP: 'GAVE_UP' });
 
@@ -184,7 +184,7 @@ function runConnection(stream, opts, log, hooks) {
         finish({ kind: 'drop', reason: `protocol violation: ${err.codeName}: ${err.message}` });
       }
     });
-    socket.on('error', (err) => finish({ kind: 'drop', reason: `socket error: ${err.code || err.message}` }));
+    socket.on('error', (err) => finish({ kind: 'drop', reason: `socket error: ${err.code || err.message}`, refused: err.code === 'ECONNREFUSED' }));
     socket.on('close', () => finish({ kind: 'drop', reason: 'connection closed' }));
 
     function handleEvent(ev, heardAt) {
@@ -266,9 +266,9 @@ async function runStream(opts, { log, events, random }) {
   };
 
   log.info(`${MODE_NAMES[stream.mode]} stream of n=${stream.n}${stream.clientId ? `, client id ${stream.clientId}` : ''}`);
+  let delay = 0; // before the next attempt: drawn when the last one ended, so it can be said
   for (let attempt = 1; ; attempt++) {
     if (attempt > 1) {
-      const delay = backoff.nextDelay();
       phase('backing_off', `${delay.toFixed(3)} s`);
       log.debug(`backing off ${delay.toFixed(3)} s (${backoff.fruitless} attempts without progress)`);
       await sleep(delay);
@@ -308,6 +308,12 @@ async function runStream(opts, { log, events, random }) {
       log.error(`gave up after ${backoff.fruitless} consecutive attempts without progress`);
       phase('failed', 'gave up');
       return { exitCode: Exit.GAVE_UP, result: result(Reason.GAVE_UP) };
+    }
+    delay = backoff.nextDelay();
+    if (out.kind === 'drop' && out.refused) {
+      // Issue 11 point 7: say in words what is happening, on the first failure already.
+      log.warn(`nothing is listening on ${opts.host}:${opts.port} (connection refused); attempt ${backoff.fruitless} of ${backoff.options.maxAttemptsWithoutProgress} without progress, reconnecting in ${delay.toFixed(2)} s`);
+      if (attempt === 1) log.warn(`is the server running? Start one with: numstream-server --port ${opts.port}`);
     }
   }
 }

@@ -252,6 +252,18 @@ test('gives up after --max-retries attempts without progress: exit 4, GAVE_UP (�
   assert.equal(text.stdout, 'FAILURE GAVE_UP\n');
 });
 
+test('nothing listening: said in words on the first failure, with attempt k of N and the delay', async () => {
+  const probe = net.createServer();
+  await new Promise((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = probe.address().port;
+  await new Promise((resolve) => probe.close(resolve)); // now nothing listens there
+  const out = await runClient(['--port', String(port), ...STATELESS3, '--backoff-initial', '0.01', '--max-retries', '3']);
+  assert.equal(out.status, 4, out.stderr);
+  const warnings = out.stderr.split('\n').filter((line) => line.includes('warning'));
+  assert.match(warnings[0], new RegExp(`nothing is listening on 127\\.0\\.0\\.1:${port} .*attempt 1 of 3 .*reconnecting in [0-9.]+ s`));
+  assert.equal(out.stderr.split('is the server running?').length - 1, 1);
+});
+
 // ---- §14.1: timers
 
 test('silence after WELCOME is a drop; resume continues (§14.1)', async () => {
@@ -598,6 +610,23 @@ test('SIGINT: exit 130, nothing on stdout (A.3, A.5)', async () => {
     assert.equal(out.status, 130);
     assert.equal(out.stdout, '');
     assert.match(out.stderr, /interrupted/);
+  } finally {
+    server.close();
+  }
+});
+
+test('SIGTERM: exit 143, nothing on stdout (as the Python client)', async () => {
+  // The interrupt goes out when the HELLO arrives: the client has set up its handler
+  // by then, however slowly the machine started it (no timed guess).
+  let child = null;
+  const server = await fakeServer([{ send: [WELCOME, DATA0], end: 'hang' }], { onHello: () => child.kill('SIGTERM') });
+  try {
+    const out = await runClient(['--port', String(server.port), '--json', ...STATELESS3], {
+      onSpawn: (spawned) => (child = spawned),
+    });
+    assert.equal(out.status, 143);
+    assert.equal(out.stdout, '');
+    assert.match(out.stderr, /terminated/);
   } finally {
     server.close();
   }
