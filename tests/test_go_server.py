@@ -141,6 +141,39 @@ def test_sigterm_shuts_down_cleanly(go_listening: tuple[subprocess.Popen[str], i
     assert out == ""
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_while_opening_a_frozen_store_exits_0(go_server: Path, signum: int) -> None:
+    """Appendix B at start-up too: a Redis that accepts and never answers (frozen), a signal
+    while the store is being opened: exit 0, no panic, nothing on stdout."""
+    with socket.socket() as frozen:
+        frozen.bind(("127.0.0.1", 0))
+        frozen.listen(4)
+        store = f"redis://127.0.0.1:{frozen.getsockname()[1]}/0"
+        proc = subprocess.Popen(
+            [str(go_server), "--port", "0", "--store", store, "--log-level", "debug"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stderr is not None
+            seen = []
+            for line in proc.stderr:  # the moment to signal at: the store is being opened
+                seen.append(line)
+                if "opening session store" in line:
+                    break
+            proc.send_signal(signum)
+            out, err = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    err = "".join(seen) + err
+    assert proc.returncode == 0, err
+    assert out == ""
+    assert "panic" not in err
+
+
 @pytest.mark.parametrize(
     ("args", "status", "names"),
     [

@@ -39,7 +39,8 @@ options:
 
 Seconds are decimals or exponent notation (0.01, .5, 1e-05: spec §13.1), converted exactly to
 whole milliseconds, ties rounded up (0.0025 is 3 ms).
-SIGINT or SIGTERM: ERROR SHUTTING_DOWN on open connections, sessions released, exit 0.
+SIGINT or SIGTERM: ERROR SHUTTING_DOWN on open connections, sessions released, exit 0
+(also while the store is still being opened).
 Exit status: 0 after a clean shutdown, 1 when the port or the store cannot be opened
 (any unusable --store value), 2 for a usage error.
 `
@@ -252,6 +253,10 @@ func run(args []string) int {
 	}
 	log := &Logger{level: opts.LogLevel}
 	cfg := opts.Config
+	// Signals are handled from here on: one that arrives while the store is still being
+	// opened (a frozen Redis) ends the run cleanly too, exit 0 as Appendix B says.
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	if cfg.SessionTTLMs < 30000 {
 		log.Warnf("--session-ttl below 30 s: for tests only (spec §16.4)")
 	}
@@ -261,12 +266,28 @@ func run(args []string) int {
 	case opts.Store == "memory://" || opts.Store == "memory":
 		store = newMemoryStore(nil)
 	case strings.HasPrefix(opts.Store, "redis://"):
-		rs, err := openRedisStore(opts.Store, cfg.MaxConnections)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "nsp-server: cannot open the store %q: %v\n", opts.Store, err)
+		type opened struct {
+			store *redisStore
+			err   error
+		}
+		result := make(chan opened, 1)
+		log.Debugf("opening session store %s", opts.Store)
+		go func() {
+			rs, err := openRedisStore(opts.Store, cfg.MaxConnections)
+			result <- opened{rs, err}
+		}()
+		var got opened
+		select {
+		case sig := <-signals:
+			log.Infof("%v while opening the store: exiting", sig)
+			return 0
+		case got = <-result:
+		}
+		if got.err != nil {
+			fmt.Fprintf(os.Stderr, "nsp-server: cannot open the store %q: %v\n", opts.Store, got.err)
 			return 1
 		}
-		store = rs
+		store = got.store
 	default:
 		fmt.Fprintf(os.Stderr, "nsp-server: cannot open the store %q: not memory:// or redis://HOST:PORT/DB[?prefix=P]\n", opts.Store)
 		return 1
@@ -283,8 +304,6 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "nsp-server: %v\n", err)
 		return 1
 	}
-	signals := make(chan os.Signal, 2)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Infof("listening on %s (mode %s, interval %d ms, session TTL %d ms, store %s)",
