@@ -35,6 +35,7 @@ answer False), so a failure is reported, not retried. Every backend failure beco
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import sys
@@ -237,6 +238,39 @@ def _running_trio() -> bool:
 class _ClusterConnection(ClusterConnection):
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         await _run_closing_buffers(self, super().run, task_status)
+
+
+class _NoCoredisTracebacks(logging.Filter):
+    """coredis logs a failed connection attempt with ``logger.exception``: a full traceback in
+    the server's log whenever Redis accepts TCP but does not answer (frozen, or not Redis) and
+    our deadline cancels its handshake. That failure already reaches the caller as one
+    StoreError, which the server reports; so a cancellation is dropped here, and any other
+    coredis record keeps its message with the exception summarised on the same line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.exc_info:
+            return True
+        exc = record.exc_info[1]
+        record.exc_info = None
+        record.exc_text = None
+        if exc is None:
+            return True
+        if _only_cancellations(exc):
+            return False
+        first_line = (str(exc).splitlines() or [""])[0]
+        record.msg = f"{record.getMessage()} ({type(exc).__name__}: {first_line})"
+        record.args = None
+        return True
+
+
+def _only_cancellations(exc: BaseException) -> bool:
+    """True for a cancellation (asyncio's or trio's), or a group holding nothing else."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_cancellations(inner) for inner in exc.exceptions)
+    return type(exc).__name__ in ("CancelledError", "Cancelled")  # asyncio's, trio's
+
+
+logging.getLogger("coredis").addFilter(_NoCoredisTracebacks())
 
 
 #: A client for one Redis server or for a Redis Cluster: the store uses what both offer.
