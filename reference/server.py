@@ -20,7 +20,6 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
@@ -58,7 +57,7 @@ from .protocol import (
     stateful_prefix_checksum,
     stateful_value,
 )
-from .store import Lease, SessionRecord, SessionStore, StoreError, open_store
+from .store import Lease, SessionRecord, SessionStore, StoreError, open_store, redacted_url
 
 log = logging.getLogger("reference.server")
 
@@ -1043,12 +1042,12 @@ async def _stop_on_signal(signals: AsyncIterator[int], scope: anyio.CancelScope)
 
 async def _open_and_serve(args: argparse.Namespace) -> int:
     """Serve until cancelled; 1 if the store or the port cannot be opened."""
-    where = urlsplit(args.store)
-    log.info("opening session store %s://%s", where.scheme, where.hostname or where.path)
+    shown = redacted_url(args.store)
+    log.info("opening session store %s", shown)
     try:
         store = await open_store(args.store)
     except (StoreError, ValueError) as exc:
-        log.error("cannot open session store %s: %s", args.store, exc)
+        log.error("cannot open session store %s: %s", shown, exc)
         return 1
     server = NumberServer(config_from_args(args), store)
     try:

@@ -8,9 +8,11 @@ import socket
 
 import pytest
 
+from reference import server
+from reference.protocol.constants import MAX_DURATION_MS
+from reference.protocol.durations import seconds_text_to_ms
 from reference.store.base import StoreError
 from reference.store.redis import RedisStore
-
 
 pytestmark = pytest.mark.anyio
 
@@ -32,3 +34,67 @@ async def test_unanswering_redis_logs_no_traceback(caplog: pytest.LogCaptureFixt
             await RedisStore.connect(f"redis://127.0.0.1:{port}/0", op_timeout=0.2)
     with_traceback = [r for r in caplog.records if r.exc_info or r.exc_text]
     assert not with_traceback, [f"{r.name}: {r.getMessage()}" for r in with_traceback]
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        # Exponents beyond what Python's decimal can hold: exact values, 0 ms and far too long.
+        ("1e-99999999999999999999", 0),
+        ("0e99999999999999999999", 0),
+        ("1e99999999999999999999", None),
+        # 0.111... s with 100,000 digits is 111 ms (an int() of every digit used to fail).
+        ("0." + "1" * 100_000, 111),
+        ("0.0005" + "0" * 100_000, 1),  # a tie, however many zeros follow: rounds up
+        ("0.0004" + "9" * 100_000, 0),
+    ],
+    ids=lambda v: v[:24] + "..." if isinstance(v, str) and len(v) > 24 else str(v),
+)
+def test_extreme_duration_texts_follow_the_spec_rule(text: str, ms: int | None) -> None:
+    """§13.1: the exact decimal value times 1000, nearest, ties up; a text in the grammar is
+    never a crash. ``--interval 1e99999999999999999999`` used to end the server (and the
+    client, the proxy, the harness) with a decimal.InvalidOperation traceback and status 1."""
+    got = seconds_text_to_ms(text)
+    if ms is None:
+        assert got > MAX_DURATION_MS
+    else:
+        assert got == ms
+
+
+@pytest.mark.parametrize("value", ["1e99999999999999999999", "1e-99999999999999999999"])
+def test_server_cli_extreme_exponent_is_a_usage_decision_not_a_traceback(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = server.build_parser()
+    if value.startswith("1e-"):  # 0 ms: a valid interval
+        assert server.config_from_args(parser.parse_args(["--port", "0", "--interval", value]))
+        return
+    with pytest.raises(SystemExit) as stopped:
+        parser.parse_args(["--port", "0", "--interval", value])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if "error:" in line and "--interval" in line]
+
+
+def test_server_store_url_that_urlsplit_refuses_is_exit_1_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--store 'redis://[::1'`` (an unclosed IPv6 bracket) used to end in a traceback from
+    urlsplit in the start-up log line; Appendix B: every unusable --store value is status 1."""
+    status = server.main(["--port", "0", "--store", "redis://[::1"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "Traceback" not in err
+    assert any("redis://[::1" in line for line in err.splitlines())
+
+
+@pytest.mark.parametrize("url", ["redis://user:s3cr3t-pw@127.0.0.1:1/0", "redis://:s3cr3t-pw@[::1"])
+def test_server_never_logs_the_store_password(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A store that cannot be opened used to be logged with its URL verbatim, password
+    included: ``cannot open session store redis://user:PASSWORD@...``."""
+    status = server.main(["--port", "0", "--store", url])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "s3cr3t-pw" not in err
+    assert "cannot open session store" in err

@@ -8,7 +8,7 @@ ties rounded up (``0.0025`` s is 3 ms). Nothing here touches a clock.
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from .constants import MAX_DURATION_MS
 
@@ -29,7 +29,13 @@ def seconds_text_to_ms(text: str) -> int:
     """
     if not _SECONDS.fullmatch(text):
         raise ValueError(f"{text!r} is not a decimal number of seconds")
-    value = Decimal(text)  # exact: a Decimal built from a string never rounds
+    try:
+        value = Decimal(text)  # exact: a Decimal built from a string never rounds
+    except InvalidOperation:  # an exponent beyond decimal's own range: 1e-99999999999999999999
+        mantissa_text, exponent_text = re.split("[eE]", text)
+        if not mantissa_text.strip("0."):
+            return 0
+        return 0 if exponent_text.startswith("-") else MAX_DURATION_MS * 10**6  # as below
     if not value:
         return 0
     if value.adjusted() > _MAX_EXPONENT:
@@ -38,13 +44,15 @@ def seconds_text_to_ms(text: str) -> int:
         return 0  # below 10^-40 s: far below half a millisecond
     _sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite: the grammar admits no inf or nan
-    mantissa = int("".join(map(str, digits)))
-    shift: int = exponent + 3  # value * 1000 = mantissa * 10^shift
+    shift: int = exponent + 3  # value * 1000 = digits * 10^shift
     if shift >= 0:
-        return mantissa * int(pow(10, shift))
-    unit: int = pow(10, -shift)
-    whole, rest = divmod(mantissa, unit)
-    return whole + (1 if 2 * rest >= unit else 0)  # nearest, ties up
+        return int("".join(map(str, digits))) * int(pow(10, shift))
+    # Nearest, ties up: round up exactly when the first dropped digit is 5 or more. Only the
+    # kept digits (at most _MAX_EXPONENT + 4 of them) become an int, so 0.111... with 10^5
+    # digits is 111 ms, not an int() of 10^5 digits.
+    kept, dropped = digits[:shift], digits[shift:]
+    whole = int("".join(map(str, kept))) if kept else 0
+    return whole + (1 if dropped and dropped[0] >= 5 else 0)
 
 
 def seconds_to_ms(seconds: float) -> int:

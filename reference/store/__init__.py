@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .base import Lease, SessionRecord, SessionStore, StoreError
@@ -17,7 +18,22 @@ __all__ = [
     "SessionStore",
     "StoreError",
     "open_store",
+    "redacted_url",
 ]
+
+
+def redacted_url(url: str) -> str:
+    """The store URL for a log line or a message: its password replaced by ``***``. In a text
+    that is no URL (``redis://:pw@[::1``) everything between ``//`` and ``@`` is hidden."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:
+        return re.sub(r"(?<=//)[^/]*@", "***@", url, count=1)
+    netloc = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return parts._replace(netloc=user + netloc).geturl()
 
 
 def split_prefix(url: str) -> tuple[str, str | None]:
