@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from proxy import FaultEvent, FaultKind
+from reference.logs import printable
 
 from .model import (
     STRIKING_KINDS,
@@ -252,10 +253,11 @@ def client_line(client: ClientState) -> str:
         checked = ", checksum recomputed from seed" if client.seed_checked else ""
         reconnects = _plural(client.reconnects, "reconnect")
         return f"{head} verified: {reconnects}, {duration}{checked}{faults}"
+    reason = printable(client.reason or "")  # may quote what the client printed
     if client.phase.acceptable:
-        return f"{head} not verified, excusably: {client.reason} ({duration}){faults}"
+        return f"{head} not verified, excusably: {reason} ({duration}){faults}"
     return (
-        f"{head} {client.phase.value.upper()}: {client.reason} "
+        f"{head} {client.phase.value.upper()}: {reason} "
         f"(exit {client.exit_code}, {_plural(client.reconnects, 'reconnect')}, {duration}){faults}"
     )
 
@@ -324,7 +326,7 @@ def summary_table(report: ChaosReport, width: int | None = None) -> RenderableTy
                 Text.assemble(
                     (client_faults_text(client), "magenta"),
                     ("; " if client.faults and client.reason else "", ""),
-                    (client.reason or "", "red"),
+                    (printable(client.reason or ""), "red"),
                 ),
             )
     if not details.row_count:
@@ -370,7 +372,7 @@ def _verdict_table(report: ChaosReport, *, details: bool) -> Table:
         if details:
             cells += [
                 Text(client_faults_text(client), "magenta"),
-                Text(client.reason or "", "red"),
+                Text(printable(client.reason or ""), "red"),
             ]
         table.add_row(*cells)
     return table

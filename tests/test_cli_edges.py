@@ -3,8 +3,10 @@ its first failure in words, the server's connection log, --version, a missing tr
 
 Each test names the CLI it covers; the kinds and the CLIs they apply to:
 
-* peer text shown escaped: client (ERROR messages, final and retryable), server (HELLO fields);
-  the proxy shows nothing from the wire (it logs fault decisions only).
+* peer text shown escaped: client (ERROR messages, final and retryable), server (HELLO fields),
+  conformance suite (a server's ERROR message in its results), chaos harness (a client's error
+  in its lines and verdict table); the proxy shows nothing from the wire (it logs fault
+  decisions only); the Node client and the Go server in their own tests.
 * a missing or too old trio: server and client (the proxy has no --backend).
 * --version, and the name the user typed (console script or python -m): server, client,
   proxy, chaos, conformance.
@@ -158,6 +160,38 @@ def test_server_log_shows_peer_text_escaped() -> None:
     assert "ERROR INVALID_CLIENT_ID" in ended[1], err
     assert "\\x1b[2J\\n\\x1b]0;owned\\x07" in err  # shown, escaped
     _no_terminal_control(err)
+
+
+def test_conformance_shows_a_servers_error_message_escaped() -> None:
+    """The suite's results quote what a server under test sent: escaped, never raw."""
+    from harness.conformance.wire import ERROR, Frame
+
+    shown = Frame(ERROR, struct.pack(">H", 0x20) + HOSTILE.encode()).describe()
+    assert shown.startswith("ERROR SHUTTING_DOWN")
+    _no_terminal_control(shown)
+    assert "\\x1b]0;owned\\x07\\x1b[2J\\nINFO reference.client: all good" in shown
+
+
+def test_chaos_shows_a_clients_text_escaped() -> None:
+    """The harness's lines and verdict table quote a client's error: escaped, never raw."""
+    from rich.console import Console
+
+    from harness.dashboard import client_line, summary_table
+    from harness.model import ChaosOptions, ChaosReport, ClientPhase, ClientSpec, ClientState
+
+    state = ClientState(ClientSpec(id=1, mode="stateless", n=3, seed=1, client_id="x"))
+    state.phase, state.reason, state.exit_code = ClientPhase.FAILED, f"exit code 3 ({HOSTILE})", 3
+    line = client_line(state)
+    _no_terminal_control(line)
+    assert "\\x1b]0;owned\\x07" in line
+    report = ChaosReport(
+        ok=False, seed=1, proxy_seed=2, duration_s=1.0, options=ChaosOptions(clients=1),
+        clients=[state], proxy={}, server={},
+    )  # fmt: skip
+    for width in (80, None):
+        out = io.StringIO()
+        Console(width=200, file=out, force_terminal=False).print(summary_table(report, width))
+        _no_terminal_control(out.getvalue())
 
 
 # --- point 5: the cap is a cap -------------------------------------------------------------------

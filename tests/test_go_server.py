@@ -38,7 +38,7 @@ import pytest
 
 from .oracle import doubling_sum, session_checksum, session_values
 from .redis_fixture import free_port, redis_server_or_skip
-from .support import listening_process, wait_until_listening
+from .support import RawReader, listening_process, wait_until_listening
 from .test_interop import assert_server_side_vectors_answered
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,6 +139,32 @@ def test_sigterm_shuts_down_cleanly(go_listening: tuple[subprocess.Popen[str], i
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0
     assert out == ""
+
+
+def test_peer_text_never_reaches_the_log_raw(go_server: Path) -> None:
+    """A HELLO whose client id is terminal control (36 bytes, not a UUID): refused with
+    INVALID_CLIENT_ID, and even at debug nothing of it reaches stderr unescaped."""
+    port = free_port()
+    argv = [str(go_server), "--port", str(port), "--log-level", "debug"]
+    with listening_process(argv, port) as proc:
+        bad_id = "\x1b[2J\n\x1b]0;owned\x07" + "x" * 21
+        payload = struct.pack(">BBBII", 1, 2, 0, 5, 0) + bad_id.encode()
+
+        async def send() -> int | None:
+            async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+                await stream.send(struct.pack(">BH", 0x01, len(payload)) + payload)
+                last = None
+                with anyio.fail_after(10):
+                    while (got := await RawReader(stream).next()) is not None:
+                        last = got
+                return None if last is None else last.error_code
+
+        assert anyio.run(send) == 9  # INVALID_CLIENT_ID
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert "\x1b" not in err
+    assert "\x07" not in err
+    assert "owned" not in err or "\\x1b" in err  # if shown at all, escaped
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
