@@ -313,3 +313,31 @@ def test_the_final_screen_shows_each_client_once(width: int, height: int) -> Non
     assert "seed 3" in summary
     assert sum("clients verified" in line for line in lines) == 1
     assert all(len(line) <= width for line in lines)
+
+
+def test_log_lines_print_above_the_live_frame_never_over_it() -> None:
+    """With the in-process server logging each connection at info during the live dashboard,
+    every log line ends up whole on the terminal, each connection's accept matched by its end,
+    and nothing of a live frame is left between them (issue 7 point 6, issue 11 point 6)."""
+    status, lines = run_on_terminal(
+        [
+            sys.executable, "-m", "harness.chaos", "--clients", "4", "-n", "30",
+            "--interval", "0.005", "--drop-rate", "0.3", "--seed", "3", "--ui", "live",
+            "--log-level", "info",
+        ],
+        160,
+        48,
+    )  # fmt: skip
+    shown = "\n".join(lines)
+    assert status == 0, shown
+    whole = re.compile(
+        r"^INFO +reference\.server: (listening on 127\.0\.0\.1:\d+|\[[0-9a-f]+-\d+\] "
+        r"(accepted from 127\.0\.0\.1:\d+|HELLO .+|ended after [\d.]+ s: .+))$"
+    )
+    logged = [line for line in lines if "reference.server" in line]
+    assert logged, shown
+    assert all(whole.match(line) for line in logged), shown
+    accepted = sum("accepted from" in line for line in logged)
+    assert accepted >= 4
+    assert accepted == sum("ended after" in line for line in logged), shown
+    assert not [line for line in lines if LIVE_ROW.match(line)], shown
