@@ -907,39 +907,14 @@ def _fault_text(fault: tuple[Any, ...]) -> str:
     return f"client {client} connection {connection}: {kind} at frame {frame_index}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 (CLI glue: each branch is one option's effect or one exit status; owned by the harness)
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    schedule: list[ScheduledFault] = []
-    original: dict[str, Any] | None = None
-    if args.replay is not None:
-        try:
-            options, schedule, original = load_replay(args.replay)
-        except ValueError as exc:
-            parser.error(f"--replay: {exc}")
-    try:
-        if args.replay is None:
-            options = options_from_args(args)
-        check_options(options)
-    except ValueError as exc:
-        parser.error(str(exc))
-    for path, flag in ((args.report, "--report"), (args.event_log, "--event-log")):
-        if path not in (None, "-") and not Path(path).resolve().parent.is_dir():
-            parser.error(f"{flag}: directory of {path} does not exist")
-
+    options, schedule, original = _options(parser, args)
     to_stdout = args.report == "-"
     live = args.ui == "live" or (args.ui == "auto" and sys.stdout.isatty() and not to_stdout)
-    ui: ChaosUI
-    handler: logging.Handler
     console = Console(stderr=to_stdout)
-    if live:
-        dashboard = LiveDashboard(console)
-        ui = dashboard
-        handler = dashboard.log_handler()
-    else:
-        ui = LogUI()
-        handler = logging.StreamHandler(sys.stderr)
-    _configure_logging(args.log_level, handler)
+    ui = _display(console, live, args.log_level)
     _warn_about(options)
 
     def finish(report: ChaosReport) -> int:
@@ -959,6 +934,38 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 (CLI glue: eac
         return await _main(options, ui, schedule, args.replay, finish)
 
     return run_program(entry, args, prog=parser.prog, backend="asyncio", on_signal=_aborted)
+
+
+def _options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[ChaosOptions, list[ScheduledFault], dict[str, Any] | None]:
+    """The run's options, a replay's fault schedule and the report it replays (None unless
+    ``--replay``); anything unusable is a usage error (exit 2, one line)."""
+    schedule: list[ScheduledFault] = []
+    original: dict[str, Any] | None = None
+    try:
+        if args.replay is not None:
+            options, schedule, original = load_replay(args.replay)
+        else:
+            options = options_from_args(args)
+        check_options(options)
+    except ValueError as exc:
+        parser.error(f"--replay: {exc}" if args.replay is not None else str(exc))
+    for path, flag in ((args.report, "--report"), (args.event_log, "--event-log")):
+        if path not in (None, "-") and not Path(path).resolve().parent.is_dir():
+            parser.error(f"{flag}: directory of {path} does not exist")
+    return options, schedule, original
+
+
+def _display(console: Console, live: bool, log_level: str) -> ChaosUI:
+    """The live dashboard or plain lines, with logging through the same console (so no log
+    line prints over a live frame)."""
+    if live:
+        dashboard = LiveDashboard(console)
+        _configure_logging(log_level, dashboard.log_handler())
+        return dashboard
+    _configure_logging(log_level, logging.StreamHandler(sys.stderr))
+    return LogUI()
 
 
 def _aborted(signum: int) -> int:

@@ -237,6 +237,15 @@ def test_client_says_nothing_is_listening_with_attempt_k_of_n() -> None:
     assert done.returncode == 4
 
 
+def test_conformance_says_no_server_answers_where_nothing_listens() -> None:
+    port = free_port()
+    done = run("harness.conformance", "server", "--port", str(port))
+    assert done.returncode == 3, done.stderr  # the target could not be reached
+    assert f"no NSP server answers on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
 # --- point 6: one console for the log and the progress bar ---------------------------------------
 
 
