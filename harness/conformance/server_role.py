@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -638,6 +639,20 @@ def case(
     return register
 
 
+#: ``n`` for a session a case drops and comes back to: its FINAL is never due while the case
+#: works. A server streams on schedule whether or not the case reads, so with a short ``n`` a
+#: case slowed down by a loaded machine (half a second is enough at 20 ms) drops the connection
+#: only after the server has written FINAL and completed the session; the RESUME that follows
+#: then rightly gets SESSION_UNKNOWN (the old ``11.2/resume-at-n-minus-1`` flake, n = 30).
+FAR = 65535
+
+
+def far_enough(take: int, target: ServerTarget, seconds: float = 3.0) -> int:
+    """The smallest ``n`` that keeps FINAL at least ``seconds`` (and 32 numbers) beyond the
+    first ``take`` numbers, for a case that must read the whole stream afterwards."""
+    return min(FAR, take + max(32, math.ceil(seconds / max(target.interval, 0.001))))
+
+
 async def open_stateful(
     check: Check, target: ServerTarget, cid: str, n: int, take: int | None = None
 ) -> Stream:
@@ -700,8 +715,9 @@ async def _never(target: ServerTarget, check: Check) -> None:
 )
 async def _resume_same(target: ServerTarget, check: Check) -> None:
     cid = new_id()
-    first = await open_stateful(check, target, cid, 40, take=8)  # FINAL stays far away
-    second = await resume_stateful(check, target, cid, 40, 5)
+    n = far_enough(8, target)
+    first = await open_stateful(check, target, cid, n, take=8)
+    second = await resume_stateful(check, target, cid, n, 5)
     check.must(second.values[:3] == first.values[5:8], "resumed values differ from the first ones")
     digest = wire.checksum(first.values[:5] + second.values)
     check.must(final_checksum(second) == digest, "FINAL checksum is not over all n values")
@@ -715,10 +731,11 @@ async def _resume_same(target: ServerTarget, check: Check) -> None:
 )
 async def _resume_last(target: ServerTarget, check: Check) -> None:
     cid = new_id()
-    await open_stateful(check, target, cid, 30, take=3)
-    last = await resume_stateful(check, target, cid, 30, 29)
+    await open_stateful(check, target, cid, FAR, take=3)
+    last = await resume_stateful(check, target, cid, FAR, FAR - 1)
     check.must(len(last.values) == 1 and last.final is not None, "not a lone FINAL")
-    await refused(check, target, wire.hello(2, 30, next_index=29, resume=True, client_id=cid), 20)
+    gone = wire.hello(2, FAR, next_index=FAR - 1, resume=True, client_id=cid)
+    await refused(check, target, gone, 20)
 
 
 @case(
@@ -729,8 +746,8 @@ async def _resume_last(target: ServerTarget, check: Check) -> None:
 )
 async def _open_existing(target: ServerTarget, check: Check) -> None:
     cid = new_id()
-    first = await open_stateful(check, target, cid, 40, take=3)
-    again = await open_stateful(check, target, cid, 40, take=3)
+    first = await open_stateful(check, target, cid, FAR, take=3)
+    again = await open_stateful(check, target, cid, FAR, take=3)
     check.must(again.values == first.values, "the session was re-created with another seed")
 
 
@@ -741,8 +758,8 @@ async def _open_existing(target: ServerTarget, check: Check) -> None:
 )
 async def _open_mismatch(target: ServerTarget, check: Check) -> None:
     cid = new_id()
-    await open_stateful(check, target, cid, 40, take=2)
-    await refused(check, target, wire.hello(2, 41, client_id=cid), 21)
+    await open_stateful(check, target, cid, FAR, take=2)
+    await refused(check, target, wire.hello(2, FAR - 1, client_id=cid), 21)
 
 
 @case(
@@ -752,7 +769,7 @@ async def _open_mismatch(target: ServerTarget, check: Check) -> None:
 )
 async def _resume_mismatch(target: ServerTarget, check: Check) -> None:
     cid = new_id()
-    await open_stateful(check, target, cid, 40, take=2)
+    await open_stateful(check, target, cid, FAR, take=2)
     await refused(check, target, wire.hello(2, 39, next_index=2, resume=True, client_id=cid), 21)
 
 
@@ -763,9 +780,9 @@ async def _resume_mismatch(target: ServerTarget, check: Check) -> None:
 )
 async def _mismatch_keeps(target: ServerTarget, check: Check) -> None:
     cid = new_id()
-    first = await open_stateful(check, target, cid, 40, take=2)
+    first = await open_stateful(check, target, cid, FAR, take=2)
     await refused(check, target, wire.hello(2, 7, next_index=1, resume=True, client_id=cid), 21)
-    again = await resume_stateful(check, target, cid, 40, 1, take=1)
+    again = await resume_stateful(check, target, cid, FAR, 1, take=1)
     check.must(again.values == first.values[1:2], "different value after the mismatch")
 
 
@@ -871,9 +888,9 @@ CASES.append(
 )
 async def _within_ttl(target: ServerTarget, check: Check) -> None:
     cid = new_id()
-    first = await open_stateful(check, target, cid, 50, take=3)
+    first = await open_stateful(check, target, cid, FAR, take=3)
     await anyio.sleep(target.ttl * 0.5)
-    again = await resume_stateful(check, target, cid, 50, 2, take=1)
+    again = await resume_stateful(check, target, cid, FAR, 2, take=1)
     check.must(again.values == first.values[2:3], "different value after resuming")
 
 
@@ -884,9 +901,9 @@ async def _within_ttl(target: ServerTarget, check: Check) -> None:
 )
 async def _expires(target: ServerTarget, check: Check) -> None:
     cid = new_id()
-    await open_stateful(check, target, cid, 50, take=2)
+    await open_stateful(check, target, cid, FAR, take=2)
     await anyio.sleep(target.ttl + 1.0)
-    await refused(check, target, wire.hello(2, 50, next_index=2, resume=True, client_id=cid), 20)
+    await refused(check, target, wire.hello(2, FAR, next_index=2, resume=True, client_id=cid), 20)
 
 
 @case(
@@ -896,11 +913,11 @@ async def _expires(target: ServerTarget, check: Check) -> None:
 )
 async def _latest_drop(target: ServerTarget, check: Check) -> None:
     cid = new_id()
-    await open_stateful(check, target, cid, 50, take=2)
+    await open_stateful(check, target, cid, FAR, take=2)
     await anyio.sleep(target.ttl * 0.6)
-    await resume_stateful(check, target, cid, 50, 2, take=1)
+    await resume_stateful(check, target, cid, FAR, 2, take=1)
     await anyio.sleep(target.ttl * 0.6)
-    await resume_stateful(check, target, cid, 50, 3, take=1)
+    await resume_stateful(check, target, cid, FAR, 3, take=1)
 
 
 @case(
@@ -910,10 +927,10 @@ async def _latest_drop(target: ServerTarget, check: Check) -> None:
 )
 async def _reset_drop(target: ServerTarget, check: Check) -> None:
     cid = new_id()
-    probe, _ = await _streaming(check, target, cid, 50)
+    probe, _ = await _streaming(check, target, cid, FAR)
     await probe.reset()
     await anyio.sleep(0.2)
-    again = await resume_stateful(check, target, cid, 50, 2, take=1)
+    again = await resume_stateful(check, target, cid, FAR, 2, take=1)
     check.must(len(again.values) == 1, "no number after resuming")
 
 
@@ -925,7 +942,7 @@ async def _reset_drop(target: ServerTarget, check: Check) -> None:
 )
 async def _half_close(target: ServerTarget, check: Check) -> None:
     cid = new_id()
-    probe, _ = await _streaming(check, target, cid, 500)
+    probe, _ = await _streaming(check, target, cid, FAR)
     try:
         await probe.send_eof()
         frames = await probe.sleep_reading(2.0 + 3 * target.interval)
@@ -933,7 +950,7 @@ async def _half_close(target: ServerTarget, check: Check) -> None:
         check.must(probe.closed_by_peer, "the server kept the half-closed connection open")
     finally:
         await probe.close()
-    await resume_stateful(check, target, cid, 500, 2, take=1)
+    await resume_stateful(check, target, cid, FAR, 2, take=1)
 
 
 async def _bytes_while_streaming(extra: bytes, target: ServerTarget, check: Check) -> None:

@@ -16,6 +16,7 @@ from . import wire
 from .model import Case, Check, Level, Skip
 from .probe import EOF, RESET, Event, Probe, describe
 from .server_role import (
+    FAR,
     VECTORS,
     ServerTarget,
     Spawned,
@@ -138,8 +139,8 @@ async def _lease(target: ServerTarget, check: Check) -> None:
 async def _released(target: ServerTarget, check: Check) -> None:
     cid = new_id()
     async with Probe(target.port, check) as probe:
-        await probe.send(wire.hello(wire.STATEFUL, 500, client_id=cid))
-        await read_stream(check, probe, target, wire.STATEFUL, 500, 0, take=2)
+        await probe.send(wire.hello(wire.STATEFUL, FAR, client_id=cid))
+        await read_stream(check, probe, target, wire.STATEFUL, FAR, 0, take=2)
     fields: dict[bytes, bytes] = {}
     pttl = -3
     async with await target.redis() as r:
