@@ -913,6 +913,18 @@ def cases_timers() -> list[Case]:
                 SF, 4, [[handshake_check()], [s.welcome(), s.numbers()]], Expect(0, connections=2)
             ),
         ),
+        *[
+            scenario_case(
+                f"14.1/connect-timeout-{NAME[mode]}",
+                "the port listens but no connect ever completes (a full accept queue: every "
+                "SYN is dropped), on every attempt",
+                "each connect ends by the client's connect timeout (never waits for the "
+                "kernel), backoff between; after --max-retries attempts: exit 4, FAILURE GAVE_UP",
+                Scenario(mode, 5, [], Expect(4, "GAVE_UP"), black_hole=True, timing=False),
+                needs=frozenset({"max_retries", "connect_timeout"}),
+            )
+            for mode in (SL, SF)
+        ],
         scenario_case(
             "15/backoff-and-give-up",
             "every connection is closed right after its HELLO (no progress)",

@@ -5,11 +5,13 @@ are judged against the spec."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
 import shlex
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -181,10 +183,50 @@ class Scenario:
     interrupt_after: float = 0.0  # SIGINT to the client this long after its first HELLO
     timing: bool = True  # judge reconnection delays against §15
     hello_within: float | None = None
+    black_hole: bool = False  # the port listens, but no connect ever completes (§14.1)
 
 
 def nominal_delay(target: ClientTarget, k: int) -> float:
     return min(target.timing("backoff_initial") * 1.6**k, target.timing("backoff_max"))
+
+
+class BlackHole:
+    """A port whose connects never complete, without root: a listening socket with a backlog
+    of 0 that never accepts, its accept queue filled by connections of our own. Linux then
+    drops every further SYN (the queue is full), so a client's connect neither succeeds nor
+    fails: only its own connect timeout ends it (§14.1)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.fillers: list[socket.socket] = []
+        try:
+            self.listener.bind(("127.0.0.1", 0))
+            self.listener.listen(0)
+            self.port: int = self.listener.getsockname()[1]
+        except OSError:
+            self.close()
+            raise
+
+    async def fill(self) -> None:
+        """Connect until one connect stays pending: the queue is full from then on."""
+        for _ in range(64):
+            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            self.fillers.append(filler)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", self.port))
+            await anyio.sleep(0.05)
+            if filler.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
+                raise OSError("a connect to the black hole failed")
+            try:
+                filler.getpeername()
+            except OSError:  # not connected: the SYN was dropped, the queue is full
+                return
+        raise OSError("the accept queue never filled up")
+
+    def close(self) -> None:
+        for sock in [*self.fillers, self.listener]:
+            sock.close()
 
 
 async def play(sc: Scenario, target: ClientTarget, check: Check) -> None:  # noqa: C901 (the scripted server's event loop: one branch per scenario step kind, as the spec lists them)
@@ -274,19 +316,12 @@ async def play(sc: Scenario, target: ClientTarget, check: Check) -> None:  # noq
             conn.notes.extend(str(leaf) for leaf in leaves)
 
     n_arg: int | str | None = None if sc.omit_n else (sc.n if sc.n_arg is None else sc.n_arg)
-    if sc.refuse_for:
-        from .servers import free_port
-
-        port = free_port()
-    else:
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    argv = target.argv(port, sc.mode, n_arg, json_out=not sc.expect.text, extra=sc.extra_args)
     out = b""
     err = b""
     status: int | None = None
-    budget = 40.0
+    budget = max(40.0, black_hole_bounds(target)[1] + 10.0) if sc.black_hole else 40.0
     lag = [0.0]
+    ran = 0.0
 
     async def watch_lag() -> None:
         """How late our own event loop runs: the uncertainty of every time we record."""
@@ -295,41 +330,77 @@ async def play(sc: Scenario, target: ClientTarget, check: Check) -> None:  # noq
             await anyio.sleep(0.01)
             lag[0] = max(lag[0], time.monotonic() - started - 0.01)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(watch_lag)
-        process = await processes.start(argv)
-        if sc.refuse_for:
-            await anyio.sleep(sc.refuse_for)
-            listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
-        tg.start_soon(listener.serve, handler)
-        if sc.interrupt_after:
+    async with AsyncExitStack() as stack:
+        listener: anyio.abc.SocketListener | None = None
+        if sc.black_hole:
+            hole = BlackHole()
+            stack.callback(hole.close)
+            await hole.fill()
+            port = hole.port
+        elif sc.refuse_for:
+            from .servers import free_port
 
-            async def interrupt() -> None:
-                await first_hello.wait()
-                await anyio.sleep(sc.interrupt_after)
-                if process.returncode is None:
-                    os.kill(process.pid, signal.SIGINT)
+            port = free_port()
+        else:
+            listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+            stack.push_async_callback(listener.aclose)
+            port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        argv = target.argv(port, sc.mode, n_arg, json_out=not sc.expect.text, extra=sc.extra_args)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_lag)
+            process = await processes.start(argv)
+            started = time.monotonic()
+            try:  # the client is stopped on every way out, a cancelled case included
+                if sc.refuse_for:
+                    await anyio.sleep(sc.refuse_for)
+                    listener = await anyio.create_tcp_listener(
+                        local_host="127.0.0.1", local_port=port
+                    )
+                    stack.push_async_callback(listener.aclose)
+                if listener is not None:
+                    tg.start_soon(listener.serve, handler)
+                if sc.interrupt_after:
 
-            tg.start_soon(interrupt)
-        try:
-            with anyio.move_on_after(budget):
-                async with anyio.create_task_group() as io:
-                    results: dict[str, bytes] = {}
+                    async def interrupt() -> None:
+                        await first_hello.wait()
+                        await anyio.sleep(sc.interrupt_after)
+                        if process.returncode is None:
+                            os.kill(process.pid, signal.SIGINT)
 
-                    async def grab(name: str, stream: Any) -> None:
-                        results[name] = await processes.read_all(stream, 4 * 1024 * 1024)
+                    tg.start_soon(interrupt)
+                with anyio.move_on_after(budget):
+                    async with anyio.create_task_group() as io:
+                        results: dict[str, bytes] = {}
 
-                    io.start_soon(grab, "out", process.stdout)
-                    io.start_soon(grab, "err", process.stderr)
-                    await process.wait()
-                out, err = results.get("out", b""), results.get("err", b"")
-            status = process.returncode
-        finally:
-            await processes.stop(process, grace=0)
-        await anyio.sleep(0.05)
-        tg.cancel_scope.cancel()
-    await listener.aclose()
-    judge_run(lag[0], sc, target, check, conns, state, status, out.decode(errors="replace"), err)
+                        async def grab(name: str, stream: Any) -> None:
+                            results[name] = await processes.read_all(stream, 4 * 1024 * 1024)
+
+                        io.start_soon(grab, "out", process.stdout)
+                        io.start_soon(grab, "err", process.stderr)
+                        await process.wait()
+                    out, err = results.get("out", b""), results.get("err", b"")
+                status = process.returncode
+                ran = time.monotonic() - started
+            finally:
+                await processes.stop(process, grace=0)
+            await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+    judge_run(
+        lag[0], sc, target, check, conns, state, status, out.decode(errors="replace"), err, ran
+    )
+
+
+def black_hole_bounds(target: ClientTarget) -> tuple[float, float]:
+    """(least, most) seconds a client takes to give up on a black hole: ``max_retries``
+    connects, each ended by the connect timeout, with the backoff of §15 between them.
+    The least allows 10 % early timers; the most 1.5 s late per attempt and 3 s to start."""
+    attempts = int(target.timing("max_retries"))
+    timeout = target.timing("connect_timeout")
+    waits = sum(nominal_delay(target, k) for k in range(1, attempts))
+    return (
+        0.9 * attempts * timeout + 0.8 * waits,
+        attempts * (timeout + 1.5) + 1.2 * waits + 3.0,
+    )
 
 
 def judge_run(  # noqa: C901 (one verdict per outcome the spec allows a client, in the spec's order)
@@ -342,6 +413,7 @@ def judge_run(  # noqa: C901 (one verdict per outcome the spec allows a client, 
     status: int | None,
     out: str,
     err: bytes,
+    ran: float = 0.0,
 ) -> None:
     exp = sc.expect
     check.note(f"exit {status}, {len(conns)} connection(s)")
@@ -361,7 +433,18 @@ def judge_run(  # noqa: C901 (one verdict per outcome the spec allows a client, 
     if sc.check_v4 and state.client_id is not None:
         cid = state.client_id.decode()
         check.should(cid[14] == "4" and cid[19] in "89ab", f"{cid} is not a version-4 UUID")
-    if exp.reason == "GAVE_UP" and "max_retries" in target.fields:
+    if sc.black_hole:
+        least, most = black_hole_bounds(target)
+        attempts = int(target.timing("max_retries"))
+        check.note(f"gave up after {ran:.2f} s (expected {least:.2f} to {most:.2f} s)")
+        check.must(not conns, f"{len(conns)} connection(s) through a port that accepts none")
+        check.must(
+            ran >= least - 0.05 - lag,
+            f"gave up after {ran:.2f} s: {attempts} connects cannot each have waited the "
+            f"connect timeout ({target.timing('connect_timeout'):g} s) with the backoff between",
+        )
+        check.should(ran <= most, f"gave up after {ran:.2f} s, expected at most {most:.2f} s")
+    elif exp.reason == "GAVE_UP" and "max_retries" in target.fields:
         last = max((c.index for c in conns if c.progress), default=0)
         check.must(
             len(conns) - last == target.max_retries,
@@ -399,7 +482,7 @@ def judge_run(  # noqa: C901 (one verdict per outcome the spec allows a client, 
     if exp.text:
         judge_text(sc, check, state, out)
     else:
-        judge_json(sc, check, state, out, conns, status)
+        judge_json(sc, check, state, out, conns, status, target)
 
 
 def judge_timing(check: Check, target: ClientTarget, conns: list[s.Conn], lag: float = 0.0) -> None:
@@ -459,7 +542,13 @@ def judge_text(sc: Scenario, check: Check, state: s.State, out: str) -> None:
 
 
 def judge_json(
-    sc: Scenario, check: Check, state: s.State, out: str, conns: list[s.Conn], status: int | None
+    sc: Scenario,
+    check: Check,
+    state: s.State,
+    out: str,
+    conns: list[s.Conn],
+    status: int | None,
+    target: ClientTarget,
 ) -> None:
     exp = sc.expect
     lines = [line for line in out.split("\n") if line.strip()]
@@ -486,7 +575,13 @@ def judge_json(
         doc.get("error", exp.reason) == exp.reason,
         f"error {doc.get('error')!r}, expected {exp.reason!r}",
     )
-    if "reconnects" in doc and not sc.refuse_for:
+    if "reconnects" in doc and sc.black_hole:
+        attempts = int(target.timing("max_retries"))
+        check.should(
+            doc["reconnects"] == attempts - 1,
+            f"reconnects {doc['reconnects']}, after {attempts} attempts (A.2 --max-retries)",
+        )
+    elif "reconnects" in doc and not sc.refuse_for:
         check.should(
             doc["reconnects"] == len(conns) - 1,
             f"reconnects {doc['reconnects']}, made {len(conns) - 1}",
@@ -509,8 +604,17 @@ def judge_json(
             else:
                 check.should(got == want, why + ", as a partial sum (A.4)")
         return
-    cid = (state.client_id or b"").decode()
-    check.must(doc.get("client_id") == cid, f"client_id {doc.get('client_id')!r}, HELLO said {cid}")
+    if state.client_id is None:  # no HELLO ever arrived: the id is still the A.4 form
+        got = doc.get("client_id")
+        check.must(
+            isinstance(got, str) and wire.CLIENT_ID_RE.match(got.encode()) is not None,
+            f"client_id {got!r} is not lower-case canonical UUID text",
+        )
+    else:
+        cid = state.client_id.decode()
+        check.must(
+            doc.get("client_id") == cid, f"client_id {doc.get('client_id')!r}, HELLO said {cid}"
+        )
     if exp.reason is None:
         digest = state.truth_checksum().hex()
         check.must(doc.get("checksum_expected") == digest, "checksum_expected is not FINAL's")

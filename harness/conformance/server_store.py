@@ -3,11 +3,14 @@ that start the server themselves (Appendix B, shutdown)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import secrets
+import socket
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -722,6 +725,112 @@ async def _write_stall(target: ServerTarget, check: Check) -> None:
     check.should(ended, "the server kept a connection whose writes stalled for 14 s")
 
 
+#: The re-anchoring case: its own server instance at 2 ms, stateless numbers of about 7 kB
+#: (a = 255 from index 58,000: 3.6 MB/s, 15 s of stream), a stall of 6 s, then 3 s of reading.
+REANCHOR_INTERVAL = 0.002
+REANCHOR_FROM = 58000
+REANCHOR_STALL = 6.0
+REANCHOR_READ = 3.0
+#: Bytes a server may hold in user space beyond its kernel send buffer (§16.6: bounded).
+USER_SPACE_AHEAD = 1 << 20
+
+
+def kernel_send_buffer_cap() -> int:
+    """The most a TCP send buffer can grow to here (Linux: autotuning's tcp_wmem maximum, or
+    twice wmem_max for an explicit SO_SNDBUF); 4 MiB where /proc does not say."""
+    caps = []
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        caps.append(int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2]))
+    with contextlib.suppress(OSError, ValueError):
+        caps.append(2 * int(Path("/proc/sys/net/core/wmem_max").read_text()))
+    return max(caps, default=4 << 20)
+
+
+def _stall_then_catch_up(port: int) -> list[tuple[float, wire.Frame]]:
+    """A blocking socket with a small receive window: read 0.3 s, read nothing for
+    REANCHOR_STALL (the server's writes block once the buffers are full), then read as fast as
+    possible, with a wide window, for REANCHOR_READ. Every frame with its arrival time."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    frames: list[tuple[float, wire.Frame]] = []
+    buffer = wire.FrameBuffer()
+
+    def read_until(deadline: float) -> None:
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(min(left, 0.05))
+            try:
+                chunk = sock.recv(1 << 20)
+            except TimeoutError:
+                continue
+            if not chunk:
+                return
+            buffer.feed(chunk)
+            while (found := buffer.next()) is not None:
+                frames.append((time.monotonic(), found))
+
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(
+            wire.hello(wire.STATELESS, 65535, a=255, next_index=REANCHOR_FROM, resume=True)
+        )
+        read_until(time.monotonic() + 0.3)
+        time.sleep(REANCHOR_STALL)
+        # a wide window now, so that a backlog sent in a burst arrives as fast as it is sent
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        read_until(time.monotonic() + REANCHOR_READ)
+    finally:
+        sock.close()
+    return frames
+
+
+async def _reanchor(target: ServerTarget, check: Check) -> None:
+    """§13: "If writes block for so long that the server finds itself more than one interval
+    behind the schedule, it re-anchors (t0 := now − j·interval) and carries on at the normal
+    pace instead of sending the backlog in a burst."
+
+    After the stall a re-anchoring server is behind its first schedule by about the time its
+    writes were blocked: the stall less the time the kernel's buffers (and a bounded user-space
+    queue) took to fill. A server that sends the backlog catches up with the schedule."""
+    assert target.spawner is not None
+    values = target.spawner.default_values()
+    values["interval"] = f"{REANCHOR_INTERVAL:g}"  # as C's %g (Appendix B)
+    server = await target.spawner.start(values)
+    try:
+        frames = await anyio.to_thread.run_sync(_stall_then_catch_up, server.port)
+    finally:
+        await server.kill()
+    check.must(
+        bool(frames) and frames[0][1].kind == wire.WELCOME,
+        f"expected WELCOME, got {frames[0][1].describe() if frames else 'nothing'}",
+    )
+    welcome_at = frames[0][0]
+    numbers = [(at, f) for at, f in frames[1:] if f.kind == wire.DATA]
+    check.must(len(numbers) >= 10, f"only {len(numbers)} numbers came")
+    last_at, last = numbers[-1]
+    index = last.u32(0)
+    behind = (last_at - welcome_at) - (index - REANCHOR_FROM) * REANCHOR_INTERVAL
+    rate = len(last.raw) / REANCHOR_INTERVAL
+    ahead = kernel_send_buffer_cap() + USER_SPACE_AHEAD + 64 * 1024
+    filling = ahead / rate
+    blocked = REANCHOR_STALL - filling
+    check.note(
+        f"after a {REANCHOR_STALL:g} s stall and {REANCHOR_READ:g} s of reading: index {index}, "
+        f"{behind:.2f} s behind the first schedule; buffers of up to {ahead / 1e6:.1f} MB fill "
+        f"in {filling:.2f} s at {rate / 1e6:.1f} MB/s, so the writes were blocked for at least "
+        f"{blocked:.2f} s"
+    )
+    if blocked < 1.0:
+        raise Skip(
+            f"the kernel's send buffers here ({ahead / 1e6:.1f} MB) hold more than the "
+            f"{REANCHOR_STALL:g} s stall: cannot tell a re-anchored schedule from a burst"
+        )
+    check.should(
+        behind >= 0.5 * blocked,
+        f"only {behind:.2f} s behind the first schedule after writes blocked for at least "
+        f"{blocked:.2f} s: the backlog came in a burst instead of re-anchoring",
+    )
+
+
 async def _final_waits(target: ServerTarget, check: Check) -> None:
     """§16.6 (issue 8 point n): FINAL is written only once every earlier byte is acknowledged,
     so a client that stops reading and then drops still finds its session."""
@@ -901,6 +1010,16 @@ def process_cases() -> list[Case]:
             "the server gives up on the blocked write after about 10 s and closes (SHOULD)",
             Level.SHOULD,
             _write_stall,
+            SPAWN,
+        ),
+        Case(
+            "13/re-anchor-after-blocked-writes",
+            "a client that reads nothing for 6 s while the server (its own instance at 2 ms) "
+            "streams 7 kB numbers, then reads as fast as it can",
+            "once its writes block the server re-anchors its schedule and goes on at the normal "
+            "pace: no burst of the backlog (§13 states it without a key word: graded SHOULD)",
+            Level.SHOULD,
+            _reanchor,
             SPAWN,
         ),
         Case(
