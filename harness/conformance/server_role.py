@@ -1193,7 +1193,7 @@ for _id, _title, _sent, _code in FIRST_BYTES:
 
 
 def server_cases() -> list[Case]:
-    from . import server_store
+    from . import server_outage, server_store
 
     return [
         *reject_cases(),
@@ -1203,4 +1203,5 @@ def server_cases() -> list[Case]:
         *server_store.store_cases(),
         *server_store.record_vector_cases(),
         *server_store.process_cases(),
+        *server_outage.outage_cases(),
     ]

@@ -785,7 +785,7 @@ def _stall_then_catch_up(port: int) -> list[tuple[float, wire.Frame]]:
 
 async def _reanchor(target: ServerTarget, check: Check) -> None:
     """§13: "If writes block for so long that the server finds itself more than one interval
-    behind the schedule, it re-anchors (t0 := now − j·interval) and carries on at the normal
+    behind the schedule, it re-anchors (t0 := now - j·interval) and carries on at the normal
     pace instead of sending the backlog in a burst."
 
     After the stall a re-anchoring server is behind its first schedule by about the time its

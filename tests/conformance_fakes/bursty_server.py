@@ -40,7 +40,7 @@ async def serve(
             welcome = struct.pack(">BBBIIIII", 1, mode, 0, n, next_index, interval_ms, 0, ttl_ms)
             writer.write(frame(WELCOME, welcome))
             return
-        a = struct.unpack(">I", payload[11:15])[0] if flags & 1 else random.randint(1, 255)  # noqa: S311 - a is not secret (§6.1)
+        a = struct.unpack(">I", payload[11:15])[0] if flags & 1 else random.randint(1, 255)
         writer.write(
             frame(WELCOME, struct.pack(">BBBIIIII", 1, 1, 0, n, next_index, interval_ms, a, 0))
         )
