@@ -103,6 +103,8 @@ class Case:
     needs: frozenset[str] = frozenset()
     #: Cases marked exclusive run alone (they stop the server, count store commands, ...).
     exclusive: bool = False
+    #: Further sections the case tests besides the one its id begins with (for the audit).
+    covers: tuple[str, ...] = ()
 
     @property
     def section(self) -> str:
