@@ -12,14 +12,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .descendants import Reaped, command_line, run_reaped
 from .redis_fixture import redis_server_or_skip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,18 +44,17 @@ def redis_url() -> Iterator[str]:
 
 
 def conformance(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
-    """Run the suite; (exit status, the --json report)."""
+    """Run the suite; (exit status, the --json report). Fails if the run left a process
+    behind (a server, a client, a Redis), which is then killed."""
     report = tmp_path / "report.json"
-    proc = subprocess.run(
+    done = run_reaped(
         [sys.executable, "-m", "harness.conformance", *args, "--json", str(report)],
         cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        timeout=280,
     )
-    assert report.exists(), f"no report (exit {proc.returncode}): {proc.stderr[-2000:]}"
-    return proc.returncode, json.loads(report.read_text())
+    done.assert_nothing_left()
+    assert report.exists(), f"no report (exit {done.status}): {done.stderr[-2000:]}"
+    return done.status, json.loads(report.read_text())
 
 
 def outcomes(report: dict[str, Any], *wanted: str) -> dict[str, str]:
@@ -204,3 +206,63 @@ def test_outputs_junit_and_html(tmp_path: Path) -> None:
     html = page.read_text()
     assert "5.3/step9-n-65537-u32" in html
     assert "01 00 0f 01 01 00 00 01 00 01" in html  # the HELLO with n = 0x10001, in hex
+
+
+# -- the suite leaves nothing running, however it ends -------------------------------------------
+
+
+def _started(argv: list[str], program: str, count: int) -> Reaped:
+    """The suite under the reaper, once ``count`` of its descendants run ``program``."""
+    run = Reaped(argv, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while sum(program in command_line(pid) for pid in run.descendants()) < count:
+        assert run.proc.poll() is None, run.finish(0)
+        assert time.monotonic() < deadline, f"the suite never ran {count} x {program}"
+        time.sleep(0.05)  # polling /proc for a condition, not a timed assertion
+    return run
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize(
+    ("role", "args", "program", "count"),
+    [
+        # the server under test, then a server of each case (two of them with a Redis of
+        # their own), all alive together after about 2 s
+        (
+            "server",
+            [
+                "--redis",
+                "13/re-anchor",
+                "14.2/write-stall",
+                "16.4/store-down",
+                "redis-7/operations-time-out",
+            ],
+            "reference.server",
+            5,
+        ),
+        # clients waiting on a black hole for 10 s
+        ("client", ["14.1/connect-timeout", "15/backoff-and-give-up"], "reference.client", 2),
+    ],
+)
+def test_a_signal_mid_run_leaves_no_process_behind(
+    role: str, args: list[str], program: str, count: int, signum: signal.Signals
+) -> None:
+    run = _started([sys.executable, "-m", "harness.conformance", role, *args], program, count)
+    run.proc.send_signal(signum)  # the reaper hands it to the suite
+    done = run.finish(60)
+    assert done.status == (130 if signum == signal.SIGINT else 143), done.stderr
+    assert "Traceback" not in done.stderr
+    done.assert_nothing_left()
+
+
+def test_cases_cut_by_their_timeout_leave_no_process_behind(tmp_path: Path) -> None:
+    """--case-timeout 3 cancels cases while they use servers (and a Redis) of their own: the
+    run reports them FAIL and stops every one of them (``conformance`` checks that)."""
+    status, report = conformance(
+        tmp_path, "server", "--case-timeout", "3", "13/re-anchor", "14.2/write-stall",
+        "16.4/store-down", "redis-7/operations-time-out",
+    )  # fmt: skip
+    assert status == 1
+    cut = {c["id"] for c in report["cases"] if "did not finish within 3 s" in str(c["failures"])}
+    # 9 s and 14 s of socket work in threads, cancelled from the event loop
+    assert {"13/re-anchor-after-blocked-writes", "14.2/write-stall-is-a-drop"} <= cut, cut

@@ -36,6 +36,7 @@ from typing import Any
 import anyio
 import pytest
 
+from .descendants import run_reaped
 from .oracle import doubling_sum, session_checksum, session_values
 from .redis_fixture import free_port, redis_server_or_skip
 from .support import RawReader, listening_process, wait_until_listening
@@ -90,15 +91,13 @@ def go_template(binary: Path) -> str:
 def chaos(tmp_path: Path, *args: str, timeout: float = 240) -> dict[str, Any]:
     """One harness run; its JSON report. Fails with the harness's own output on exit != 0."""
     report = tmp_path / f"report-{len(list(tmp_path.iterdir()))}.json"
-    done = subprocess.run(
+    done = run_reaped(
         [sys.executable, "-m", "harness.chaos", *args, "--report", str(report)],
-        capture_output=True,
-        text=True,
         timeout=timeout,
-        check=False,
         cwd=ROOT,
     )
-    assert done.returncode == 0, f"{args}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    done.assert_nothing_left()  # servers, proxies, clients: all stopped, even on a timeout
+    assert done.status == 0, f"{args}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     doc: dict[str, Any] = json.loads(report.read_text())
     return doc
 
@@ -434,21 +433,20 @@ PER_NUMBER_CASE = "redis-6/no-store-ops-per-number"
 
 
 def conformance(go_server: Path, redis_url: str, report: Path, *args: str) -> dict[str, Any]:
-    done = subprocess.run(
+    done = run_reaped(
         [
             sys.executable, "-m", "harness.conformance", "server", "--strict",
             "--redis-url", redis_url, "--json", str(report),
             "--server-cmd", go_template(go_server), *args,
         ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        timeout=280,
         cwd=ROOT,
     )  # fmt: skip
+    done.assert_nothing_left()  # no nsp-server a case started is left running
+    assert report.exists(), (done.status, done.stderr[-3000:])
     doc: dict[str, Any] = json.loads(report.read_text())
     failed = [c for c in doc["cases"] if c["outcome"] in ("FAIL", "NON-STRICT")]
-    assert done.returncode == 0, (failed, done.stdout[-3000:], done.stderr[-2000:])
+    assert done.status == 0, (failed, done.stdout[-3000:], done.stderr[-2000:])
     return doc
 
 
@@ -511,7 +509,7 @@ def test_mixed_pool_python_and_go_on_one_redis(
     """
     clients = 8
     with RedisMonitor(redis_url) as monitor:
-        done = subprocess.run(
+        done = run_reaped(
             [
                 sys.executable, "-m", "harness.chaos", "--clients", str(clients), "-n", "300",
                 "--servers", "4", "--drop-rate", "0.5", "--fault-window", "300",
@@ -520,13 +518,11 @@ def test_mixed_pool_python_and_go_on_one_redis(
                 "--server-cmd", python_template(), "--server-cmd", go_template(go_server),
                 "--report", str(tmp_path / "mixed.json"),
             ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
+            timeout=280,
             cwd=ROOT,
         )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done.assert_nothing_left()
+    assert done.status == 0, done.stdout[-3000:] + done.stderr[-3000:]
     doc = json.loads((tmp_path / "mixed.json").read_text())
     commands = dict(zip(doc["server"]["ports"], doc["server"]["commands"], strict=True))
     kinds = {port: ("go" if "nsp-server" in cmd else "python") for port, cmd in commands.items()}
@@ -575,14 +571,18 @@ class Server:
 
     def __init__(self, command: list[str], store: str) -> None:
         self.port = free_port()
+        self.conns: list[Conn] = []
         self.proc = subprocess.Popen(
             [*command, "--port", str(self.port), "--interval", "0.05", "--session-ttl", "1",
              "--store", store],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        anyio.run(wait_until_listening, self.port)
-        self.conns: list[Conn] = []
+        try:
+            anyio.run(wait_until_listening, self.port)
+        except BaseException:  # it never listened (or the test was interrupted): not left over
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -661,11 +661,10 @@ def wait_until_gone(url: str, client_id: str) -> None:
 
 @pytest.fixture
 def both_servers(go_server: Path, redis_url: str) -> Iterator[dict[str, Server]]:
-    servers = {
-        "python": Server([sys.executable, "-m", "reference.server"], redis_url),
-        "go": Server([str(go_server)], redis_url),
-    }
+    servers: dict[str, Server] = {}
     try:
+        servers["python"] = Server([sys.executable, "-m", "reference.server"], redis_url)
+        servers["go"] = Server([str(go_server)], redis_url)
         yield servers
     finally:
         for server in servers.values():

@@ -354,9 +354,7 @@ async def play(sc: Scenario, target: ClientTarget, check: Check) -> None:  # noq
             try:  # the client is stopped on every way out, a cancelled case included
                 if sc.refuse_for:
                     await anyio.sleep(sc.refuse_for)
-                    late = await anyio.create_tcp_listener(
-                        local_host="127.0.0.1", local_port=port
-                    )
+                    late = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
                     stack.push_async_callback(late.aclose)
                     listener = late
                 if listener is not None:

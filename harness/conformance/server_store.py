@@ -692,12 +692,20 @@ async def _write_stall(target: ServerTarget, check: Check) -> None:
         return sock
 
     def drain(sock: socket.socket) -> tuple[int, bool]:
-        sock.settimeout(2.0)
+        sock.settimeout(0.1)
         received = 0
         deadline = time.monotonic() + 8.0
+        quiet_since = time.monotonic()
         try:
             while time.monotonic() < deadline:
-                chunk = sock.recv(1 << 20)
+                anyio.from_thread.check_cancelled()  # the case was cancelled: stop at once
+                try:
+                    chunk = sock.recv(1 << 20)
+                except TimeoutError:
+                    if time.monotonic() - quiet_since >= 2.0:
+                        return received, False
+                    continue
+                quiet_since = time.monotonic()
                 if not chunk:
                     return received, True
                 received += len(chunk)
@@ -756,6 +764,7 @@ def _stall_then_catch_up(port: int) -> list[tuple[float, wire.Frame]]:
 
     def read_until(deadline: float) -> None:
         while (left := deadline - time.monotonic()) > 0:
+            anyio.from_thread.check_cancelled()  # the case was cancelled: stop at once
             sock.settimeout(min(left, 0.05))
             try:
                 chunk = sock.recv(1 << 20)
@@ -774,7 +783,10 @@ def _stall_then_catch_up(port: int) -> list[tuple[float, wire.Frame]]:
             wire.hello(wire.STATELESS, 65535, a=255, next_index=REANCHOR_FROM, resume=True)
         )
         read_until(time.monotonic() + 0.3)
-        time.sleep(REANCHOR_STALL)
+        stall_ends = time.monotonic() + REANCHOR_STALL
+        while time.monotonic() < stall_ends:
+            anyio.from_thread.check_cancelled()
+            time.sleep(min(0.05, max(0.0, stall_ends - time.monotonic())))
         # a wide window now, so that a backlog sent in a burst arrives as fast as it is sent
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         read_until(time.monotonic() + REANCHOR_READ)
