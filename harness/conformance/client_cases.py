@@ -3,6 +3,7 @@ server does, and what the client must end with."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from collections.abc import Callable
@@ -543,7 +544,8 @@ def cases_violations() -> list[Case]:
                 needs=frozenset({"max_retries"}),
             )
         )
-    return cases
+    # each of them is also §12.3: close, discard the offending frame, resume with what came before
+    return [dataclasses.replace(case, covers=(*case.covers, "12.3")) for case in cases]
 
 
 # -- lying values --------------------------------------------------------------------------------
@@ -1175,6 +1177,7 @@ def cases_cli() -> list[Case]:
             "a drawn client id",
             "lower-case canonical (MUST), version 4 with the RFC 4122 variant (SHOULD)",
             _uuid_v4(),
+            covers=("4.1",),
         ),
     ]
 

@@ -645,11 +645,12 @@ def scenario_case(
     sc: Scenario,
     level: Level = Level.MUST,
     needs: frozenset[str] = frozenset(),
+    covers: tuple[str, ...] = (),
 ) -> Case:
     async def run(target: ClientTarget, check: Check) -> None:
         await play(sc, target, check)
 
-    return Case(case_id, title, expected, level, run, needs)
+    return Case(case_id, title, expected, level, run, needs, covers=covers)
 
 
 def client_cases() -> list[Case]:

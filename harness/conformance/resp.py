@@ -139,3 +139,20 @@ class Resp:
             if line.startswith("cmdstat_") and "calls=" in line:
                 total += int(line.split("calls=", 1)[1].split(",", 1)[0])
         return total
+
+
+async def monitor(url: str, seconds: float) -> list[bytes]:
+    """The lines of Redis's MONITOR stream for ``seconds`` (every command any client sends,
+    with Redis's own timestamp: ``+1700000000.123456 [0 127.0.0.1:5000] "EVALSHA" ...``)."""
+    host, port, _ = _url_address(url)
+    lines: list[bytes] = []
+    pending = bytearray()
+    async with await anyio.connect_tcp(host, port) as stream:
+        await stream.send(b"MONITOR\r\n")
+        with anyio.move_on_after(seconds):
+            async for chunk in stream:
+                pending += chunk
+                *done, rest = pending.split(b"\r\n")
+                lines += done
+                pending = bytearray(rest)
+    return [line for line in lines if line.startswith(b"+") and line != b"+OK"]

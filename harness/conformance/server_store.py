@@ -9,7 +9,7 @@ import json
 import secrets
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import anyio
 from . import wire
 from .model import Case, Check, Level, Skip
 from .probe import EOF, RESET, Event, Probe, describe
+from .resp import monitor
 from .server_role import (
     FAR,
     VECTORS,
@@ -356,6 +357,51 @@ async def _ops_per_number(target: ServerTarget, check: Check) -> None:
     )
 
 
+async def _refreshed_together(target: ServerTarget, check: Check) -> None:
+    """STORE-REDIS §4.1: "A server holding many sessions SHOULD refresh all of their leases
+    together, once per refresh period, instead of one round trip per connection." Two streams
+    opened 0.5 s apart: refreshed one connection at a time, their refreshes come 0.5 s apart;
+    refreshed together, in the same pipeline or script call."""
+    ids = [new_id(), new_id()]
+    keys = [target.key(cid).encode() for cid in ids]
+    async with Probe(target.port, check) as first, Probe(target.port, check) as second:
+        for probe, cid in ((first, ids[0]), (second, ids[1])):
+            await probe.send(wire.hello(wire.STATEFUL, FAR, client_id=cid))
+            await read_stream(check, probe, target, wire.STATEFUL, FAR, 0, take=1)
+            await anyio.sleep(0.5)
+        assert target.redis_url is not None
+        lines = await monitor(target.redis_url, 3.2)
+    times: list[list[float]] = [[], []]
+    for line in lines:
+        if b" lua]" in line or not (b'"EVALSHA"' in line or b'"EVAL"' in line):
+            continue  # a script's own commands, or not a script
+        for i, key in enumerate(keys):
+            if b'"' + key + b'"' in line:
+                times[i].append(float(line[1:].split(b" ", 1)[0]))
+    check.note(f"refresh calls of the two leases at (Redis clock) {times[0]} and {times[1]}")
+    check.must(
+        len(times[0]) >= 2 and len(times[1]) >= 2,
+        "fewer than two refreshes per lease in 3.2 s (refresh period 1 s, §16.4)",
+    )
+    gaps = sorted(min(abs(t - u) for u in times[1]) for t in times[0])
+    median = gaps[len(gaps) // 2]
+    check.note(
+        f"each refresh of the first lease is {median * 1000:.0f} ms (median) from one of the second"
+    )
+    check.should(
+        median <= 0.1,
+        f"the two leases are refreshed {median:.2f} s apart: one round trip per connection, "
+        "not one batch per period",
+    )
+
+
+def _not_testable(reason: str) -> Callable[[ServerTarget, Check], Awaitable[None]]:
+    async def run(target: ServerTarget, check: Check) -> None:
+        raise Skip(f"not testable from outside: {reason}")
+
+    return run
+
+
 def store_cases() -> list[Case]:
     cases = [
         Case(
@@ -386,6 +432,7 @@ def store_cases() -> list[Case]:
             Level.MUST,
             _layout,
             REDIS,
+            covers=("16.1",),
         ),
         Case(
             "redis-5/lease-refreshed",
@@ -410,6 +457,7 @@ def store_cases() -> list[Case]:
             Level.MUST,
             _owners,
             REDIS,
+            covers=("16.1",),
         ),
         Case(
             "redis-3/fencing-after-foreign-claim",
@@ -428,6 +476,27 @@ def store_cases() -> list[Case]:
             Level.MUST,
             _deleted_under,
             REDIS,
+        ),
+        Case(
+            "redis-4.1/leases-refreshed-together",
+            "two stateful streams opened 0.5 s apart, watched through Redis's MONITOR",
+            "their leases are refreshed together, once per period: calls within 100 ms of "
+            "each other (SHOULD)",
+            Level.SHOULD,
+            _refreshed_together,
+            REDIS,
+        ),
+        Case(
+            "redis-1.1/prefix-without-braces",
+            "the key prefix contains no '{' (it would form a Redis Cluster hash tag)",
+            "a rule for whoever chooses the prefix: the spec gives a server no behaviour to "
+            "check (a server may refuse such a prefix or use it)",
+            Level.MUST,
+            _not_testable(
+                "the prefix is the operator's choice; the spec gives a server no behaviour to "
+                "check when it is given one with '{' (using it is correct, only slower on a "
+                "cluster)"
+            ),
         ),
         Case(
             "redis-7/wrongtype",
