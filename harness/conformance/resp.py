@@ -153,6 +153,6 @@ async def monitor(url: str, seconds: float) -> list[bytes]:
             async for chunk in stream:
                 pending += chunk
                 *done, rest = pending.split(b"\r\n")
-                lines += done
+                lines += [bytes(line) for line in done]
                 pending = bytearray(rest)
     return [line for line in lines if line.startswith(b"+") and line != b"+OK"]
