@@ -65,7 +65,7 @@ from .servers import (
     SERVER_PLACEHOLDERS,
     Servers,
     ServerStartError,
-    in_process_server,
+    own_server,
     subprocess_servers,
 )
 from .streams import nsp_shape
@@ -195,7 +195,7 @@ async def run_chaos(
                     try:
                         async with anyio.create_task_group() as store_chaos:
                             if redis is not None:
-                                _start_store_chaos(store_chaos, options, redis, seed)
+                                _start_store_chaos(store_chaos, options, redis, seed, started)
                             await _run(
                                 options,
                                 view,
@@ -311,20 +311,28 @@ async def _run(
             report.proxy = proxy.counters.snapshot()
             report.fault_rates = fault_rates(options.rates(), proxy.connections)
             _attach_faults(view.clients, proxy)
-            report.server = servers.stats()
+            held = None
             with anyio.move_on_after(2):
-                report.server["sessions_held"] = await servers.sessions_held()
+                held = await servers.sessions_held()  # also brings the harness server's stats
+            report.server = servers.stats()
+            report.server["sessions_held"] = held
             report.servers_killed = servers.kills
             tg.cancel_scope.cancel()
 
 
 def _start_store_chaos(
-    tg: anyio.abc.TaskGroup, options: ChaosOptions, redis: ManagedRedis, seed: int
+    tg: anyio.abc.TaskGroup,
+    options: ChaosOptions,
+    redis: ManagedRedis,
+    seed: int,
+    started: anyio.Event,
 ) -> None:
-    """Store faults at random moments about every S seconds (uniform in 0.5 S .. 1.5 S)."""
+    """Store faults at random moments about every S seconds (uniform in 0.5 S .. 1.5 S), once
+    the run has ``started``: they strike the run, not the servers' start-up."""
     rng = random.Random(f"{seed}:store")
 
     async def pauses(interval: float) -> None:
+        await started.wait()
         while True:
             await anyio.sleep(rng.uniform(0.5, 1.5) * interval)
             seconds = rng.uniform(0.5, 3.0)
@@ -332,6 +340,7 @@ def _start_store_chaos(
             await redis.pause(seconds)
 
     async def restarts(interval: float) -> None:
+        await started.wait()
         while True:
             await anyio.sleep(rng.uniform(0.5, 1.5) * interval)
             log.info("store: restarting redis-server (AOF persistence on)")
@@ -362,9 +371,8 @@ async def _servers(
         async with subprocess_servers(options, kills, clients) as running:
             yield running
     else:
-        ids = [state.spec.id for state in clients]
-        async with in_process_server(options, seed, ids) as local:
-            yield local
+        async with own_server(options, seed, len(clients)) as own:
+            yield own
 
 
 async def _refresh_loop(view: RunView, servers: Servers, display: ChaosUI) -> None:
@@ -509,7 +517,7 @@ def _abandon(state: ClientState, report: ChaosReport) -> None:
 # --- command line ---------------------------------------------------------------------------------
 
 DESCRIPTION = """\
-Chaos run: start a reference server (in-process, or any server via --server-cmd), put the
+Chaos run: start a reference server (the harness's own, or any via --server-cmd), put the
 fault-injecting proxy in front of it, run --clients real client processes through the proxy,
 and verify every client's result independently: a stateless sum against a*(2^n - 1), a
 stateful checksum against the client's own and against the one recomputed from the seed the
@@ -597,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--replay",
         metavar="REPORT",
         help="run again exactly what the --report file REPORT describes: the same clients "
-        "against the same faults (in-process server only); exit 1 if the faults or the "
+        "against the same faults (the harness's own server only); exit 1 if the faults or the "
         "verdicts differ. Other run options are ignored",
     )
     run.add_argument("--event-log", metavar="FILE", help="write proxy faults as JSON lines")
@@ -610,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_arguments(
         run,
         log_level_default="warning",
-        log_level_help="stderr logging of the in-process server and proxy (default warning)",
+        log_level_help="stderr logging of the harness's server and proxy (default warning)",
         backend=False,
     )
 
@@ -649,7 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TEMPLATE",
         action="append",
         default=[],
-        help="run this server instead of the in-process reference; placeholders {port} "
+        help="run this server instead of the harness's own reference; placeholders {port} "
         "{interval} {ttl} {store}; repeat for a mixed pool: instance i runs the "
         "(i mod count)-th command",
     )
@@ -659,7 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="K",
         help="K server subprocesses behind the proxy's round-robin (default: one per "
-        "--server-cmd, else 1 in-process)",
+        "--server-cmd, else the harness's own one)",
     )
     server.add_argument(
         "--store-pause-interval",
@@ -842,7 +850,7 @@ def load_replay(path: str) -> tuple[ChaosOptions, list[ScheduledFault], dict[str
     """The options and exact fault schedule that replay the run a ``--report`` file describes.
 
     The same run seed gives the same clients (mode, n, client id, client seed) and the same
-    in-process server randomness (each client's ``a`` and session seeds); the random faults are
+    harness server's randomness (each client's ``a`` and session seeds); the random faults are
     switched off and every recorded fault (client, connection, kind, byte offset, XOR mask) is
     scheduled instead. Raises ValueError for a file that is no such report.
     """
@@ -869,7 +877,7 @@ def load_replay(path: str) -> tuple[ChaosOptions, list[ScheduledFault], dict[str
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: malformed report ({exc})") from None
     if original.server_subprocess:
-        raise ValueError("--replay reproduces runs with the in-process server only")
+        raise ValueError("--replay reproduces runs with the harness's own server only")
     quiet = dataclasses.replace(
         original.faults,
         drop_rate=0.0,

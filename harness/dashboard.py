@@ -164,7 +164,7 @@ class LiveDashboard:
 def describe_run(view: RunView) -> str:
     options = view.options
     servers = view.servers.ports if view.servers is not None else []
-    kind = "subprocess" if options.server_subprocess else "in-process"
+    kind = "subprocess" if options.server_subprocess else "harness"
     return (
         f"chaos: seed {view.seed} (replay with --seed {view.seed}); "
         f"{options.clients} clients ({options.mode}, n={options.n}, "
@@ -570,10 +570,10 @@ def _status(view: RunView) -> Text:
     held = "n/a" if view.sessions_held is None else str(view.sessions_held)
     if view.servers is not None:
         stats = view.servers.stats()
-        if stats.get("kind") == "in-process":
+        if stats.get("kind") == "harness":
             errors = stats.get("errors_sent") or {}
             text.append(
-                f"in-process  {stats['connections_active']} active/{stats['connections_total']} "
+                f"harness  {stats['connections_active']} active/{stats['connections_total']} "
                 f"conns  {stats['streams_completed']} streams done  sessions {held}"
                 + (f"  errors {sum(errors.values())}" if errors else "")
             )

@@ -74,11 +74,14 @@ def render_template(template: str, values: Mapping[str, object]) -> list[str]:
     return [word.format_map(values) for word in shlex.split(template)]
 
 
-async def start(argv: Sequence[str], *, stdout: int = subprocess.PIPE) -> Process:
-    """stdin is /dev/null: children must not read the harness's terminal."""
+async def start(
+    argv: Sequence[str], *, stdout: int = subprocess.PIPE, stdin: int = subprocess.DEVNULL
+) -> Process:
+    """stdin is /dev/null unless asked for (a pipe): children must not read the harness's
+    terminal."""
     return await anyio.open_process(
         list(argv),
-        stdin=subprocess.DEVNULL,
+        stdin=stdin,
         stdout=stdout,
         stderr=subprocess.PIPE,
         env=child_env(),

@@ -13,7 +13,10 @@ from reference.store import DelegatingStore, SessionRecord, SessionStore
 
 
 class RecordingStore(DelegatingStore):
-    """Delegates every operation; notes only what ``open_session`` and ``complete`` did."""
+    """Delegates every operation; notes only what ``open_session`` and ``complete`` did.
+
+    ``opened`` and ``completed_session`` are called as each is noted (a subclass reports them).
+    """
 
     def __init__(self, inner: SessionStore) -> None:
         super().__init__(inner)
@@ -26,10 +29,18 @@ class RecordingStore(DelegatingStore):
         record, created = await super().open_session(client_id, fresh, owner, lease_ms)
         # The record in force, not ``fresh``: when the session existed, its seed is the truth.
         self.sessions[client_id] = record
+        self.opened(client_id, record.seed)
         return record, created
 
     async def complete(self, client_id: str, owner: str) -> bool:
         done = await super().complete(client_id, owner)
         if done:
             self.completed.add(client_id)
+            self.completed_session(client_id)
         return done
+
+    def opened(self, client_id: str, seed: int) -> None:
+        """A session was opened (or taken over) with this seed."""
+
+    def completed_session(self, client_id: str) -> None:
+        """A session was completed: its FINAL was written."""

@@ -1,18 +1,18 @@
-"""The servers behind the proxy: one in-process reference server, or supervised subprocesses.
+"""The servers behind the proxy: the harness's own reference server, or supervised subprocesses.
 
-In-process is the default because only then can the harness watch the store hand out every
-seed and so recompute every stateful checksum. Subprocesses run any implementation
-(``--server-cmd``), several instances behind the proxy's round-robin (``--servers``), and can be
-SIGKILLed and restarted on their port (``--kill-interval``) to test resumption across a crash;
-with a shared store the harness reads each running client's seed from it, which catches all but
-the sessions that open and complete between two reads.
+The harness's own server (``harness.server_process``, a process of its own) is the default
+because only then does the harness see the store hand out every seed and complete every
+session, and so recompute every stateful checksum and confirm every lost FINAL. Subprocesses
+run any implementation (``--server-cmd``), several instances behind the proxy's round-robin
+(``--servers``), and can be SIGKILLed and restarted on their port (``--kill-interval``) to test
+resumption across a crash; with a shared store the harness reads each running client's seed
+from it, which catches all but the sessions that open and complete between two reads.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import dataclasses
+import json
 import logging
 import random
 import shlex
@@ -25,15 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from anyio.abc import Process, SocketAttribute, SocketStream, TaskStatus
+from anyio.abc import Process, TaskStatus
 
-from reference.server import NumberServer, ServerConfig
 from reference.store import SessionRecord, SessionStore, StoreError, open_store
 
 from . import processes
 from .clients import passes_client_id
 from .model import ChaosOptions, ClientState, ServerInstance, SessionEvidence
-from .recording import RecordingStore
 
 log = logging.getLogger("harness.servers")
 
@@ -56,47 +54,37 @@ class ServerStartError(Exception):
     """A server did not accept connections in time; the run cannot start."""
 
 
-#: The client whose connection the in-process server is handling: its own listener's client.
-_CLIENT: contextvars.ContextVar[int] = contextvars.ContextVar("chaos_client", default=0)
+class OwnServer:
+    """The harness's own reference server (``python -m harness.server_process``), supervised.
 
-
-class SeededRandomSource:
-    """The in-process server's randomness, drawn from the run seed, the client and how many
-    draws that client's connections made: the same run seed gives every client the same ``a``
-    and session seeds, which is what makes ``--replay`` exact. Only the harness's own server
-    uses it; ``python -m reference.server`` keeps its cryptographic source."""
-
-    def __init__(self, seed: int) -> None:
-        self._seed = seed
-        self._draws: dict[tuple[str, int], int] = {}
-
-    def _rng(self, what: str) -> random.Random:
-        key = (what, _CLIENT.get())
-        count = self._draws.get(key, 0)
-        self._draws[key] = count + 1
-        return random.Random(f"{self._seed}:{what}:{key[1]}:{count}")
-
-    def stateless_a(self) -> int:
-        return self._rng("a").randint(1, 255)
-
-    def session_seed(self) -> int:
-        return self._rng("seed").getrandbits(64)
-
-
-class InProcessServers:
-    """A NumberServer on this event loop, with a store that records seeds.
-
-    Besides its own port it listens on one port per client (``port_for``), so it knows whose
-    connection it serves and can draw that client's randomness (``SeededRandomSource``).
+    It runs in a process of its own, so that a server writing at full speed and the proxy and
+    supervision on this event loop cannot starve one another. Its randomness comes from the run
+    seed, it listens on one port per client (``port_for``), and it reports every session it
+    opens (with its seed) and completes: so every stateful checksum is recomputed and every
+    "final frame lost" is confirmed or refuted. ``request`` is a barrier: its reply follows
+    every report of what the server did before it was asked.
     """
 
-    def __init__(
-        self, server: NumberServer, store: RecordingStore, port: int, client_ports: dict[int, int]
-    ) -> None:
-        self.server = server
-        self.store = store
-        self._port = port
-        self._client_ports = client_ports
+    def __init__(self, process: Process, log_lines: deque[str]) -> None:
+        self._process = process
+        self._log = log_lines
+        self._port = 0
+        self._client_ports: dict[int, int] = {}
+        self.sessions: dict[str, int] = {}
+        self.completed: set[str] = set()
+        #: The server's counters as of its last reply (zeros until then).
+        self._stats: dict[str, Any] = {
+            "connections_active": 0,
+            "connections_total": 0,
+            "streams_completed": 0,
+            "errors_sent": {},
+        }
+        self._ready = anyio.Event()
+        self._replies: dict[str, dict[str, Any]] = {}
+        self._waiting: dict[str, anyio.Event] = {}
+        self._tokens = 0
+        self._send_lock = anyio.Lock()
+        self._exited = False
 
     @property
     def ports(self) -> list[int]:
@@ -109,18 +97,70 @@ class InProcessServers:
     def kills(self) -> int:
         return 0
 
+    def on_line(self, line: str) -> None:
+        """One stdout line of the server (see ``harness.server_process``)."""
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            log.warning("server: unexpected output %r", line[:200])
+            return
+        if not isinstance(doc, dict):
+            return
+        if "opened" in doc:
+            self.sessions[str(doc["opened"])] = int(doc["seed"])
+        elif "completed" in doc:
+            self.completed.add(str(doc["completed"]))
+        elif "reply" in doc:
+            token = str(doc["reply"])
+            self._stats = dict(doc.get("stats") or {})
+            self._replies[token] = doc
+            waiting = self._waiting.pop(token, None)
+            if waiting is not None:
+                waiting.set()
+        elif "port" in doc:
+            self._port = int(doc["port"])
+            self._client_ports = {int(k): int(v) for k, v in doc["client_ports"].items()}
+            self._ready.set()
+
+    def exited(self) -> None:
+        """The server's stdout ended: nobody will answer any more."""
+        self._exited = True
+        for waiting in self._waiting.values():
+            waiting.set()
+        self._waiting.clear()
+
+    async def request(self) -> dict[str, Any] | None:
+        """Ask the server for its counters; None if it is gone. The reply comes after every
+        session report of what the server did before it read the request."""
+        if self._exited or self._process.stdin is None:
+            return None
+        self._tokens += 1
+        token = str(self._tokens)
+        answered = self._waiting[token] = anyio.Event()
+        try:
+            async with self._send_lock:
+                await self._process.stdin.send(f"{token}\n".encode())
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            self._waiting.pop(token, None)
+            return None
+        await answered.wait()
+        return self._replies.pop(token, None)
+
     async def evidence(self, client_id: str, *, started_at: float | None) -> SessionEvidence:
-        """Every session the server opens and completes passes through the recording store."""
-        record = self.store.sessions.get(client_id)
+        """Every session the server opens and completes is reported; a request first makes
+        sure the reports of everything it did before the client ended have been read."""
+        synced = await self.request() is not None
+        seed = self.sessions.get(client_id)
         return SessionEvidence(
-            seed=record.seed if record is not None else None,
-            seed_known=True,
-            completed=client_id in self.store.completed,
+            seed=seed,
+            seed_known=synced or seed is not None,
+            completed=True if client_id in self.completed else (False if synced else None),
         )
 
     def stats(self) -> dict[str, Any]:
-        doc = dataclasses.asdict(self.server.stats)
-        doc["kind"] = "in-process"
+        """The server's counters as of its last reply."""
+        doc = dict(self._stats)
+        doc["kind"] = "harness"
         doc["ports"] = self.ports
         return doc
 
@@ -128,46 +168,86 @@ class InProcessServers:
         return []
 
     async def sessions_held(self) -> int | None:
-        try:
-            return await self.store.count()
-        except StoreError:
-            return None
+        reply = await self.request()
+        held = reply.get("held") if reply is not None else None
+        return held if isinstance(held, int) else None
+
+
+def own_server_argv(options: ChaosOptions, seed: int, clients: int) -> list[str]:
+    """The harness server's command: floats in full (``repr``), so it paces exactly as asked."""
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+    return processes.python_command(
+        "harness.server_process",
+        "--seed",
+        str(seed),
+        "--clients",
+        str(max(1, clients)),
+        "--interval",
+        repr(float(options.interval)),
+        "--session-ttl",
+        repr(float(options.session_ttl)),
+        "--store",
+        options.store.resolved_url,
+        "--log-level",
+        level if level in ("debug", "info", "warning", "error", "critical") else "warning",
+    )
 
 
 @asynccontextmanager
-async def in_process_server(
-    options: ChaosOptions, seed: int, clients: Sequence[int] = ()
-) -> AsyncIterator[InProcessServers]:
-    """The reference server with a recording store and the run's seeded randomness, listening
-    on its own port and on one port per client in ``clients``."""
-    store = RecordingStore(await open_store(options.store.resolved_url))
+async def own_server(options: ChaosOptions, seed: int, clients: int) -> AsyncIterator[OwnServer]:
+    """Start the harness's own server for clients 1..``clients``, wait until it listens, and
+    stop it (SIGTERM, then SIGKILL) on the way out. Raises ServerStartError if it exits or
+    does not listen within ``options.server_start_timeout``."""
+    process = await processes.start(own_server_argv(options, seed, clients), stdin=subprocess.PIPE)
+    log_lines: deque[str] = deque(maxlen=SERVER_LOG_LINES)
+    server = OwnServer(process, log_lines)
+
+    async def read_stdout() -> None:
+        try:
+            await processes.read_lines(process.stdout, server.on_line)
+        finally:
+            server.exited()
+
+    def relay(line: str) -> None:
+        log_lines.append(line)
+        _relay_log_line(line)
+
     try:
-        config = ServerConfig(host=HOST, interval=options.interval, session_ttl=options.session_ttl)
-        server = NumberServer(config, store, random_source=SeededRandomSource(seed))
         async with anyio.create_task_group() as tg:
-            port: int = await tg.start(server.serve)
-            client_ports = {}
-            for client in clients:
-                client_ports[client] = await tg.start(_serve_client, server, client)
-            yield InProcessServers(server, store, port, client_ports)
+            tg.start_soon(read_stdout)
+            tg.start_soon(processes.read_lines, process.stderr, relay)
+            with anyio.move_on_after(options.server_start_timeout):
+                async with anyio.create_task_group() as start:
+
+                    async def died() -> None:
+                        await process.wait()
+                        start.cancel_scope.cancel()
+
+                    start.start_soon(died)
+                    await server._ready.wait()
+                    start.cancel_scope.cancel()
+            if not server._ready.is_set():
+                await processes.stop(process, grace=0)
+                raise ServerStartError(
+                    "the harness's server did not start (status "
+                    f"{process.returncode}): " + (" | ".join(log_lines) or "no output")
+                )
+            yield server
             tg.cancel_scope.cancel()
     finally:
-        with anyio.CancelScope(shield=True):
-            await store.aclose()
+        await processes.stop(process)
 
 
-async def _serve_client(
-    server: NumberServer, client: int, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED
-) -> None:
-    """Client ``client``'s own port: its connections are handled with ``_CLIENT`` set."""
-
-    async def handle(stream: SocketStream) -> None:
-        _CLIENT.set(client)  # this connection's own task: its context is its own
-        await server.handle(stream)
-
-    async with await anyio.create_tcp_listener(local_host=HOST) as listener:
-        task_status.started(int(listener.extra(SocketAttribute.local_port)))
-        await listener.serve(handle)
+def _relay_log_line(line: str) -> None:
+    """A JSON log line of the harness's server, logged again here under its own logger."""
+    try:
+        doc = json.loads(line)
+        level = logging.getLevelName(str(doc["level"]).upper())
+        name, message = str(doc["logger"]), str(doc["message"])
+    except (ValueError, KeyError, TypeError):
+        log.warning("server: %s", line)
+        return
+    logging.getLogger(name).log(level if isinstance(level, int) else logging.WARNING, message)
 
 
 @dataclass(slots=True, eq=False)
@@ -484,4 +564,4 @@ async def subprocess_servers(
 
 
 #: Whichever way the servers run; ``evidence`` gives what each shows of a client's session.
-Servers = InProcessServers | SubprocessServers
+Servers = OwnServer | SubprocessServers

@@ -87,7 +87,7 @@ class FakeServers:
 
     def stats(self) -> dict[str, Any]:
         return {
-            "kind": "in-process",
+            "kind": "harness",
             "connections_active": 3,
             "connections_total": 31,
             "streams_completed": 12,

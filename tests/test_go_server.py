@@ -278,7 +278,7 @@ def test_matrix_cell(
     Terminal faults strike within the first 300 downstream bytes of a connection (a stateful
     stream of 150 numbers is 1,727 bytes): every cut lands before FINAL, so no client can meet
     the one unavoidable non-success (FINAL lost in flight, spec §16.6), which the harness can
-    confirm only for its in-process server, never for a subprocess.
+    confirm for its own server and a shared store, never for a subprocess on memory://.
     """
     clients = 4
     args = [
@@ -306,7 +306,7 @@ def test_matrix_cell(
     assert doc["proxy"]["faults"].get("drop", 0) > 0, "no drop: the cell tested nothing"
     assert all(c["outcome"] == "verified" for c in doc["clients"])
     if mode == "stateful" and (store == "redis" or server == "python"):
-        # The checksum was recomputed from the seed the store (or the in-process server) holds.
+        # The checksum was recomputed from the seed the store (or the harness's own server) holds.
         assert any(c["seed_checked"] for c in doc["clients"]), doc["clients"]
 
 

@@ -94,7 +94,7 @@ def test_chaos_run_with_the_node_client(node: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     doc = json.loads(report.read_text())
     assert doc["ok"] is True
-    # Every client verified, or lost FINAL in flight as the in-process server confirms (§16.6).
+    # Every client verified, or lost FINAL in flight as the harness's own server confirms (§16.6).
     assert doc["verified"] + doc["final_frames_lost"] == 6
     assert doc["verified"] >= 3
     assert sum(doc["proxy"]["faults"].values()) > 0
