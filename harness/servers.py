@@ -202,11 +202,20 @@ async def own_server(options: ChaosOptions, seed: int, clients: int) -> AsyncIte
     log_lines: deque[str] = deque(maxlen=SERVER_LOG_LINES)
     server = OwnServer(process, log_lines)
 
+    stdout_done, stderr_done = anyio.Event(), anyio.Event()
+
     async def read_stdout() -> None:
         try:
             await processes.read_lines(process.stdout, server.on_line)
         finally:
             server.exited()
+            stdout_done.set()
+
+    async def read_stderr() -> None:
+        try:
+            await processes.read_lines(process.stderr, relay)
+        finally:
+            stderr_done.set()
 
     def relay(line: str) -> None:
         log_lines.append(line)
@@ -215,12 +224,14 @@ async def own_server(options: ChaosOptions, seed: int, clients: int) -> AsyncIte
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(read_stdout)
-            tg.start_soon(processes.read_lines, process.stderr, relay)
+            tg.start_soon(read_stderr)
             with anyio.move_on_after(options.server_start_timeout):
                 async with anyio.create_task_group() as start:
 
                     async def died() -> None:
                         await process.wait()
+                        with anyio.move_on_after(1):
+                            await stderr_done.wait()  # its last words explain why
                         start.cancel_scope.cancel()
 
                     start.start_soon(died)
@@ -232,8 +243,19 @@ async def own_server(options: ChaosOptions, seed: int, clients: int) -> AsyncIte
                     "the harness's server did not start (status "
                     f"{process.returncode}): " + (" | ".join(log_lines) or "no output")
                 )
-            yield server
-            tg.cancel_scope.cancel()
+            try:
+                yield server
+            finally:
+                # Closing stdin tells it to stop; its last lines (the log of every connection
+                # it ended) are read to the end before the pipes close.
+                deadline = anyio.current_time() + processes.TERMINATE_GRACE
+                with anyio.CancelScope(shield=True, deadline=deadline):
+                    if process.stdin is not None:
+                        with contextlib.suppress(OSError, anyio.BrokenResourceError):
+                            await process.stdin.aclose()
+                    await stdout_done.wait()
+                    await stderr_done.wait()
+                tg.cancel_scope.cancel()
     finally:
         await processes.stop(process)
 

@@ -302,14 +302,17 @@ def test_the_final_screen_shows_each_client_once(width: int, height: int) -> Non
     rows = [match for line in lines if (match := VERDICT_ROW.match(line))]
     assert sorted(int(row[1]) for row in rows) == list(range(1, clients + 1)), shown
     for row in rows:
-        assert row[3] == "verified", shown
+        # A drop can take a FINAL in flight when the proxy lags behind a server process (a
+        # 388-byte stream fits in the proxy's buffers): excused, spec §16.6.
+        assert row[3] in ("verified", "final lost"), shown
         assert (row[2] == "stateless") == (int(row[1]) % 2 == 1), shown
+    verified = sum(row[3] == "verified" for row in rows)
     assert not [line for line in lines if LIVE_ROW.match(line)], shown  # the live frame is gone
     assert "…" not in shown  # nothing clipped: long faults and reasons wrap
     summary = " ".join(line.strip() for line in lines[lines.index(next(
         line for line in lines if line.startswith("chaos: ") and "clients verified" in line
     )):])  # fmt: skip
-    assert f"{clients}/{clients} clients verified" in summary
+    assert f"{verified}/{clients} clients verified" in summary
     assert "seed 3" in summary
     assert sum("clients verified" in line for line in lines) == 1
     assert all(len(line) <= width for line in lines)
