@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import random
 import signal
 import sys
@@ -774,11 +775,29 @@ async def _run(args: argparse.Namespace) -> int:
             result = await run_client(config, observer=progress, rng=rng)
     else:
         result = await run_client(config, rng=rng)
-    if args.json:
-        print(json.dumps(result.to_json()))
-    else:
-        print(render_text(result))
+    text = json.dumps(result.to_json()) if args.json else render_text(result)
+    try:
+        print(text, flush=True)
+    except OSError as exc:
+        return _stdout_failed(exc, result.exit_code)
     return result.exit_code
+
+
+def _stdout_failed(exc: OSError, status: int) -> int:
+    """The result could not be written. A reader that left (``| head -c0``: EPIPE) leaves the
+    exit status to tell the outcome, so a failed run never exits 0 because of it; any other
+    write error (a full disk) is logged, and a success that nobody received is status 1."""
+    try:  # what is left in stdout's buffer goes nowhere, not to an error at exit
+        fd = sys.stdout.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    if isinstance(exc, BrokenPipeError):
+        return status
+    log.error("cannot write the result to stdout: %s", exc.strerror or exc)
+    return status if status != EXIT_OK else EXIT_VERIFY_FAILED
 
 
 def _progress_console(args: argparse.Namespace) -> Console | None:

@@ -3,16 +3,24 @@ names and passes once it is fixed. Findings and repro commands: the commit messa
 
 from __future__ import annotations
 
+import errno
+import io
 import logging
 import socket
+import sys
+
+import anyio
 
 import pytest
 
-from reference import server
+from reference import client, server
+from reference.server import ServerConfig
 from reference.protocol.constants import MAX_DURATION_MS
 from reference.protocol.durations import seconds_text_to_ms
 from reference.store.base import StoreError
 from reference.store.redis import RedisStore
+
+from .support import running_server
 
 pytestmark = pytest.mark.anyio
 
@@ -98,3 +106,50 @@ def test_server_never_logs_the_store_password(url: str, capsys: pytest.CaptureFi
     assert status == 1
     assert "s3cr3t-pw" not in err
     assert "cannot open session store" in err
+
+
+class _BrokenStdout(io.StringIO):
+    def __init__(self, error: OSError) -> None:
+        super().__init__()
+        self.error = error
+
+    def write(self, text: str) -> int:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(BrokenPipeError(errno.EPIPE, "Broken pipe"), 4), (OSError(errno.ENOSPC, "full"), 4)],
+    ids=["EPIPE", "ENOSPC"],
+)
+def test_client_failure_is_not_turned_into_success_by_a_closed_stdout(
+    error: OSError, status: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``numstream-client ... | head -c0`` against a dead server used to exit 0 (its
+    BrokenPipeError handler returned EXIT_OK whatever the run's outcome), and ``> /dev/full``
+    ended in a traceback. Now the run's own status (4, gave up) comes out either way."""
+    with socket.socket() as unused:  # a port nothing listens on: refused at once
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    monkeypatch.setattr(sys, "stdout", _BrokenStdout(error))
+    argv = ["--port", str(port), "--mode", "stateless", "-n", "3", "--max-retries", "1"]
+    assert client.main(argv) == status
+
+
+def test_client_success_that_cannot_be_written_is_not_status_0(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A verified result that could not be written (a full disk) is not reported as success:
+    §12.4 gives status 0 only with the result on stdout."""
+
+    async def serve_and_run() -> int:
+        async with running_server(ServerConfig(interval=0.0)) as (_, port):
+            monkeypatch.setattr(sys, "stdout", _BrokenStdout(OSError(errno.ENOSPC, "full")))
+            args = client.build_parser().parse_args(
+                ["--port", str(port), "--mode", "stateless", "-n", "3"]
+            )
+            args.console = None
+            return await client._run(args)
+
+    assert anyio.run(serve_and_run) == 1
+    assert any("cannot write the result" in r.getMessage() for r in caplog.records)
