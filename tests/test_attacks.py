@@ -10,13 +10,12 @@ import socket
 import sys
 
 import anyio
-
 import pytest
 
 from reference import client, server
-from reference.server import ServerConfig
 from reference.protocol.constants import MAX_DURATION_MS
 from reference.protocol.durations import seconds_text_to_ms
+from reference.server import ServerConfig
 from reference.store.base import StoreError
 from reference.store.redis import RedisStore
 
