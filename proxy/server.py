@@ -10,6 +10,7 @@ import dataclasses
 import fcntl
 import logging
 import math
+import os
 import random
 import select
 import socket
@@ -60,6 +61,8 @@ NO_FAULTS = FaultConfig()
 #: kernel has taken all its bytes. With --latency or --jitter a direction also queues up to
 #: READ_AHEAD chunks, the bytes in flight on a slow path. The send socket buffer (SO_SNDBUF,
 #: SEND_BUFFER, doubled likewise) holds bytes already handed on: a drop still delivers them.
+#: Both are set before the handshake (on the listener, inherited by accepted sockets, and on
+#: the upstream socket before it connects): a window already advertised is never taken back.
 RECEIVE_BUFFER = 2 * 1024
 SEND_BUFFER = 8 * 1024
 CHUNK = 2 * 1024
@@ -302,19 +305,17 @@ class ChaosProxy:
             host, port = upstreams[(first + attempt) % count]
             try:
                 with anyio.fail_after(CONNECT_TIMEOUT):
-                    stream = await anyio.connect_tcp(host, port)
-            except OSError as exc:
+                    stream = await _connect_bounded(host, port)
+            except OSError as exc:  # TimeoutError included
                 self.counters.upstream_failures += 1
                 log.warning(
                     "connection %d: upstream %s:%d failed: %s",
                     key.index,
                     host,
                     port,
-                    exc.__cause__ or exc,
+                    str(exc.__cause__ or exc) or f"no answer within {CONNECT_TIMEOUT:g} s",
                 )
                 continue
-            _set_buffer(_raw_socket(stream), socket.SO_RCVBUF)
-            _set_buffer(_raw_socket(stream), socket.SO_SNDBUF)
             log.debug("connection %d: relaying to %s:%d", key.index, host, port)
             return stream, f"{host}:{port}"
         log.error("connection %d: no upstream accepted it; closing the client", key.index)
@@ -592,6 +593,35 @@ def _abort(stream: SocketStream) -> None:
     """Make closing ``stream`` send an RST (SO_LINGER 0) instead of a FIN."""
     with contextlib.suppress(OSError):
         _raw_socket(stream).setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+async def _connect_bounded(host: str, port: int) -> SocketStream:
+    """A TCP connection whose buffers are bounded from its first byte.
+
+    The receive buffer must be set before the handshake: the window the SYN advertises (and
+    its scale) follows it, and an advertised window is never taken back, so a buffer bounded
+    after connecting would still let the server send some 64 KiB ahead.
+    """
+    (family, kind, proto, _, address), *_ = await anyio.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM
+    )
+    sock = socket.socket(family, kind, proto)
+    try:
+        _set_buffer(sock, socket.SO_RCVBUF)
+        _set_buffer(sock, socket.SO_SNDBUF)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        try:
+            sock.connect(address)
+        except BlockingIOError:
+            await anyio.wait_writable(sock)
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error:
+                raise OSError(error, os.strerror(error)) from None
+        return await SocketStream.from_socket(sock)
+    except BaseException:
+        sock.close()
+        raise
 
 
 def _set_buffer(sock: socket.socket, option: int) -> None:
