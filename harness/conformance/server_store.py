@@ -823,10 +823,13 @@ def kernel_send_buffer_cap() -> int:
     return max(caps, default=4 << 20)
 
 
-def _stall_then_catch_up(port: int) -> list[tuple[float, wire.Frame]]:
+def _stall_then_catch_up(
+    port: int, stall: float = REANCHOR_STALL, read: float = REANCHOR_READ
+) -> tuple[list[tuple[float, wire.Frame]], float]:
     """A blocking socket with a small receive window: read 0.3 s, read nothing for
-    REANCHOR_STALL (the server's writes block once the buffers are full), then read as fast as
-    possible, with a wide window, for REANCHOR_READ. Every frame with its arrival time."""
+    ``stall`` seconds (the server's writes block once the buffers are full), then read as fast
+    as possible, with a wide window, for ``read`` seconds. Every frame with its arrival time,
+    and when the reading resumed."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     frames: list[tuple[float, wire.Frame]] = []
     buffer = wire.FrameBuffer()
@@ -852,16 +855,74 @@ def _stall_then_catch_up(port: int) -> list[tuple[float, wire.Frame]]:
             wire.hello(wire.STATELESS, 65535, a=255, next_index=REANCHOR_FROM, resume=True)
         )
         read_until(time.monotonic() + 0.3)
-        stall_ends = time.monotonic() + REANCHOR_STALL
+        stall_ends = time.monotonic() + stall
         while time.monotonic() < stall_ends:
             anyio.from_thread.check_cancelled()
             time.sleep(min(0.05, max(0.0, stall_ends - time.monotonic())))
         # a wide window now, so that a backlog sent in a burst arrives as fast as it is sent
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        read_until(time.monotonic() + REANCHOR_READ)
+        resumed = time.monotonic()
+        read_until(resumed + read)
     finally:
         sock.close()
-    return frames
+    return frames, resumed
+
+
+async def _stalled_stream(
+    target: ServerTarget, check: Check, stall: float, read: float
+) -> tuple[list[tuple[float, wire.Frame]], float]:
+    """_stall_then_catch_up against an instance of the server at REANCHOR_INTERVAL."""
+    assert target.spawner is not None
+    values = target.spawner.default_values()
+    values["interval"] = f"{REANCHOR_INTERVAL:g}"  # as C's %g (Appendix B)
+    server = await target.spawner.start(values)
+    try:
+        frames, resumed = await anyio.to_thread.run_sync(
+            _stall_then_catch_up, server.port, stall, read
+        )
+    finally:
+        await server.kill()
+    check.must(
+        bool(frames) and frames[0][1].kind == wire.WELCOME,
+        f"expected WELCOME, got {frames[0][1].describe() if frames else 'nothing'}",
+    )
+    numbers = sum(f.kind == wire.DATA for _, f in frames)
+    check.must(numbers >= 10, f"only {numbers} numbers came")
+    return frames, resumed
+
+
+#: How far a server's writes may run ahead of a client that stopped reading: the suite's
+#: reading of §16.6's "a small socket send buffer, no unbounded user-space queue".
+AHEAD_LIMIT = 1 << 20
+
+
+async def _bounded_ahead(target: ServerTarget, check: Check) -> None:
+    """§16.6: a server "SHOULD bound how far its writes run ahead of the client (a small socket
+    send buffer, no unbounded user-space queue)". After 3 s without reading, what arrives at
+    once is what the server had written ahead (and, from a server that does not re-anchor,
+    its backlog too: 13/re-anchor-after-blocked-writes tells them apart)."""
+    frames, resumed = await _stalled_stream(target, check, 3.0, 1.0)
+    after = [(at, f) for at, f in frames if at >= resumed and f.kind == wire.DATA]
+    check.must(len(after) >= 2, f"only {len(after)} numbers after the stall")
+    size = len(after[-1][1].raw)
+    # Two estimates, each low rather than high: the numbers beyond those due since the reading
+    # resumed (low for a server slower than its pace), and the first run of numbers that came
+    # less than half an interval apart (low if our own reading paused within the run).
+    paced = (after[-1][0] - resumed) / REANCHOR_INTERVAL + 1
+    burst = 1
+    while burst < len(after) and after[burst][0] - after[burst - 1][0] < REANCHOR_INTERVAL / 2:
+        burst += 1
+    ahead = max(0.0, len(after) - paced, burst - 1.0) * size
+    check.note(
+        f"{len(after)} numbers of {size} bytes in the {after[-1][0] - resumed:.2f} s after a "
+        f"3 s stall, {paced:.0f} of them due meanwhile, the first {burst} at once: about "
+        f"{ahead / 1e6:.2f} MB were written ahead"
+    )
+    check.should(
+        ahead <= AHEAD_LIMIT,
+        f"{ahead / 1e6:.2f} MB written ahead of a client that stopped reading (the suite's "
+        f"bound for a small send buffer: {AHEAD_LIMIT / 1e6:.2f} MB)",
+    )
 
 
 async def _reanchor(target: ServerTarget, check: Check) -> None:
@@ -872,21 +933,9 @@ async def _reanchor(target: ServerTarget, check: Check) -> None:
     After the stall a re-anchoring server is behind its first schedule by about the time its
     writes were blocked: the stall less the time the kernel's buffers (and a bounded user-space
     queue) took to fill. A server that sends the backlog catches up with the schedule."""
-    assert target.spawner is not None
-    values = target.spawner.default_values()
-    values["interval"] = f"{REANCHOR_INTERVAL:g}"  # as C's %g (Appendix B)
-    server = await target.spawner.start(values)
-    try:
-        frames = await anyio.to_thread.run_sync(_stall_then_catch_up, server.port)
-    finally:
-        await server.kill()
-    check.must(
-        bool(frames) and frames[0][1].kind == wire.WELCOME,
-        f"expected WELCOME, got {frames[0][1].describe() if frames else 'nothing'}",
-    )
+    frames, _ = await _stalled_stream(target, check, REANCHOR_STALL, REANCHOR_READ)
     welcome_at = frames[0][0]
     numbers = [(at, f) for at, f in frames[1:] if f.kind == wire.DATA]
-    check.must(len(numbers) >= 10, f"only {len(numbers)} numbers came")
     last_at, last = numbers[-1]
     index = last.u32(0)
     behind = (last_at - welcome_at) - (index - REANCHOR_FROM) * REANCHOR_INTERVAL
@@ -1101,6 +1150,16 @@ def process_cases() -> list[Case]:
             "pace: no burst of the backlog (§13 states it without a key word: graded SHOULD)",
             Level.SHOULD,
             _reanchor,
+            SPAWN,
+        ),
+        Case(
+            "16.6/writes-bounded-ahead",
+            "a client that reads nothing for 3 s while the server (its own instance at 2 ms) "
+            "streams 7 kB numbers",
+            "what was written ahead of the client arrives at once after the stall: at most "
+            "1 MiB (SHOULD: a small send buffer, no unbounded user-space queue)",
+            Level.SHOULD,
+            _bounded_ahead,
             SPAWN,
         ),
         Case(

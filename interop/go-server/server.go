@@ -219,6 +219,13 @@ func (s *Server) handle(c net.Conn) {
 	defer s.wg.Done()
 	defer s.active.Add(-1)
 	cn := &connection{s: s, c: c, id: s.connSeq.Add(1), events: make(chan connEvent, 2)}
+	if tc, ok := c.(*net.TCPConn); ok {
+		// §16.6 SHOULD: bound how far writes run ahead of the client with a small socket send
+		// buffer (the kernel's autotuning would let it grow to megabytes), so that what a drop
+		// loses with the session's deletion stays FINAL alone and a stalled client blocks the
+		// writes early, where the schedule re-anchors (§13).
+		_ = tc.SetWriteBuffer(sendBuffer)
+	}
 	defer func() {
 		if r := recover(); r != nil { // a bug in this connection must not take the server down
 			s.log.Errorf("conn %d: internal error: %v", cn.id, r)
@@ -377,6 +384,9 @@ const (
 
 // batchBytes: at interval 0 frames are written in batches of about this size.
 const batchBytes = 32 * 1024
+
+// sendBuffer is the socket send buffer asked for on every connection (Linux doubles it).
+const sendBuffer = 128 * 1024
 
 // stream sends the numbers next_index … n−1 at t0 + j·interval (§13), re-anchoring when more
 // than one interval behind; appendNumber appends the frame for one index (FINAL at n−1). It
