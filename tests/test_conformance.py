@@ -322,3 +322,16 @@ def test_audit_command_lists_no_gap() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 gap(s)" in proc.stdout
+
+
+def test_an_error_after_a_frame_cut_short_is_found() -> None:
+    """14.2/no-error-after-cut-write's verdict on the bytes after the last whole frame."""
+    from harness.conformance import wire
+    from harness.conformance.server_store import _error_after_torn_frame
+
+    cut = wire.stateless_number(255, 65535, 60000)[:4738]  # 3f c0 then zeros: no 0x05 inside
+    shutting_down = wire.error(32, "server shutting down")
+    assert _error_after_torn_frame(cut) is None
+    assert _error_after_torn_frame(cut + shutting_down) == 32
+    assert _error_after_torn_frame(cut + wire.error(30)) == 30  # empty message too
+    assert _error_after_torn_frame(cut + shutting_down[:-1]) is None  # not a whole ERROR

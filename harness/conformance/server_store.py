@@ -891,6 +891,90 @@ async def _stalled_stream(
     return frames, resumed
 
 
+def _error_after_torn_frame(tail: bytes) -> int | None:
+    """The code of an ERROR frame that ends ``tail`` (the bytes after the last complete frame,
+    starting inside a frame cut short), or None. Stateless values of a = 255 are 0x3f..0xff
+    then zero bytes, so a well-formed ERROR ending exactly there is no accident."""
+    for at in range(1, len(tail) - 4):
+        if tail[at] != wire.ERROR:
+            continue
+        length = int.from_bytes(tail[at + 1 : at + 3], "big")
+        code = int.from_bytes(tail[at + 3 : at + 5], "big")
+        if at + 3 + length == len(tail) and 2 <= length <= 1026 and 1 <= code <= 33:
+            return code
+    return None
+
+
+async def _no_error_after_cut(target: ServerTarget, check: Check) -> None:
+    """§14.2 (issue 8 point h): "A server MUST NOT write an ERROR frame after a write that may
+    have been cut short: the ERROR's bytes would be read as the rest of the broken frame."
+    SIGTERM while a write to a client that reads nothing is blocked: shutdown cuts the write
+    (§17: at most about 2 s per connection) and then writes nothing more on it."""
+    assert target.spawner is not None
+    values = target.spawner.default_values()
+    values["interval"] = "0"  # as fast as the connection accepts: the writes block at once
+    server = await target.spawner.start(values)
+
+    def connect() -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(wire.hello(wire.STATELESS, 65535, a=255, next_index=60000, resume=True))
+        return sock
+
+    def read_to_eof(sock: socket.socket) -> tuple[bytes, bool]:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        data = bytearray()
+        deadline = time.monotonic() + 5.0
+        sock.settimeout(0.1)
+        while time.monotonic() < deadline:
+            anyio.from_thread.check_cancelled()
+            try:
+                chunk = sock.recv(1 << 20)
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                return bytes(data), True
+            if not chunk:
+                return bytes(data), True
+            data += chunk
+        return bytes(data), False
+
+    try:
+        sock = await anyio.to_thread.run_sync(connect)
+        try:
+            await anyio.sleep(1.0)  # read nothing: the server's write blocks in mid-frame
+            started = time.monotonic()
+            status = await server.terminate(15.0)
+            took = time.monotonic() - started
+            data, ended = await anyio.to_thread.run_sync(read_to_eof, sock)
+        finally:
+            sock.close()
+    finally:
+        await server.kill()
+    frames = wire.FrameBuffer()
+    frames.feed(data)
+    complete: list[wire.Frame] = []
+    while (found := frames.next()) is not None:
+        complete.append(found)
+    tail = bytes(frames.data)
+    last = complete[-1].describe() if complete else "nothing"
+    check.note(
+        f"SIGTERM: exit status {status} after {took:.2f} s; then {len(data)} bytes, "
+        f"{len(complete)} whole frames (the last: {last[:60]}), {len(tail)} bytes of a frame "
+        f"cut short, connection closed: {ended}"
+    )
+    check.must(ended, "the connection was not closed after the server's shutdown")
+    if tail:
+        code = _error_after_torn_frame(tail)
+        check.must(
+            code is None,
+            f"an ERROR ({wire.code_name(code or 0)}) was written after a frame cut short "
+            f"({len(tail)} bytes of it): its bytes read as the rest of the frame",
+        )
+    check.should(took <= 10.0, f"the server took {took:.1f} s to stop (§17: about 2 s)")
+
+
 #: How far a server's writes may run ahead of a client that stopped reading: the suite's
 #: reading of §16.6's "a small socket send buffer, no unbounded user-space queue".
 AHEAD_LIMIT = 1 << 20
@@ -1160,6 +1244,16 @@ def process_cases() -> list[Case]:
             "1 MiB (SHOULD: a small send buffer, no unbounded user-space queue)",
             Level.SHOULD,
             _bounded_ahead,
+            SPAWN,
+        ),
+        Case(
+            "14.2/no-error-after-cut-write",
+            "SIGTERM while the server's write to a client that reads nothing is blocked in "
+            "mid-frame (its own instance at interval 0; issue 8 point h)",
+            "the write is cut (within about 2 s, §17) and nothing follows the frame cut "
+            "short: no ERROR (MUST); the connection closes",
+            Level.MUST,
+            _no_error_after_cut,
             SPAWN,
         ),
         Case(
