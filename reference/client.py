@@ -283,6 +283,15 @@ class _Attempts:
     dropped_at: float = -math.inf
 
 
+def _why_broken(exc: BaseException) -> str:
+    """The most specific words for a broken connection: anyio's BrokenResourceError carries no
+    text of its own, the OSError it wraps (``Connection reset by peer``) does."""
+    for candidate in (exc, exc.__cause__, exc.__context__):
+        if candidate is not None and str(candidate):
+            return str(candidate)
+    return type(exc).__name__
+
+
 async def run_client(
     config: ClientConfig,
     *,
@@ -437,7 +446,7 @@ async def _one_connection(
     except ProtocolError as exc:
         raise _held(conn, _Retry(f"protocol error: {exc}")) from None
     except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-        raise _held(conn, _Retry(f"connection broken: {exc or type(exc).__name__}")) from None
+        raise _held(conn, _Retry(f"connection broken: {_why_broken(exc)}")) from None
     except _Retry as why:
         raise _held(conn, why) from None
     finally:

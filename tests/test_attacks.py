@@ -7,19 +7,23 @@ import errno
 import io
 import logging
 import socket
+import struct
 import sys
 
 import anyio
+import anyio.abc
 import pytest
 
 from reference import client, server
+from reference.client import Backoff, ClientConfig, run_client
+from reference.protocol import Mode
 from reference.protocol.constants import MAX_DURATION_MS
 from reference.protocol.durations import seconds_text_to_ms
 from reference.server import ServerConfig
 from reference.store.base import StoreError
 from reference.store.redis import RedisStore
 
-from .support import running_server
+from .support import frame, running_server
 
 pytestmark = pytest.mark.anyio
 
@@ -152,3 +156,41 @@ def test_client_success_that_cannot_be_written_is_not_status_0(
 
     assert anyio.run(serve_and_run) == 1
     assert any("cannot write the result" in r.getMessage() for r in caplog.records)
+
+
+async def test_client_names_the_reset_that_broke_its_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server that sends WELCOME and then resets the connection: the client's log said
+    ``connection broken: `` and nothing more (``f"{exc or ...}"`` is never the fallback, an
+    exception object is always true, and anyio's BrokenResourceError has no text). Now it
+    names the reset."""
+    caplog.set_level(logging.INFO)
+
+    async def reset_after_welcome(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await stream.receive()  # the HELLO (18 bytes, one segment on loopback)
+            await stream.send(
+                frame(0x02, struct.pack(">BBBIIIII", 1, 1, 0, 3, 0, 0, 23, 0))  # WELCOME n=3
+            )
+            raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    async with (
+        await anyio.create_tcp_listener(local_host="127.0.0.1") as listener,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(listener.serve, reset_after_welcome)
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        config = ClientConfig(
+            port=port,
+            mode=Mode.STATELESS,
+            n=3,
+            backoff=Backoff(initial=0.01, maximum=0.01, max_retries=1),
+        )
+        result = await run_client(config)
+        tg.cancel_scope.cancel()
+    assert result.exit_code == 4
+    broken = [r.getMessage() for r in caplog.records if "connection broken" in r.getMessage()]
+    assert broken, [r.getMessage() for r in caplog.records]
+    assert all("reset" in line.lower() for line in broken), broken
