@@ -140,6 +140,45 @@ def test_sigterm_shuts_down_cleanly(go_listening: tuple[subprocess.Popen[str], i
     assert out == ""
 
 
+def test_sigterm_tells_connections_still_in_handshake(go_server: Path) -> None:
+    """Issue 11 point 3 for the Go server: five connections that never sent a HELLO each get
+    ERROR SHUTTING_DOWN on SIGTERM. A sixth one over --max-connections 5 is answered
+    SERVER_BUSY, which proves the five were accepted (the server counts from accept)."""
+    port = free_port()
+    argv = [str(go_server), "--port", str(port), "--max-connections", "5", "--log-level", "warning"]
+    with listening_process(argv, port) as proc:
+
+        async def scenario() -> tuple[int | None, list[int | None]]:
+            async def last_code(stream: anyio.abc.SocketStream) -> int | None:
+                last = None
+                with anyio.fail_after(15):
+                    while (got := await RawReader(stream).next()) is not None:
+                        last = got
+                return None if last is None else last.error_code
+
+            streams = [await anyio.connect_tcp("127.0.0.1", port) for _ in range(5)]
+            try:
+                # The readiness probe may still count for a moment: retry the sixth until busy.
+                busy = None
+                for _ in range(50):
+                    async with await anyio.connect_tcp("127.0.0.1", port) as sixth:
+                        busy = await last_code(sixth)
+                    if busy == 31:
+                        break
+                proc.send_signal(signal.SIGTERM)
+                return busy, [await last_code(stream) for stream in streams]
+            finally:
+                for stream in streams:
+                    await stream.aclose()
+
+        busy, codes = anyio.run(scenario)
+        out, _ = proc.communicate(timeout=20)
+    assert busy == 31  # SERVER_BUSY, spec §12.1
+    assert codes == [32] * 5  # SHUTTING_DOWN, spec §12.1
+    assert proc.returncode == 0
+    assert out == ""
+
+
 def test_peer_text_never_reaches_the_log_raw(go_server: Path) -> None:
     """A HELLO whose client id is terminal control (36 bytes, not a UUID): refused with
     INVALID_CLIENT_ID, and even at debug nothing of it reaches stderr unescaped."""
