@@ -20,6 +20,7 @@ from reference.protocol import Mode
 from reference.protocol.constants import MAX_DURATION_MS
 from reference.protocol.durations import seconds_text_to_ms
 from reference.server import ServerConfig
+from reference.store import open_store
 from reference.store.base import StoreError
 from reference.store.redis import RedisStore
 
@@ -194,3 +195,19 @@ async def test_client_names_the_reset_that_broke_its_connection(
     broken = [r.getMessage() for r in caplog.records if "connection broken" in r.getMessage()]
     assert broken, [r.getMessage() for r in caplog.records]
     assert all("reset" in line.lower() for line in broken), broken
+
+
+@pytest.mark.parametrize("path", ["/abc", "/1x", "/0/extra", "/-1"])
+async def test_store_url_with_a_database_that_is_no_number_is_refused(path: str) -> None:
+    """``--store redis://127.0.0.1:6379/abc`` used to start a server on database 0 (the Redis
+    client reads an unparsable path as no database): a typo silently split a shared store.
+    Refused before any connection is tried (the port here has nothing listening)."""
+    with pytest.raises(ValueError, match="database"):
+        await open_store(f"redis://127.0.0.1:1{path}")
+
+
+@pytest.mark.parametrize("path", ["", "/", "/0", "/15"])
+async def test_store_url_database_forms_that_stay_accepted(path: str) -> None:
+    """The forms of Appendix B (``/DB`` optional, default 0) get as far as connecting."""
+    with pytest.raises(StoreError):  # nothing listens on port 1: the URL itself was accepted
+        await open_store(f"redis://127.0.0.1:1{path}")

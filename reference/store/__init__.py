@@ -54,6 +54,25 @@ def split_prefix(url: str) -> tuple[str, str | None]:
     return parts._replace(query=rest).geturl(), prefixes[0]
 
 
+#: The path of a redis:// URL: none, ``/``, or ``/DB`` with DB a decimal database number.
+_DATABASE_PATH = re.compile(r"(?:/(?:[0-9]+)?)?", re.ASCII)
+
+
+def _check_database(url: str) -> None:
+    """ValueError unless a ``redis://`` or ``rediss://`` URL's path names a database number.
+
+    The Redis client reads ``/abc``, ``/1x`` or ``/0/extra`` as no database at all and quietly
+    uses database 0, so a server given a mistyped database would share nothing with the
+    servers it was meant to share sessions with (PROTOCOL.md Appendix B: a --store value the
+    server cannot use is a failure to open the store). ``unix://`` paths are socket paths.
+    """
+    parts = urlsplit(url)
+    if parts.scheme in ("redis", "rediss") and not _DATABASE_PATH.fullmatch(parts.path):
+        raise ValueError(
+            f"the database in a redis URL is /DB with DB a decimal number, not {parts.path!r}"
+        )
+
+
 async def open_store(url: str) -> SessionStore:
     """Open the store a URL names; raises ValueError for a scheme we do not know."""
     scheme = urlsplit(url).scheme
@@ -62,6 +81,7 @@ async def open_store(url: str) -> SessionStore:
     if scheme in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
         from .redis import RedisStore  # imported lazily: memory-only servers need no Redis client
 
+        _check_database(url)
         plain, prefix = split_prefix(url)
         if prefix is None:
             return await RedisStore.connect(plain)
