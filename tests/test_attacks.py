@@ -1,5 +1,6 @@
-"""Attacks from the outside world (the ``breaker`` findings): each test fails on the defect it
-names and passes once it is fixed. Findings and repro commands: the commit messages."""
+"""Attacks from the outside world: hostile peers, odd command lines, broken pipes, stores that
+answer nothing. Each test names the defect it caught (it failed before the fix) and the command
+line that reproduces it by hand."""
 
 from __future__ import annotations
 
