@@ -289,6 +289,35 @@ def test_client_logs_through_the_progress_bars_console(monkeypatch: pytest.Monke
     assert "nothing is listening" in terminal.getvalue()
 
 
+@pytest.mark.usefixtures("restore_logging")
+def test_conformance_logs_through_its_progress_bars_console(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The suite's log handler writes to the console its progress bar draws on, so rich prints
+    each record above the bar instead of over it."""
+    from rich.logging import RichHandler
+
+    from harness.conformance import cli as conformance_cli
+    from harness.conformance import server_setup
+
+    async def prepared(*args: object) -> tuple[object, set[str], dict[str, object]]:
+        return object(), set(), {}
+
+    consoles: list[object] = []
+
+    async def run_all(*args: object, console: object, **kwargs: object) -> list[object]:
+        consoles.append(console)
+        return []
+
+    monkeypatch.setattr(server_setup, "prepare_server", prepared)
+    monkeypatch.setattr(conformance_cli, "run_all", run_all)
+    assert conformance_cli.main(["server", "--log-level", "info"]) == 0
+    handlers = logging.getLogger().handlers
+    assert len(handlers) == 1
+    assert isinstance(handlers[0], RichHandler)
+    assert consoles == [handlers[0].console]
+
+
 # --- point 8: the server's connection log --------------------------------------------------------
 
 

@@ -195,6 +195,7 @@ def _setup_logging(level: str, console: Console) -> None:
         level=level.upper(),
         format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False)],
+        force=True,  # the progress bar's console, whatever handler was there before
     )
 
 
