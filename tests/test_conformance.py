@@ -335,3 +335,29 @@ def test_an_error_after_a_frame_cut_short_is_found() -> None:
     assert _error_after_torn_frame(cut + shutting_down) == 32
     assert _error_after_torn_frame(cut + wire.error(30)) == 30  # empty message too
     assert _error_after_torn_frame(cut + shutting_down[:-1]) is None  # not a whole ERROR
+
+
+def test_server_suite_catches_a_release_after_a_failed_complete(
+    tmp_path: Path, redis_url: str
+) -> None:
+    command = (
+        f"{sys.executable} -m tests.conformance_fakes.releasing_server --port {{port}} "
+        "--interval {interval} --session-ttl {ttl} --store {store} --log-level error"
+    )
+    status, report = conformance(
+        tmp_path, "server", "16.6/complete-fails", "--server-cmd", command, "--redis-url", redis_url
+    )
+    assert status == 1
+    assert "released after the failed COMPLETE" in outcomes(report, "FAIL")["16.6/complete-fails"]
+
+
+def test_server_suite_catches_a_burst_after_blocked_writes(tmp_path: Path) -> None:
+    command = (
+        f"{sys.executable} -m tests.conformance_fakes.bursty_server --port {{port}} "
+        "--interval {interval} --session-ttl {ttl} --store {store}"
+    )
+    status, report = conformance(
+        tmp_path, "server", "13/re-anchor", "--strict", "--server-cmd", command
+    )
+    assert status == 1
+    assert "burst" in outcomes(report, "NON-STRICT")["13/re-anchor-after-blocked-writes"]
