@@ -49,7 +49,7 @@ from reference.server import (
     _collect_fully_now_and_then,
     _freeze_start_up_heap,
 )
-from reference.store import StoreError, open_store
+from reference.store import StoreError, open_store, redacted_url
 
 from .recording import RecordingStore
 
@@ -142,7 +142,7 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         inner = await open_store(args.store)
     except (StoreError, ValueError) as exc:
-        log.error("cannot open session store %s: %s", args.store, exc)
+        log.error("cannot open session store %s: %s", redacted_url(args.store), exc)
         return 1
     store = _ReportingStore(inner)
     config = ServerConfig(host=HOST, interval=args.interval, session_ttl=args.session_ttl)

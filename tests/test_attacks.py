@@ -15,6 +15,7 @@ import anyio
 import anyio.abc
 import pytest
 
+from harness import server_process
 from reference import client, server
 from reference.client import Backoff, ClientConfig, run_client
 from reference.protocol import Mode
@@ -212,3 +213,15 @@ async def test_store_url_database_forms_that_stay_accepted(path: str) -> None:
     """The forms of Appendix B (``/DB`` optional, default 0) get as far as connecting."""
     with pytest.raises(StoreError):  # nothing listens on port 1: the URL itself was accepted
         await open_store(f"redis://127.0.0.1:1{path}")
+
+
+def test_harness_server_process_never_logs_the_store_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The chaos harness's own server process (``--redis-url`` with a password) had the same
+    verbatim ``cannot open session store redis://user:PASSWORD@...`` line."""
+    status = server_process.main(["--seed", "1", "--store", "redis://user:s3cr3t-pw@127.0.0.1:1/0"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "s3cr3t-pw" not in err
+    assert "cannot open session store" in err
