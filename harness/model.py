@@ -182,8 +182,8 @@ class ChaosOptions:
         return ClientTiming(
             backoff_initial=0.05,
             backoff_max=1.0,
-            min_silence=max(0.5, 10 * self.interval, 4 * delay),
-            connect_timeout=max(1.0, 4 * delay),
+            min_silence=max(1.0, 10 * self.interval, 4 * delay),
+            connect_timeout=max(2.0, 4 * delay),
             max_retries=30,
         )
 

@@ -16,6 +16,7 @@ such a cut, and fails the second check.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import socket
 import uuid
@@ -25,6 +26,9 @@ import anyio.abc
 import anyio.lowlevel
 import pytest
 
+from harness.chaos import run_chaos
+from harness.model import ChaosOptions, ClientPhase
+from proxy import FaultKind, ScheduledFault
 from reference.client import Backoff, ClientConfig, run_client
 from reference.protocol import Mode
 from reference.server import ServerConfig
@@ -144,3 +148,34 @@ async def test_a_cut_right_before_final_verifies_or_reports_final_lost() -> None
     """Cut within the last receive buffer: either outcome is allowed, nothing else."""
     await _run(BEFORE_FINAL - 200)
     await _run(BEFORE_FINAL)
+
+
+# --- through the harness: its proxy's bounded buffering and its server's reports -----------------
+
+
+@pytest.mark.parametrize(
+    ("after", "outcome"),
+    [(BEFORE_FINAL // 2, ClientPhase.VERIFIED), (BEFORE_FINAL + 20, ClientPhase.FINAL_LOST)],
+    ids=["half-a-stream-before-final", "inside-final"],
+)
+async def test_a_drop_through_the_proxy_loses_final_only_within_what_the_proxy_holds(
+    after: int, outcome: ClientPhase
+) -> None:
+    """The harness's proxy holds a few KiB of what a server wrote (harness/README.md) and its
+    server writes FINAL only once every earlier byte is acknowledged: a drop 11 KB before
+    FINAL leaves the session resumable and the client verifies; a drop inside the FINAL frame
+    loses it, which the harness confirms from its server's report of completing the session
+    (excused, unless --strict)."""
+    drop = ScheduledFault(client=1, connection=1, after_bytes=after, kind=FaultKind.DROP)
+    options = ChaosOptions(clients=1, mode="stateful", n=N, interval=0.0, seed=5, timeout=60)
+    report = await run_chaos(options, schedule=[drop])
+    (client,) = report.clients
+    assert [fault.kind for fault in client.faults] == [FaultKind.DROP]
+    assert client.phase is outcome, client.to_json()
+    assert report.ok
+    if outcome is ClientPhase.FINAL_LOST:
+        assert client.reason is not None
+        assert "the server completed the session" in client.reason
+        strict = await run_chaos(dataclasses.replace(options, strict=True), schedule=[drop])
+        assert strict.clients[0].phase is ClientPhase.FINAL_LOST
+        assert not strict.ok
