@@ -14,15 +14,16 @@ import itertools
 import logging
 import secrets
 import signal
-import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
+import anyio.to_thread
 from anyio.abc import TaskStatus
 
 from .accept import accept_forever
@@ -39,7 +40,14 @@ from .cli import (
     ttl_seconds,
 )
 from .connlog import ConnectionLog, ConnectionTrace
-from .pacing import TimerWheel, limit_send_buffer, socket_fd, unacked_bytes, write_now
+from .pacing import (
+    ClientWatch,
+    TimerWheel,
+    limit_send_buffer,
+    socket_fd,
+    unacked_bytes,
+    write_now,
+)
 from .protocol import (
     NEED_DATA,
     Checksum,
@@ -172,14 +180,10 @@ class _End(enum.Enum):
     REJECTED = enum.auto()  # the client broke the protocol (``rejection`` says how)
 
 
-#: Ends after which the connection closes without another byte either way.
-_FINISHED = frozenset({_End.DONE, _End.GONE, _End.STALLED})
-
-
 class _Lease:
     """A stateful connection's hold on its session, from claim or open to release or complete."""
 
-    __slots__ = ("client_id", "held", "owner", "record", "run")
+    __slots__ = ("client_id", "handed_over", "held", "owner", "record", "run")
 
     def __init__(self, client_id: str, owner: str, record: SessionRecord) -> None:
         self.client_id = client_id
@@ -187,6 +191,8 @@ class _Lease:
         self.record = record
         #: False once completed, released or lost: then it is not ours to release.
         self.held = True
+        #: The stream left the connection's task for the wheel: ``_finish`` releases it.
+        self.handed_over = False
         self.run: _Run | None = None
 
     def lost(self) -> None:
@@ -196,11 +202,13 @@ class _Lease:
 
 
 class _Run:
-    """One connection's stream: what is due next, and the scope that wakes its task.
+    """One connection's stream: what is due next, and how to wake whoever finishes it.
 
-    The same object is the timer wheel's entry while the wheel paces it (``on_due``) and the
-    state of the connection's own task otherwise; whoever learns that the stream must end
-    (the wheel, the lease keeper, the write watchdog, the client watcher) calls ``end``.
+    The same object is the timer wheel's entry while the wheel paces it (``on_due``; the
+    connection then has no task, and ``on_ended`` hands it back to the server) and the state of
+    the connection's own task otherwise (``scope`` wakes that task); whoever learns that the
+    stream must end (the wheel, the client watch, the lease keeper, the write watchdog, the
+    client watcher) calls ``end``.
     """
 
     __slots__ = (
@@ -216,15 +224,15 @@ class _Run:
         "last",
         "lease",
         "leftover",
+        "on_ended",
         "rejection",
         "scope",
         "seed",
-        "sock",
         "start",
         "t0",
+        "trace",
         "waiting_queued",
         "waiting_since",
-        "watching",
         "writer",
     )
 
@@ -237,12 +245,12 @@ class _Run:
         a: int,
         lease: _Lease | None,
         interval: float,
+        trace: ConnectionTrace,
     ) -> None:
         self.conn = conn
         self.writer = writer
-        self.sock = writer.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        self.trace = trace
         self.fd = socket_fd(writer.stream)
-        self.watching = False  # the task waits for the client only (the wheel writes)
         self.a = a
         self.lease = lease
         self.seed = lease.record.seed if lease is not None else 0
@@ -253,7 +261,10 @@ class _Run:
         self.checksum: Checksum | None = None
         self.t0 = 0.0
         self.due_tick = 0
-        self.scope = anyio.CancelScope()
+        #: While the connection's task streams: the scope ``end`` cancels to wake it.
+        self.scope: anyio.CancelScope | None = None
+        #: While the wheel paces the stream (no task): called once when it ends.
+        self.on_ended: Callable[[_Run], None] | None = None
         self.end_reason = _End.RUNNING
         self.rejection: _Rejected | None = None
         self.leftover = b""
@@ -263,20 +274,16 @@ class _Run:
         self.waiting_queued = -1
 
     def end(self, reason: _End) -> None:
-        """Stop the stream (first reason wins) and wake the connection's task.
-
-        A task watching the client for the wheel is woken by shutting the socket's receiving
-        side when nothing more is to be read or written anyway: its read returns EOF, with no
-        cancellation (whose exception and traceback trio would leave as a cycle per stream).
-        """
+        """Stop the stream (first reason wins): hand it back to the server if the wheel paced
+        it, or wake the connection's task."""
         if self.end_reason is not _End.RUNNING:
             return
         self.end_reason = reason
-        if self.watching and reason in _FINISHED and self.sock is not None:
-            with contextlib.suppress(OSError):
-                self.sock.shutdown(socket.SHUT_RD)
-                return
-        self.scope.cancel()
+        if self.on_ended is not None:
+            on_ended, self.on_ended = self.on_ended, None
+            on_ended(self)
+        elif self.scope is not None:
+            self.scope.cancel()
 
     def value(self, index: int) -> int:
         if self.lease is None:
@@ -402,7 +409,11 @@ class NumberServer:
         self._connection_ids = itertools.count(1)
         self._connlog = ConnectionLog(log)
         self._activity: anyio.Event | None = None
-        self._wheel = TimerWheel()
+        self._wheel = TimerWheel(on_tick=self._hear_clients)
+        #: The clients of the streams on the wheel (which have no task), while ``serve`` runs.
+        self._watch: ClientWatch[_Run] | None = None
+        #: Where ``serve`` runs connections (and finishes those the wheel hands back).
+        self._tg: anyio.abc.TaskGroup | None = None
         #: Sessions held by this server's connections, by connection (owner).
         self._leases: dict[str, _Lease] = {}
         #: Streams writing from their own task, for the stall watchdog.
@@ -432,7 +443,11 @@ class NumberServer:
             log.info("listening on %s:%d", self.config.host, port)
             with _GcMonitor(self.stats):
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._wheel.run)
+                    self._tg = tg
+                    if ClientWatch.available:
+                        self._watch = ClientWatch()
+                        tg.start_soon(self._wheel.run)
+                        tg.start_soon(self._finish_handed_over_at_shutdown)
                     tg.start_soon(self._keep_leases)
                     tg.start_soon(self._watch_writes)
                     for listener in multi.listeners:
@@ -440,6 +455,10 @@ class NumberServer:
                     task_status.started(port)
                     await anyio.sleep_forever()
         finally:
+            self._tg = None
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
             with anyio.CancelScope(shield=True):
                 await multi.aclose()
 
@@ -454,7 +473,13 @@ class NumberServer:
     # --- one connection -------------------------------------------------------------------------
 
     async def handle(self, stream: anyio.abc.ByteStream) -> None:
-        """Run one connection to its end; never raises for anything the peer does."""
+        """Run one connection to its end; never raises for anything the peer does.
+
+        A stream the timer wheel paces leaves this task once WELCOME and its first number are
+        written: the task returns with the connection open, the wheel writes the numbers, the
+        client watch listens to the client, and ``_finish`` ends the connection in a task of
+        its own. A task per slow stream would cost more memory than everything else it holds.
+        """
         conn_id = f"{self._instance}-{next(self._connection_ids)}"
         self.stats.connections_total += 1
         self.stats.connections_active += 1
@@ -462,17 +487,49 @@ class NumberServer:
         trace = self._connlog.open(conn_id, stream)
         conn = ServerConnection()
         writer = _Writer(stream)
+        handed_over = False
         try:
-            if self.stats.connections_active > self.config.max_connections:
-                raise _Rejected(ErrorCode.SERVER_BUSY, "connection limit reached; retry later")
-            hello = await self._receive_hello(stream, conn)
-            if hello is None:
-                trace.no_hello()
-                return
-            trace.hello(hello)
-            self._check_mode(hello)
-            async with self._leased(hello, conn_id) as lease:
-                await self._run_stream(writer, conn, hello, lease, trace)
+            async with self._answering(writer, conn, trace):
+                if self.stats.connections_active > self.config.max_connections:
+                    raise _Rejected(ErrorCode.SERVER_BUSY, "connection limit reached; retry later")
+                hello = await self._receive_hello(stream, conn)
+                if hello is None:
+                    trace.no_hello()
+                    return
+                trace.hello(hello)
+                self._check_mode(hello)
+                async with self._leased(hello, conn_id) as lease:
+                    run, welcome = await self._start_run(writer, conn, hello, lease, trace)
+                    handed_over = self._hand_to_wheel(run, welcome)
+                    if not handed_over:
+                        await self._drive(run, b"" if run.leftover else welcome)
+        finally:
+            if not handed_over:
+                await self._close(stream, trace)
+
+    async def _finish(self, run: _Run) -> None:
+        """End a connection the wheel handed back (see ``handle``): finish writing if its
+        client fell behind, then complete or release its session, and close it."""
+        writer = run.writer
+        try:
+            async with self._answering(writer, run.conn, run.trace):
+                try:
+                    # Started as the server stops: cancelled here, so SHUTTING_DOWN is sent.
+                    await anyio.lowlevel.checkpoint()
+                    await self._drive(run, b"")
+                finally:
+                    if run.lease is not None:
+                        await self._release(run.lease)
+        finally:
+            await self._close(writer.stream, run.trace)
+
+    @contextlib.asynccontextmanager
+    async def _answering(
+        self, writer: _Writer, conn: ServerConnection, trace: ConnectionTrace
+    ) -> AsyncIterator[None]:
+        """Tell the client why its connection ends early: an ERROR frame with its code."""
+        try:
+            yield
         except (_Rejected, RemoteProtocolError) as refusal:
             code = refusal.code if isinstance(refusal, _Rejected) else refusal.error_code
             trace.refused(code, str(refusal))
@@ -487,16 +544,17 @@ class NumberServer:
                 )
             raise
         except Exception:
-            log.exception("[%s] internal error", conn_id)
+            log.exception("[%s] internal error", trace.conn_id)
             trace.refused(ErrorCode.INTERNAL_ERROR, "internal error")
             await self._send_error(writer, conn, ErrorCode.INTERNAL_ERROR, "internal error")
-        finally:
-            trace.close()
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()  # its own scope: a slow store must not skip it
-            _break_transport_cycle(stream)
-            self.stats.connections_active -= 1
-            self._notify_activity()
+
+    async def _close(self, stream: anyio.abc.ByteStream, trace: ConnectionTrace) -> None:
+        trace.close()
+        with anyio.CancelScope(shield=True):
+            await stream.aclose()  # its own scope: a slow store must not skip it
+        _break_transport_cycle(stream)
+        self.stats.connections_active -= 1
+        self._notify_activity()
 
     async def _receive_hello(
         self, stream: anyio.abc.ByteStream, conn: ServerConnection
@@ -546,14 +604,19 @@ class NumberServer:
                 )
             yield lease
         finally:
-            self._leases.pop(owner, None)
-            if lease.held:  # not completed, not taken over
-                lease.held = False
-                with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
-                    try:
-                        await self.store.release(hello.client_id, owner, self.config.ttl_ms)
-                    except StoreError as exc:
-                        log.warning("could not release session %s: %s", hello.client_id, exc)
+            if not lease.handed_over:
+                await self._release(lease)
+
+    async def _release(self, lease: _Lease) -> None:
+        """Let the session's TTL start, unless it was completed or taken over."""
+        self._leases.pop(lease.owner, None)
+        if lease.held:
+            lease.held = False
+            with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
+                try:
+                    await self.store.release(lease.client_id, lease.owner, self.config.ttl_ms)
+                except StoreError as exc:
+                    log.warning("could not release session %s: %s", lease.client_id, exc)
 
     async def _claim_or_open(self, hello: Hello, owner: str) -> SessionRecord:
         cfg = self.config
@@ -629,22 +692,25 @@ class NumberServer:
 
     # --- streaming ------------------------------------------------------------------------------
 
-    async def _run_stream(
+    async def _start_run(
         self,
         writer: _Writer,
         conn: ServerConnection,
         hello: Hello,
         lease: _Lease | None,
         trace: ConnectionTrace,
-    ) -> None:
-        """Stream until FINAL or until the client leaves; raises _Rejected for a violation."""
+    ) -> tuple[_Run, bytes]:
+        """The stream's state and its WELCOME frame (not yet written); raises _Rejected if the
+        lease was lost meanwhile."""
         cfg = self.config
         if hello.mode is Mode.STATELESS:
             a = hello.a if hello.resume else self._random.stateless_a()
         else:
             a = 0
         # Paced by the announced interval_ms, never by a finer configured value (spec §13.1).
-        run = _Run(conn, writer, hello, a=a, lease=lease, interval=cfg.interval_ms / 1000)
+        run = _Run(
+            conn, writer, hello, a=a, lease=lease, interval=cfg.interval_ms / 1000, trace=trace
+        )
         welcome = Welcome(
             mode=hello.mode,
             n=hello.n,
@@ -654,83 +720,122 @@ class NumberServer:
             session_ttl_ms=cfg.ttl_ms if lease is not None else 0,
         )
         if lease is not None:
-            run.checksum = stateful_prefix_checksum(lease.record.seed, run.start)  # vectorised
+            run.checksum = await _prefix_checksum(lease.record.seed, run.start)
             if not lease.held:
                 raise await self._lease_lost(lease)
             lease.run = run
-        try:
-            await self._stream_run(run, welcome, trace)
-        finally:
-            if lease is not None:
-                lease.run = None  # no cycle left for the collector to find
-
-    async def _stream_run(self, run: _Run, welcome: Welcome, trace: ConnectionTrace) -> None:
-        cfg = self.config
-        lease = run.lease
-        conn = run.conn
-        writer = run.writer
         limit_send_buffer(writer.stream, _SEND_BUFFER)
         run.frames = trace.frames()
         if run.frames is not None:
             run.frames.welcome(welcome)
         data = conn.send(welcome)
         run.t0 = anyio.current_time()
-        if (
-            run.fd is not None
-            and self._wheel.running
-            and cfg.interval >= _WHEEL_MIN_INTERVAL
-            and not writer.buffered()
-        ):
-            await self._run_on_wheel(run, data)
-            data = b""  # written, in whole or in part (then ``run.leftover`` holds the rest)
-        if run.end_reason in (_End.RUNNING, _End.BLOCKED):
-            run.end_reason = _End.RUNNING
-            run.scope = anyio.CancelScope()
-            await self._run_in_task(run, data)
-        if run.end_reason is _End.DONE:
-            if lease is not None:
-                await self._complete(lease)
-            self.stats.streams_completed += 1
-            trace.completed()
-        elif run.end_reason is _End.LOST:
-            assert lease is not None
-            raise await self._lease_lost(lease)
-        elif run.end_reason is _End.REJECTED:
-            rejection, run.rejection = run.rejection, None  # no traceback cycle through ``run``
-            assert rejection is not None
-            raise rejection
-        elif run.end_reason is _End.STALLED and run.index == run.last:
-            self.stats.final_ack_timeouts += 1
+        return run, data
 
-    async def _run_on_wheel(self, run: _Run, welcome: bytes) -> None:
-        """Write WELCOME, then let the wheel write each number while this task watches the
-        client; returns when the wheel, the lease keeper or the client ends the stream."""
-        assert run.fd is not None
+    def _hand_to_wheel(self, run: _Run, welcome: bytes) -> bool:
+        """Write WELCOME and the first number (due now) without waiting, and hand the stream to
+        the wheel and the client watch: True. False where the stream is to be written from the
+        connection's task (fast or not a TCP socket, its FINAL due first, no wheel running),
+        or when the kernel did not take it all (``run.leftover`` then holds the rest) or the
+        client is gone (``run.end_reason`` says so)."""
+        watch = self._watch
+        if (
+            watch is None
+            or run.fd is None
+            or not self._wheel.running
+            or run.interval < _WHEEL_MIN_INTERVAL
+            or run.start >= run.last  # FINAL first: it waits for an ack, better done in the task
+            or run.writer.buffered()
+        ):
+            return False
         try:
             written = write_now(run.fd, welcome)
         except OSError:
             run.end_reason = _End.GONE
-            return
+            return False
         if written < len(welcome):
             run.leftover = welcome[written:]
             run.writer.torn = True
             run.end_reason = _End.BLOCKED
-            return
-        self._wheel.add(run, run.t0)
-        run.watching = True
+            return False
+        deadline = run.on_due(run.t0)
+        if deadline is None:  # the client is gone, or fell behind at once
+            return False
         try:
-            with run.scope:
-                await self._watch_client(run)
+            watch.add(run.fd, run)
+        except OSError:
+            run.end_reason = _End.GONE
+            return False
+        if run.lease is not None:
+            run.lease.handed_over = True
+        run.on_ended = self._ended
+        self._wheel.add(run, deadline)
+        return True
+
+    def _hear_clients(self) -> None:
+        """Once per wheel tick: end the streams whose client sent a byte or left."""
+        if self._watch is None:
+            return
+        for run, sent in self._watch.poll():
+            if sent:
+                run.rejection = _Rejected(
+                    ErrorCode.UNEXPECTED_FRAME, "a client sends nothing after its HELLO"
+                )
+                run.end(_End.REJECTED)
+            else:
+                run.end(_End.GONE)
+
+    def _ended(self, run: _Run) -> None:
+        """A stream on the wheel has ended: finish its connection in a task of its own."""
+        if self._watch is not None and run.fd is not None:
+            self._watch.discard(run.fd)
+        assert self._tg is not None  # the wheel runs only inside ``serve``
+        self._tg.start_soon(self._finish, run)
+
+    async def _finish_handed_over_at_shutdown(self) -> None:
+        """When ``serve`` stops, the streams still on the wheel end like every connection:
+        their ``_finish`` starts cancelled and says SHUTTING_DOWN."""
+        try:
+            await anyio.sleep_forever()
         finally:
-            run.watching = False
-            run.end(_End.GONE)  # no-op if it already ended; makes the wheel drop it if not
+            if self._watch is not None:
+                for run in self._watch.entries():
+                    self._ended(run)
+
+    async def _drive(self, run: _Run, first: bytes) -> None:
+        """From the connection's task: write the rest of the stream (after ``first``) unless it
+        has ended, then complete its session; raises _Rejected for why it ended early."""
+        lease = run.lease
+        try:
+            if run.end_reason in (_End.RUNNING, _End.BLOCKED):
+                run.end_reason = _End.RUNNING
+                await self._run_in_task(run, first)
+            if run.end_reason is _End.DONE:
+                if lease is not None:
+                    await self._complete(lease)
+                self.stats.streams_completed += 1
+                run.trace.completed()
+            elif run.end_reason is _End.LOST:
+                assert lease is not None
+                raise await self._lease_lost(lease)
+            elif run.end_reason is _End.REJECTED:
+                rejection, run.rejection = run.rejection, None  # no traceback cycle via ``run``
+                assert rejection is not None
+                raise rejection
+            elif run.end_reason is _End.STALLED and run.index == run.last:
+                self.stats.final_ack_timeouts += 1
+        finally:
+            run.scope = None
+            if lease is not None:
+                lease.run = None  # no cycle left for the collector to find
 
     async def _run_in_task(self, run: _Run, first: bytes) -> None:
         """Write the rest of the stream from this task (fast streams, or a paced stream whose
         client fell behind), while a second task watches the client."""
         self._self_paced.add(run)
+        run.scope = scope = anyio.CancelScope()
         try:
-            with run.scope:
+            with scope:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._watch_client, run)
                     try:
@@ -903,6 +1008,19 @@ def _break_transport_cycle(stream: anyio.abc.ByteStream) -> None:
     transport = getattr(stream, "_transport", None)
     if transport is not None and hasattr(transport, "_read_ready_cb"):
         transport._read_ready_cb = None
+
+
+#: Resumes whose checksum prefix is longer than this many values compute it in a worker thread
+#: (numpy and hashlib release the GIL), so a burst of late resumes does not hold up every stream.
+_PREFIX_IN_THREAD = 4096
+
+
+async def _prefix_checksum(seed: int, count: int) -> Checksum:
+    """The checksum state after the first ``count`` values (spec §7.4), off the event loop
+    when it is long."""
+    if count <= _PREFIX_IN_THREAD:
+        return stateful_prefix_checksum(seed, count)
+    return await anyio.to_thread.run_sync(stateful_prefix_checksum, seed, count)
 
 
 async def _receive_or_eof(stream: anyio.abc.ByteStream) -> bytes:
