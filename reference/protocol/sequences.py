@@ -56,6 +56,10 @@ class Checksum:
     def update(self, value: int) -> None:
         self._hash.update(self._U32.pack(value))
 
+    def update_be(self, values: bytes) -> None:
+        """Feed values given as 4-byte big-endian integers, in index order (many at once)."""
+        self._hash.update(values)
+
     def digest(self) -> bytes:
         return self._hash.digest()
 
