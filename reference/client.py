@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
 import anyio.abc
@@ -127,16 +127,15 @@ class ClientObserver(Protocol):
     def number(self, index: int, value: int) -> None: ...
 
 
-@runtime_checkable
 class RunObserver(ClientObserver, Protocol):
     """An observer that does not need every value: told of numbers a run at a time.
 
     With one, the client takes runs of DATA frames in bulk (``ClientConnection.next_data_run``)
-    and calls ``numbers`` once per run instead of ``number`` once per number, which is what
+    and calls ``number_run`` once per run instead of ``number`` once per number, which is what
     lets it keep up with a stream at interval 0. ``number`` is still called for the FINAL one.
     """
 
-    def numbers(self, first: int, count: int) -> None: ...
+    def number_run(self, first: int, count: int) -> None: ...
 
 
 class _Silent:
@@ -149,7 +148,7 @@ class _Silent:
     def number(self, index: int, value: int) -> None:
         pass
 
-    def numbers(self, first: int, count: int) -> None:
+    def number_run(self, first: int, count: int) -> None:
         pass
 
 
@@ -229,7 +228,9 @@ class _Receiver:
         self.config = config
         self.observer = observer
         #: The observer, if it takes numbers a run at a time: then runs are taken in bulk.
-        self.run_observer = observer if isinstance(observer, RunObserver) else None
+        self.run_observer: RunObserver | None = None
+        if callable(getattr(observer, "number_run", None)):
+            self.run_observer = cast(RunObserver, observer)
         self.received = 0
         #: A WELCOME arrived on some connection: from then on every HELLO is a resume (§11).
         self.welcomed = False
@@ -292,7 +293,7 @@ class _Receiver:
         self.received += count
         self.last_frame_at = anyio.current_time()
         assert self.run_observer is not None
-        self.run_observer.numbers(first, count)
+        self.run_observer.number_run(first, count)
 
 
 class _VerifyError(Exception):
@@ -641,7 +642,7 @@ class _ProgressObserver:
     def number(self, index: int, value: int) -> None:
         self._progress.advance(self._task)
 
-    def numbers(self, first: int, count: int) -> None:
+    def number_run(self, first: int, count: int) -> None:
         self._progress.advance(self._task, count)
 
 
@@ -662,9 +663,9 @@ class _EventLineObserver:
         self._emit(event="attempt", attempt=number)
 
     def number(self, index: int, value: int) -> None:
-        self.numbers(index, 1)
+        self.number_run(index, 1)
 
-    def numbers(self, first: int, count: int) -> None:
+    def number_run(self, first: int, count: int) -> None:
         self._received += count
         now = anyio.current_time()
         if now - self._last_progress >= 0.1:
