@@ -12,8 +12,16 @@ Many 1 Hz sessions against one server process, the way issue 10 measures them:
   does not count its own delays against the server;
 * every session runs to its FINAL frame and is verified (stateless: every value is ``a << i``;
   stateful: SHA-256 over the values equals the FINAL checksum);
-* server CPU over the steady window from /proc, RSS per session as (RSS under load - RSS idle) /
-  sessions, the cyclic collector's pauses from the server's own shutdown summary.
+* server CPU over the steady window from /proc; RSS per session as (RSS with every session
+  streaming - RSS before the first connect) / sessions, both read the same way (VmRSS), with
+  nothing done to the allocator in between (no ``malloc_trim``, no collection): what the
+  ramp-up left allocated counts; the peak (VmHWM, the ramp's high-water mark) the same way;
+  the cyclic collector's pauses from the server's own shutdown summary.
+* and the marginal cost of a session: the RSS growth from half to all of the sessions open,
+  over the growth in open descriptors (so memory the start-up left free, which the first
+  sessions reuse, does not flatter it);
+* the server may hold sessions + 1,024 descriptors (its soft limit is raised where it can be),
+  so a limit of the machine's shell is not mistaken for the server's.
 
 Prints one table row per (backend, sessions) and writes a plot of p99 lateness against sessions
 per backend (``--plot``). Bounded in time: every run has a hard deadline.
@@ -462,11 +470,45 @@ def _proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _proc_rss_kb(pid: int) -> int:
+def _proc_rss_kb(pid: int, field: str = "VmRSS") -> int:
+    """Resident set size in KiB (``VmHWM``: its high-water mark) of a process, from /proc."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
     return 0
+
+
+def _open_descriptors(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _when_open(pid: int, descriptors: int, until: float) -> tuple[int, int]:
+    """(open descriptors, RSS KiB) of the server once it holds ``descriptors`` (or at ``until``)."""
+    while time.monotonic() < until:
+        count = _open_descriptors(pid)
+        if count >= descriptors:
+            return count, _proc_rss_kb(pid)
+        time.sleep(0.05)
+    return _open_descriptors(pid), _proc_rss_kb(pid)
+
+
+def _descriptors_for(sessions: int) -> Any:
+    """A ``preexec_fn`` that lets the server hold ``sessions`` + 1,024 descriptors, as far as
+    the process may raise its own limits (root may raise the hard one too)."""
+
+    def raise_limit() -> None:
+        import resource
+
+        want = sessions + 1024
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft >= want:
+            return
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+
+    return raise_limit
 
 
 def _wait_listening(port: int, within: float) -> None:
@@ -501,6 +543,13 @@ class RunResult:
     load_average: str
     #: WARNING lines the server logged (lease refreshes that failed, store errors...).
     server_warnings: int = 0
+    #: (peak RSS - RSS before the first connect) / sessions: what the ramp-up needed at most.
+    rss_peak_per_session_kb: float = 0.0
+    #: RSS per connection between half and all of the sessions open (descriptors counted):
+    #: what one more session costs, whatever the start-up left free for the first ones.
+    rss_marginal_kb: float = float("nan")
+    #: The distinct warnings (digits masked) and how often each was logged.
+    warning_kinds: dict[str, int] = field(default_factory=dict)
 
 
 def run_one(
@@ -518,11 +567,17 @@ def run_one(
     ramp = sessions / rate
     n = int(ramp + window + 6)
     stderr = tempfile.TemporaryFile()  # noqa: SIM115 - read back after the server exits
-    server = subprocess.Popen(_niced(server_argv, nice), stdout=subprocess.DEVNULL, stderr=stderr)
+    server = subprocess.Popen(
+        _niced(server_argv, nice),
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        preexec_fn=_descriptors_for(sessions),  # this process runs no threads
+    )
     try:
         _wait_listening(port, 15)
         time.sleep(0.5)
         rss_idle = _proc_rss_kb(server.pid)
+        fds_idle = _open_descriptors(server.pid)
         share = [sessions // workers + (1 if i < sessions % workers else 0) for i in range(workers)]
         procs = [
             subprocess.Popen(
@@ -544,12 +599,16 @@ def run_one(
             for count in share
             if count
         ]
-        time.sleep(ramp + 1.5)
+        ramp_end = time.monotonic() + ramp + 1.5
+        half = _when_open(server.pid, fds_idle + sessions // 2, ramp_end)
+        time.sleep(max(0.0, ramp_end - time.monotonic()))
         cpu0, t0 = _proc_cpu_seconds(server.pid), time.monotonic()
         time.sleep(window / 2)
         rss_load = _proc_rss_kb(server.pid)
+        fds_load = _open_descriptors(server.pid)
         time.sleep(window / 2)
         cpu1, t1 = _proc_cpu_seconds(server.pid), time.monotonic()
+        rss_peak = _proc_rss_kb(server.pid, "VmHWM")
         load = "/".join(f"{x:.1f}" for x in os.getloadavg())
         reports = []
         for proc in procs:
@@ -586,7 +645,22 @@ def run_one(
         gc=match.group(0)[4:] if match else "not reported",
         load_average=load,
         server_warnings=log_text.count(" WARNING "),
+        rss_peak_per_session_kb=(rss_peak - rss_idle) / sessions,
+        rss_marginal_kb=(
+            (rss_load - half[1]) / (fds_load - half[0]) if fds_load > half[0] else float("nan")
+        ),
+        warning_kinds=_warning_kinds(log_text),
     )
+
+
+def _warning_kinds(log_text: str) -> dict[str, int]:
+    """Each distinct WARNING message of a server log (numbers masked), with its count."""
+    kinds: dict[str, int] = {}
+    for line in log_text.splitlines():
+        if " WARNING " in line:
+            text = re.sub(r"\d+", "#", line.split(" WARNING ", 1)[1].strip())[:120]
+            kinds[text] = kinds.get(text, 0) + 1
+    return kinds
 
 
 def _niced(argv: list[str], nice: int) -> list[str]:
@@ -767,6 +841,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 (benchmark CLI glu
                 )
                 results.append(result)
                 console.print(_table([result]))
+                for text, count in result.warning_kinds.items():
+                    console.print(f"  server warning x{count}: {text}", markup=False)
     console.print(_table(results))
     if args.json:
         args.json.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
@@ -792,7 +868,7 @@ def _table(results: list[RunResult]) -> Table:
         "p99.9 ms",
         "max ms",
         "server CPU %",
-        "RSS/session KB",
+        "RSS/session KB: all / marginal / peak",
         "GC pauses",
         "server warnings",
         "load avg",
@@ -813,7 +889,8 @@ def _table(results: list[RunResult]) -> Table:
             f"{r.p999:.1f}",
             f"{r.maximum:.1f}",
             f"{r.cpu_percent:.0f}",
-            f"{r.rss_per_session_kb:.1f}",
+            f"{r.rss_per_session_kb:.1f} / {r.rss_marginal_kb:.1f} / "
+            f"{r.rss_peak_per_session_kb:.1f}",
             r.gc,
             str(r.server_warnings),
             r.load_average,
