@@ -58,6 +58,7 @@ from .model import (
     SessionEvidence,
     StoreOption,
     fault_rates,
+    seeded_stateless_a,
 )
 from .redis_server import ManagedRedis, managed_redis
 from .servers import (
@@ -69,7 +70,7 @@ from .servers import (
     subprocess_servers,
 )
 from .streams import nsp_shape
-from .verify import verify_result
+from .verify import WireEvidence, verify_result
 
 log = logging.getLogger("harness.chaos")
 
@@ -283,7 +284,10 @@ async def _run(
             schedule=schedule,
             seed=view.proxy_seed,
             event_log=event_log,
-            sizer=nsp_shape if options.sized_faults else None,
+            # The sizer also reads every WELCOME for the verdicts (``wire_evidence``), so it
+            # runs with --fault-window too, only observing then.
+            sizer=nsp_shape,
+            sized_faults=options.sized_faults,
         )
         async with anyio.create_task_group() as tg:
             port: int = await tg.start(functools.partial(proxy.serve, host=HOST))
@@ -408,7 +412,7 @@ async def _run_clients(
             async with anyio.create_task_group() as clients:
                 for state in view.clients:
                     clients.start_soon(
-                        _one_client, options, state, limiter, servers, proxy, display
+                        _one_client, options, view.seed, state, limiter, servers, proxy, display
                     )
             run.cancel_scope.cancel()
     report.timed_out = deadline.cancelled_caught and not report.interrupted
@@ -416,6 +420,7 @@ async def _run_clients(
 
 async def _one_client(
     options: ChaosOptions,
+    seed: int,
     state: ClientState,
     limiter: anyio.CapacityLimiter,
     servers: Servers,
@@ -427,13 +432,31 @@ async def _one_client(
         await run_client_process(client_argv(options, state.spec, state.port), state)
     _attach_faults([state], proxy)
     if state.reason is None:  # the process ran (a failed start has its reason already)
-        await _judge(options, state, servers)
+        await _judge(options, state, servers, wire_evidence(options, seed, state, proxy))
     else:
         state.phase = ClientPhase.FAILED
     display.client_finished(state)
 
 
-async def _judge(options: ChaosOptions, state: ClientState, servers: Servers) -> None:
+def wire_evidence(
+    options: ChaosOptions, seed: int, state: ClientState, proxy: ChaosProxy
+) -> WireEvidence:
+    """What the client was sent, as the proxy saw it on the client's own listener: each
+    connection's WELCOME and the downstream bytes handed on so far (an upper bound on what the
+    client can have received). With the harness's own server also every ``a`` it can have
+    drawn for the client: one draw at most per connection (spec §6.1)."""
+    records = [r for r in proxy.connections if r.key.client == state.spec.id]
+    drawn_a = None
+    if not options.server_subprocess:
+        drawn_a = frozenset(
+            seeded_stateless_a(seed, state.spec.id, count) for count in range(len(records))
+        )
+    return WireEvidence.of(((r.shape, r.forwarded) for r in records), drawn_a=drawn_a)
+
+
+async def _judge(
+    options: ChaosOptions, state: ClientState, servers: Servers, wire: WireEvidence
+) -> None:
     """Verify off the event loop: recomputing a checksum at n = 65535 takes a while.
 
     The verdict: verified; final frame lost (confirmed by the server's evidence); corruption
@@ -454,6 +477,7 @@ async def _judge(options: ChaosOptions, state: ClientState, servers: Servers) ->
             exit_code=state.exit_code,
             client_id=spec.client_id if passes_client_id(options) else None,
             evidence=evidence,
+            wire=wire,
         )
     )
     state.seed_checked = verdict.seed_checked
@@ -465,7 +489,8 @@ async def _judge(options: ChaosOptions, state: ClientState, servers: Servers) ->
         state.phase = ClientPhase.FINAL_LOST
     elif claimed and state.exit_code == 0:
         state.phase = ClientPhase.FALSE_SUCCESS
-        state.reason = f"FALSE SUCCESS: claimed a result that is wrong: {verdict.reason}"
+        # The verdict's name is shown with the reason (the dashboard, the plain lines).
+        state.reason = f"claimed a result that is wrong: {verdict.reason}"
     elif state.corrupted:
         state.phase = ClientPhase.CORRUPTION_DETECTED
         error = state.result.get("error") if state.result is not None else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import random
 import shlex
 from collections import deque
 from collections.abc import Sequence
@@ -29,6 +30,18 @@ STORE_SCHEMES = ("memory", "redis", "rediss", "unix", "redis+cluster", "rediss+c
 
 #: stderr lines that were not JSON events, kept per client to explain a failure.
 DIAGNOSTIC_LINES = 8
+
+
+def seeded_draw(seed: int, what: str, client: int, count: int) -> random.Random:
+    """The generator of the harness server's ``count``-th draw of ``what`` (``a``, ``seed``)
+    for client ``client`` in the run of seed ``seed`` (``harness.server_process``): shared so
+    that the harness can list the values its server can have handed out."""
+    return random.Random(f"{seed}:{what}:{client}:{count}")
+
+
+def seeded_stateless_a(seed: int, client: int, count: int) -> int:
+    """The ``a`` of the harness server's ``count``-th new stateless stream for ``client``."""
+    return seeded_draw(seed, "a", client, count).randint(1, 255)
 
 
 def modes_for(choice: ModeChoice) -> tuple[Mode, ...]:

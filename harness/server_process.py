@@ -33,7 +33,6 @@ import dataclasses
 import json
 import logging
 import os
-import random
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -51,6 +50,7 @@ from reference.server import (
 )
 from reference.store import StoreError, open_store, redacted_url
 
+from .model import seeded_draw, seeded_stateless_a
 from .recording import RecordingStore
 
 log = logging.getLogger("harness.server_process")
@@ -72,17 +72,18 @@ class SeededRandomSource:
         self._seed = seed
         self._draws: dict[tuple[str, int], int] = {}
 
-    def _rng(self, what: str) -> random.Random:
+    def _next(self, what: str) -> tuple[int, int]:
+        """The client of this connection and how many draws of ``what`` it made before."""
         key = (what, _CLIENT.get())
         count = self._draws.get(key, 0)
         self._draws[key] = count + 1
-        return random.Random(f"{self._seed}:{what}:{key[1]}:{count}")
+        return key[1], count
 
     def stateless_a(self) -> int:
-        return self._rng("a").randint(1, 255)
+        return seeded_stateless_a(self._seed, *self._next("a"))
 
     def session_seed(self) -> int:
-        return self._rng("seed").getrandbits(64)
+        return seeded_draw(self._seed, "seed", *self._next("seed")).getrandbits(64)
 
 
 def emit(doc: dict[str, Any]) -> None:

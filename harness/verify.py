@@ -4,13 +4,19 @@ A stateless sum is recomputed from the closed form a·(2^n - 1); a stateful chec
 recomputed from the session seed when the harness saw the server hand it out. Big numbers are
 compared as decimal text, because Python 3.11 refuses ``int(str)`` beyond 4,300 digits and a
 sum at n = 65535 has up to 19,731.
+
+What the client says it received is checked against what it was sent (``WireEvidence``): the
+proxy in front of every client reads each connection's WELCOME and counts the bytes it hands
+on, so a success must come from a client the server streamed the whole stream to, up to
+FINAL, with the ``a`` it claims (and, with the harness's own server, an ``a`` that server drew).
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +24,7 @@ from reference.numbers import to_decimal
 from reference.protocol.sequences import stateful_checksum, stateless_sum
 
 from .model import NO_EVIDENCE, Mode, SessionEvidence
+from .streams import NspShape
 
 _DIGITS = re.compile(r"[0-9]+")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -40,6 +47,87 @@ def _fail(reason: str) -> Verdict:
     return Verdict(ok=False, reason=reason)
 
 
+@dataclass(frozen=True, slots=True)
+class Carried:
+    """One connection of a client as the proxy saw it: its WELCOME's ``mode``, ``n`` and
+    ``a``, and the frames ``first`` .. ``stop - 1`` whose every byte it handed on."""
+
+    mode: Mode
+    n: int
+    a: int
+    first: int
+    stop: int
+
+
+def carried(shape: NspShape, forwarded: int) -> Carried:
+    """What a connection of this ``shape`` (its WELCOME) delivered when the proxy had handed
+    on ``forwarded`` of its downstream bytes: whole frames only."""
+    whole = bisect.bisect_right(shape.ends, forwarded)
+    mode: Mode = "stateless" if shape.label == "stateless" else "stateful"
+    return Carried(mode, shape.n, shape.a, shape.next_index, shape.next_index + whole)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WireEvidence:
+    """What one client was sent, seen independently of the client (spec/PROTOCOL.md §5.4, §6).
+
+    ``connections``: each connection of the client whose WELCOME the proxy read. ``drawn_a``:
+    with the harness's own server, every ``a`` it can have drawn for this client's new
+    stateless streams (None: not known, as with ``--server-cmd``).
+    """
+
+    connections: tuple[Carried, ...] = ()
+    drawn_a: frozenset[int] | None = None
+
+    @classmethod
+    def of(
+        cls, seen: Iterable[tuple[object, int]], *, drawn_a: frozenset[int] | None = None
+    ) -> WireEvidence:
+        """From (the proxy's shape of a connection, downstream bytes forwarded) pairs; shapes
+        that are no WELCOME (an ERROR, a refused connection, none read) are left out."""
+        found = tuple(
+            carried(shape, forwarded) for shape, forwarded in seen if isinstance(shape, NspShape)
+        )
+        return cls(connections=found, drawn_a=drawn_a)
+
+    def unsent(self, *, mode: Mode, n: int, a: int | None = None) -> str | None:
+        """Why a success claimed for (``mode``, ``n``; stateless: ``a``) cannot be true, or
+        None: every frame 0 .. n-1, FINAL included, was handed on to the client, on
+        connections whose WELCOME announced that stream."""
+        if not self.connections:
+            return "no WELCOME reached the client through the proxy: the server never talked to it"
+        if a is not None and self.drawn_a is not None and a not in self.drawn_a:
+            drew = _listed(self.drawn_a)
+            return f"the server never drew a = {a} for this client (it drew {drew})"
+        same = [c for c in self.connections if (c.mode, c.n) == (mode, n)]
+        if a is not None:
+            same = [c for c in same if c.a == a]
+        stream = f"{mode} n={n}" + (f" a={a}" if a is not None else "")
+        if not same:
+            announced = {
+                f"{c.mode} n={c.n}" + (f" a={c.a}" if c.mode == "stateless" else "")
+                for c in self.connections
+            }
+            return f"no WELCOME announced {stream} (seen: {', '.join(sorted(announced))})"
+        reached = 0
+        for c in sorted(same, key=lambda c: c.first):
+            if c.first > reached:
+                break
+            reached = max(reached, c.stop)
+        if reached < n:
+            return (
+                f"the proxy handed on only frames 0..{reached - 1} of {stream} without a gap "
+                f"(frame {reached} never whole), not the whole stream up to FINAL"
+                if reached
+                else f"the proxy never handed on frame 0 of {stream}"
+            )
+        return None
+
+
+def _listed(values: frozenset[int]) -> str:
+    return ", ".join(str(v) for v in sorted(values)) or "none"
+
+
 def parse_result(stdout: bytes) -> dict[str, Any] | None:
     """The client's final JSON object: its last non-empty stdout line, else all of stdout."""
     text = stdout.decode("utf-8", errors="replace").strip()
@@ -56,8 +144,11 @@ def parse_result(stdout: bytes) -> dict[str, Any] | None:
     return None
 
 
-def verify_stateless(result: Mapping[str, Any], *, n: int) -> Verdict:
-    """``sum`` must be the decimal text of a·(2^n - 1), a being the client's ``first``."""
+def verify_stateless(
+    result: Mapping[str, Any], *, n: int, wire: WireEvidence | None = None
+) -> Verdict:
+    """``sum`` must be the decimal text of a·(2^n - 1), a being the client's ``first``; with
+    ``wire``, the whole stream of that ``a`` must have been handed on to the client."""
     first = result.get("first")
     if isinstance(first, int) and not isinstance(first, bool):
         a = first
@@ -75,11 +166,18 @@ def verify_stateless(result: Mapping[str, Any], *, n: int) -> Verdict:
         return _fail(
             f"sum is wrong for a={a}, n={n}: {_abbreviate(reported)} != {_abbreviate(expected)}"
         )
+    unsent = wire.unsent(mode="stateless", n=n, a=a) if wire is not None else None
+    if unsent is not None:
+        return _fail(f"first = {a} and sum agree, but {unsent}")
     return Verdict(ok=True)
 
 
-def verify_stateful(result: Mapping[str, Any], *, n: int, seed: int | None) -> Verdict:
-    """Both checksums must agree, and equal the recomputation from ``seed`` when it is known."""
+def verify_stateful(
+    result: Mapping[str, Any], *, n: int, seed: int | None, wire: WireEvidence | None = None
+) -> Verdict:
+    """Both checksums must agree, and equal the recomputation from ``seed`` when it is known;
+    with ``wire``, the whole stream (FINAL, which carries the checksum, included) must have
+    been handed on to the client."""
     computed = _checksum(result.get("checksum_computed"))
     expected = _checksum(result.get("checksum_expected"))
     if computed is None or expected is None:
@@ -89,6 +187,9 @@ def verify_stateful(result: Mapping[str, Any], *, n: int, seed: int | None) -> V
         )
     if computed != expected:
         return _fail(f"checksums differ: expected {expected}, computed {computed}")
+    unsent = wire.unsent(mode="stateful", n=n) if wire is not None else None
+    if unsent is not None:
+        return _fail(f"the checksums agree, but {unsent}")
     if seed is None:
         return Verdict(ok=True)
     truth = stateful_checksum(seed, n).hex()
@@ -105,6 +206,7 @@ def verify_result(  # noqa: C901 (one check per field of spec Appendix A.4, each
     exit_code: int | None,
     client_id: str | None = None,
     evidence: SessionEvidence = NO_EVIDENCE,
+    wire: WireEvidence | None = None,
 ) -> Verdict:
     """The whole verdict on one client run.
 
@@ -114,6 +216,7 @@ def verify_result(  # noqa: C901 (one check per field of spec Appendix A.4, each
     naming a session the server never opened is a failure, not an unchecked pass; a
     ``changed_seed`` means the servers failed the client (a session's seed never changes);
     ``completed`` confirms or refutes a final frame lost (None: the harness cannot see it).
+    ``wire``: what the proxy saw the client sent; a success must be covered by it.
     """
     seed = evidence.seed
     if result is None:
@@ -143,8 +246,8 @@ def verify_result(  # noqa: C901 (one check per field of spec Appendix A.4, each
     if result.get("ok") is not True:
         return _fail(f"client reported ok = {result.get('ok')!r} ({result.get('error')})")
     if mode == "stateless":
-        return verify_stateless(result, n=n)
-    return verify_stateful(result, n=n, seed=seed)
+        return verify_stateless(result, n=n, wire=wire)
+    return verify_stateful(result, n=n, seed=seed, wire=wire)
 
 
 def _final_frame_lost(

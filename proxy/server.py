@@ -105,10 +105,13 @@ class ProxyCounters:
 class ConnectionRecord:
     """One accepted connection as the proxy saw it; the harness computes its rates from these.
 
-    ``label`` and ``size`` come from the sizer (None without one, or before it answered):
-    ``size`` 0 means the connection carried no stream data. ``drawn``: the kind the seeded draw
+    ``label`` and ``size`` come from the sizer (None without one, before it answered, or when
+    it only observes, ``sized_faults=False``): ``size`` 0 means the connection carried no stream
+    data. ``shape``: the sizer's answer itself (what the connection's first downstream bytes
+    announced), whether or not faults are placed by it. ``drawn``: the kind the seeded draw
     chose (None if none); ``fault``: the first fault that struck it (terminal, corrupt or
-    refuse), if any.
+    refuse), if any. ``forwarded``: downstream bytes handed on to the client so far (an upper
+    bound on what it can have received; updated as they go, in the step that sends them).
     """
 
     key: ConnectionKey
@@ -119,7 +122,8 @@ class ConnectionRecord:
     drawn: FaultKind | None = None
     fault: FaultEvent | None = None
     point: float = 0.0
-    forwarded: int = 0  # downstream bytes that got through, once the connection ended
+    forwarded: int = 0  # downstream bytes that got through
+    shape: StreamShape | None = None
 
     @property
     def carried_stream(self) -> bool:
@@ -169,10 +173,11 @@ class ChaosProxy:
 
     ``sizer``: reads each connection's first downstream bytes to learn what it will carry, so
     drawn faults strike uniformly within it (see ``proxy.faults``); without one they strike
-    below ``config.fault_window``. ``serve(client=k)`` opens a listener whose connections are
-    client k's: numbered 1, 2, ... per client, with their own seeded decisions and refuse
-    periods, and spread over the upstreams by that number (consecutive connections of one
-    client go to consecutive upstreams).
+    below ``config.fault_window``; with ``sized_faults=False`` the sizer only observes (each
+    ``ConnectionRecord.shape``) and faults keep the window. ``serve(client=k)`` opens a
+    listener whose connections are client k's: numbered 1, 2, ... per client, with their own
+    seeded decisions and refuse periods, and spread over the upstreams by that number
+    (consecutive connections of one client go to consecutive upstreams).
     """
 
     def __init__(
@@ -185,6 +190,7 @@ class ChaosProxy:
         event_log: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
         sizer: Sizer | None = None,
+        sized_faults: bool = True,
     ) -> None:
         if not upstreams:
             raise ValueError("at least one upstream is needed")
@@ -197,6 +203,7 @@ class ChaosProxy:
         self._event_log = event_log
         self._clock = clock
         self._sizer = sizer
+        self._sized_faults = sized_faults and sizer is not None
         self._t0 = clock()
         self._refuse_until: dict[int | None, float] = {}
         self._numbers: dict[int | None, int] = {}
@@ -341,7 +348,7 @@ class ChaosProxy:
         }
         conn = _Connection(key, name, client, upstream, ways, plan, record)
         conn.started = self._clock()
-        if self._sizer is None and plan.drawn is not None:
+        if not self._sized_faults and plan.drawn is not None:
             _arm(ways[Direction.DOWNSTREAM], plan.drawn.trigger(self._config.fault_window))
         return conn
 
@@ -437,7 +444,9 @@ class ChaosProxy:
         shape = self._sizer(prefix)
         if shape is None and len(prefix) < SIZER_MAX_PREFIX:
             return False
-        conn.shape = shape
+        conn.shape = conn.record.shape = shape
+        if not self._sized_faults:
+            return True
         conn.record.size = shape.size if shape is not None else 0
         conn.record.label = shape.label if shape is not None else None
         drawn = conn.plan.drawn
@@ -488,6 +497,7 @@ class ChaosProxy:
                 self.counters.bytes_upstream += len(piece)
             else:
                 self.counters.bytes_downstream += len(piece)
+                conn.record.forwarded = way.forwarded
             if not self._fire_due(conn, way):
                 return False
             if view and way.slice_size is not None and self._config.slice_delay:

@@ -7,15 +7,23 @@ from __future__ import annotations
 import errno
 import io
 import logging
+import shlex
 import socket
 import struct
 import sys
+from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
 import pytest
 
 from harness import server_process
+from harness.chaos import run_chaos
+from harness.dashboard import client_line
+from harness.model import ChaosOptions, ChaosReport, ClientPhase, seeded_stateless_a
+from harness.streams import NspShape, shape_of
+from harness.verify import WireEvidence
 from reference import client, server
 from reference.client import Backoff, ClientConfig, run_client
 from reference.protocol import Mode
@@ -225,3 +233,127 @@ def test_harness_server_process_never_logs_the_store_password(
     assert status == 1
     assert "s3cr3t-pw" not in err
     assert "cannot open session store" in err
+
+
+# --- F13: the chaos harness checks a success against what the client was sent -------------------
+
+LIAR = """\
+import json, socket, struct, sys
+from reference.protocol.frames import decode_welcome
+how, port, mode, client_id = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[5]
+n = int(sys.argv[4])
+a = 0
+if how != "silent":
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        if mode == "stateful":
+            payload = struct.pack(">BBBII", 1, 2, 0, n, 0) + client_id.encode()
+        elif how.startswith("resume="):  # RESUME at index 0 with an a of its own choosing
+            payload = struct.pack(">BBBIII", 1, 1, 1, n, 0, int(how[7:]))
+        else:
+            payload = struct.pack(">BBBIII", 1, 1, 0, n, 0, 0)
+        s.sendall(struct.pack(">BH", 1, len(payload)) + payload)
+        f = s.makefile("rb")
+        head = f.read(3)
+        welcome = decode_welcome(f.read(struct.unpack(">BH", head)[1]))
+        a = welcome.a
+        while how.startswith("resume="):  # takes the whole stream, up to FINAL
+            kind, length = struct.unpack(">BH", f.read(3))
+            f.read(length)
+            if kind != 3:
+                break
+    # "formula": hung up right after the WELCOME, then claims what it never received
+first = a or 7
+doc = {"mode": mode, "n": n, "ok": True, "reconnects": 0, "received": n, "error": None}
+if mode == "stateless":
+    doc.update(first=str(first), sum=str(first * (2**n - 1)))
+else:
+    doc.update(client_id=client_id, checksum_expected="ab" * 32, checksum_computed="ab" * 32)
+print(json.dumps(doc))
+"""
+
+
+def _liar_run(tmp_path: Path, how: str, **options: Any) -> ChaosOptions:
+    liar = tmp_path / "liar.py"
+    liar.write_text(LIAR)
+    command = f"{shlex.quote(sys.executable)} {liar} {how} {{port}} {{mode}} {{n}} {{client_id}}"
+    return ChaosOptions(client_cmd=command, seed=11, timeout=60, **options)
+
+
+def _only_false_successes(report: ChaosReport, because: str) -> None:
+    assert not report.ok
+    assert report.verified == 0
+    for state in report.clients:
+        assert state.phase is ClientPhase.FALSE_SUCCESS, state.to_json()
+        assert state.reason is not None
+        assert because in state.reason, state.reason
+        line = client_line(state)
+        assert "FALSE SUCCESS: claimed" in line
+        assert "FALSE SUCCESS: FALSE SUCCESS" not in line
+
+
+async def test_chaos_fails_a_stateless_success_from_a_client_that_never_connected(
+    tmp_path: Path,
+) -> None:
+    """breaker F13: a client that prints first = 7 and 7·(2^n - 1) without connecting was
+    "verified" (the harness trusted the client's own ``first``). No WELCOME reached it through
+    its proxy listener: FALSE SUCCESS (named once in its line, not "FALSE SUCCESS: FALSE
+    SUCCESS")."""
+    report = await run_chaos(_liar_run(tmp_path, "silent", clients=1, mode="stateless", n=5))
+    _only_false_successes(report, "no WELCOME reached the client")
+
+
+async def test_chaos_fails_a_success_computed_from_the_welcome_without_the_stream(
+    tmp_path: Path,
+) -> None:
+    """breaker F13: a client that reads the WELCOME, hangs up and prints a·(2^n - 1) from its
+    ``a`` (stateless), or two equal checksums it never received (stateful, against a
+    ``--server-cmd`` server with per-server memory:// stores, where the harness cannot read
+    the seed) passed. The proxy saw the frames it handed on stop far short of FINAL (the
+    server needs n x interval = 10 s to pace 1,000 numbers; the client hangs up at once)."""
+    stateless = await run_chaos(_liar_run(tmp_path, "formula", clients=2, mode="stateless", n=1000))
+    _only_false_successes(stateless, "not the whole stream up to FINAL")
+    python = shlex.quote(sys.executable)
+    server = f"{python} -m reference.server --port {{port}} --interval {{interval}}"
+    stateful = await run_chaos(
+        _liar_run(tmp_path, "formula", clients=1, mode="stateful", n=1000, server_cmd=(server,))
+    )
+    _only_false_successes(stateful, "not the whole stream up to FINAL")
+
+
+async def test_chaos_fails_a_stateless_success_for_an_a_the_server_never_drew(
+    tmp_path: Path,
+) -> None:
+    """breaker F13: a client that RESUMEs at index 0 with an ``a`` of its own and takes the
+    whole stream has a true sum for an ``a`` the harness's server never handed out (its draws
+    come from the run seed): the proxy saw every frame, the server's draws refute it."""
+    drawn = seeded_stateless_a(11, 1, 0)  # the one draw a single connection can cause
+    mine = drawn % 255 + 1
+    report = await run_chaos(
+        _liar_run(tmp_path, f"resume={mine}", clients=1, mode="stateless", n=20, interval=0)
+    )
+    _only_false_successes(report, f"never drew a = {mine}")
+
+
+def test_wire_evidence_covers_a_stream_only_up_to_final_without_gaps() -> None:
+    """The coverage rule on its own, against frame sizes computed by hand (spec §4.3: header
+    3 + index 4 + the value's minimal big-endian bytes; a = 1: frame k carries 2^k, k//8 + 1
+    bytes): connections of a stream of n = 20 that together reach FINAL verify, a gap or a
+    last frame cut short does not."""
+    welcome = 26
+    sizes = [3 + 4 + k // 8 + 1 for k in range(20)]
+
+    def conn(first: int, whole: int, extra: int = 0) -> tuple[NspShape, int]:
+        shape = shape_of(Mode.STATELESS, 20, first, 1)
+        return shape, welcome + sum(sizes[first : first + whole]) + extra
+
+    complete = WireEvidence.of([conn(0, 12, extra=5), conn(12, 8)], drawn_a=frozenset({1}))
+    assert complete.unsent(mode="stateless", n=20, a=1) is None
+    gap = WireEvidence.of([conn(0, 11), conn(12, 8)])
+    assert "0..10" in (gap.unsent(mode="stateless", n=20, a=1) or "")
+    short = WireEvidence.of([conn(0, 19, extra=sizes[19] - 1)])  # FINAL one byte short
+    assert "frame 19 never whole" in (short.unsent(mode="stateless", n=20, a=1) or "")
+    undrawn = WireEvidence(connections=complete.connections)  # a --server-cmd server's
+    assert "n=20 a=2" in (undrawn.unsent(mode="stateless", n=20, a=2) or "")
+    assert "n=21" in (undrawn.unsent(mode="stateless", n=21, a=1) or "")
+    assert "never drew" in (complete.unsent(mode="stateless", n=20, a=3) or "")
+    assert "no WELCOME" in (WireEvidence.of([(None, 100)]).unsent(mode="stateful", n=20) or "")

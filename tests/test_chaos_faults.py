@@ -189,7 +189,7 @@ async def test_a_wrong_result_claimed_as_success_is_a_false_success(tmp_path: Pa
     [client] = report.clients
     assert client.phase is ClientPhase.FALSE_SUCCESS
     assert client.reason is not None
-    assert client.reason.startswith("FALSE SUCCESS")
+    assert client.reason.startswith("claimed a result that is wrong")
     assert report.to_json()["false_successes"] == 1
 
 
