@@ -7,6 +7,11 @@ client's reported result independently, and exits 0 only if every client verifie
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before the heavy imports below (reference/early.py)
+    from reference import early
+
+    early.guard()
+
 import argparse
 import contextlib
 import dataclasses

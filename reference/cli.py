@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import anyio
 
-from . import logs
+from . import early, logs
 from .protocol import MAX_DURATION_MS, MAX_N, seconds_text_to_ms
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -231,6 +231,8 @@ def run_program(
       SIGTERM is turned into SIGINT, whose handling the event loop already makes safe (asyncio
       cancels the main task, trio raises KeyboardInterrupt where it is safe), so every await
       unwinds through its ``finally`` blocks and SIGTERM no longer kills the process outright.
+    * A signal that arrived while the program was loading, recorded by ``reference.early``:
+      status ``on_signal(signum)`` at once, ``entry`` never runs.
     """
     problem = backend_problem(backend)
     if problem is not None:
@@ -244,6 +246,9 @@ def run_program(
 
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
+        loading = early.release()
+        if loading is not None:
+            return on_signal(loading)
         return anyio.run(entry, args, backend=backend)
     except BaseException as exc:
         if not _only_interrupts(exc):

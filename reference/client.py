@@ -6,6 +6,11 @@ programmatic API used by the tests and the harness.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before the heavy imports below (reference/early.py)
+    from reference import early
+
+    early.guard()
+
 import argparse
 import json
 import logging

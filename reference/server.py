@@ -6,6 +6,11 @@ this module only moves bytes, keeps time and talks to the session store.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before the heavy imports below (reference/early.py)
+    from reference import early
+
+    early.guard()
+
 import argparse
 import contextlib
 import enum

@@ -7,9 +7,12 @@ from __future__ import annotations
 import errno
 import io
 import logging
+import os
 import shlex
+import signal
 import socket
 import struct
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -357,3 +360,92 @@ def test_wire_evidence_covers_a_stream_only_up_to_final_without_gaps() -> None:
     assert "n=21" in (undrawn.unsent(mode="stateless", n=21, a=1) or "")
     assert "never drew" in (complete.unsent(mode="stateless", n=20, a=3) or "")
     assert "no WELCOME" in (WireEvidence.of([(None, 100)]).unsent(mode="stateful", n=20) or "")
+
+
+# --- F7: a signal while a program is still loading its modules ----------------------------------
+
+#: Each program, arguments that would start it, and its documented status per signal (as in
+#: tests/test_cli_signals.py): server and proxy 0, the others 130 (SIGINT) and 143 (SIGTERM).
+_LOADING = [
+    (("reference.server", "--port", "0"), (0, 0)),
+    (("reference.client", "--port", "1", "--mode", "stateless", "-n", "3"), (130, 143)),
+    (("proxy", "--listen", "0", "--upstream", "127.0.0.1:1"), (0, 0)),
+    (("harness.chaos", "--clients", "1", "-n", "1", "--ui", "plain"), (130, 143)),
+    (("harness.conformance", "server", "--port", "1"), (130, 143)),
+]
+
+
+def _default_sigint() -> None:
+    """In the child: SIGINT as an interactive shell leaves it (a non-interactive shell's
+    background job inherits it ignored, which would hide the defect)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _signal_while_loading(command: list[str], signum: signal.Signals) -> tuple[int, str, str]:
+    """Run ``command`` under ``-X importtime`` (its imports reported as each completes) and
+    send ``signum`` at the first report of an anyio module, i.e. while the program's heavy
+    imports are under way, before it could have installed any handler of its own. Its exit
+    status, stdout and stderr (without the import reports)."""
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
+        preexec_fn=_default_sigint,
+    )
+    assert proc.stderr is not None
+    try:
+        for line in proc.stderr:
+            if "anyio" in line:
+                break
+        else:
+            pytest.fail("the program never imported anyio")
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    messages = "\n".join(line for line in err.splitlines() if not line.startswith("import time:"))
+    return proc.returncode, out, messages
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+@pytest.mark.parametrize(("argv", "statuses"), _LOADING, ids=[a[0] for a, _ in _LOADING])
+def test_a_signal_while_the_program_loads_gets_the_documented_status(
+    argv: tuple[str, ...], statuses: tuple[int, int], signum: signal.Signals
+) -> None:
+    """breaker F7: SIGINT while ``python -m reference.server`` (or the client, proxy, chaos,
+    conformance) was still importing its modules gave a KeyboardInterrupt traceback from
+    inside an import, SIGTERM death by the signal (-15). Now the documented status, no
+    traceback, nothing started."""
+    status, out, err = _signal_while_loading([sys.executable, "-m", *argv], signum)
+    assert "Traceback" not in err, err
+    assert status == statuses[signum == signal.SIGTERM], err
+    assert out == ""
+    assert "listening" not in err  # it never started
+
+
+@pytest.mark.parametrize(
+    ("script", "argv", "statuses"),
+    [
+        ("numstream-" + program.split(".")[-1], argv, statuses)
+        for (program, *argv), statuses in _LOADING
+    ],
+    ids=[a[0] for a, _ in _LOADING],
+)
+def test_a_signal_while_a_console_script_loads_gets_the_documented_status(
+    script: str, argv: list[str], statuses: tuple[int, int]
+) -> None:
+    """The same for the console scripts (pyproject.toml), which used to import their whole
+    program before any of its code ran: now ``reference.early`` guards first. SIGTERM, the
+    signal that killed them outright."""
+    path = Path(sys.executable).parent / script
+    if not path.exists():
+        pytest.skip(f"{script} is not installed next to {sys.executable}")
+    status, out, err = _signal_while_loading([str(path), *argv], signal.SIGTERM)
+    assert "Traceback" not in err, err
+    assert status == statuses[1], err
+    assert out == ""

@@ -1,5 +1,9 @@
-import sys
+from reference import early
 
-from .cli import main
+early.guard()  # before the suite's imports (reference/early.py)
+
+import sys  # noqa: E402
+
+from .cli import main  # noqa: E402
 
 sys.exit(main())
