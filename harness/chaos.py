@@ -992,6 +992,13 @@ def _options(
     for path, flag in ((args.report, "--report"), (args.event_log, "--event-log")):
         if path not in (None, "-") and not Path(path).resolve().parent.is_dir():
             parser.error(f"{flag}: directory of {path} does not exist")
+    if args.event_log is not None:
+        # The run truncates and writes it line by line anyway: find out now (as python -m
+        # proxy does) that it cannot be written, not once the servers run.
+        try:
+            open(args.event_log, "a").close()  # opened only to be checked
+        except OSError as exc:
+            parser.error(f"--event-log: cannot write {args.event_log}: {exc.strerror or exc}")
     return options, schedule, original
 
 

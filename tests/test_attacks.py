@@ -449,3 +449,21 @@ def test_a_signal_while_a_console_script_loads_gets_the_documented_status(
     assert "Traceback" not in err, err
     assert status == statuses[1], err
     assert out == ""
+
+
+@pytest.mark.parametrize("path", ["/proc/nope", "/proc/self/status"])
+def test_chaos_event_log_that_cannot_be_written_is_a_usage_error(path: str) -> None:
+    """breaker F11: ``python -m harness.chaos --event-log /proc/nope`` started the run and then
+    ended "run aborted: No such file or directory", status 1; ``python -m proxy`` refuses the
+    same path up front. Now the chaos CLI does too: status 2, one line, nothing started."""
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.chaos", "--clients", "1", "--event-log", path],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"--event-log: cannot write {path}" in done.stderr
+    assert "run aborted" not in done.stderr
