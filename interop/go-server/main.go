@@ -34,7 +34,14 @@ options:
   --handshake-timeout S   seconds to wait for a complete HELLO, 0.001..86400 (default 5)
   --max-connections N     connections open at once, 1..2147483647 (default 1024); beyond it
                           SERVER_BUSY
-  --log-level L           debug, info (default), warning or error; logs go to stderr
+  --log-level L           debug, info (default), warning or error; logs go to stderr:
+                          at info one line per connection event (accepted, HELLO, session
+                          new or resumed, refused and why, ended and why, with the duration),
+                          at debug also one per frame; at most 20 lines/s of each kind after
+                          a burst of 50, then a line saying how many were suppressed
+  --log-format F          text (default) or json: one JSON object per line with time (seconds
+                          since the epoch), level, logger, message and the event's fields;
+                          text from the peer is escaped either way
   -h, --help              this help
 
 Seconds are decimals or exponent notation (0.01, .5, 1e-05: spec §13.1), converted exactly to
@@ -50,6 +57,7 @@ type Options struct {
 	Port     int
 	Store    string
 	LogLevel int
+	LogJSON  bool
 	Config   Config
 }
 
@@ -170,7 +178,7 @@ func parseArgs(args []string) (*Options, error) {
 		name, value, hasValue := strings.Cut(arg, "=")
 		switch name {
 		case "--port", "--mode", "--interval", "--session-ttl", "--store", "--handshake-timeout",
-			"--max-connections", "--log-level":
+			"--max-connections", "--log-level", "--log-format":
 		default:
 			return nil, &usageError{fmt.Sprintf("unknown option %q (see --help)", arg)}
 		}
@@ -223,6 +231,15 @@ func parseArgs(args []string) (*Options, error) {
 				err = &usageError{fmt.Sprintf("%s: %q is not a level; allowed: debug, info, warning, error", name, value)}
 			}
 			o.LogLevel = lvl
+		case "--log-format":
+			switch value {
+			case "text":
+				o.LogJSON = false
+			case "json":
+				o.LogJSON = true
+			default:
+				err = &usageError{fmt.Sprintf("%s: %q is not a log format; allowed: text, json", name, value)}
+			}
 		case "--store":
 			// Checked when the store is opened: every unusable value is exit status 1 (App. B).
 			o.Store = value
@@ -251,7 +268,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "nsp-server: %v\n", err)
 		return 2
 	}
-	log := &Logger{level: opts.LogLevel}
+	log := NewLogger(opts.LogLevel, opts.LogJSON)
 	cfg := opts.Config
 	// Signals are handled from here on: one that arrives while the store is still being
 	// opened (a frozen Redis) ends the run cleanly too, exit 0 as Appendix B says.

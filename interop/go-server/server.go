@@ -12,7 +12,7 @@ import (
 	"io"
 	"math/big"
 	"net"
-	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,6 +110,7 @@ func (s *Server) Shutdown() {
 	close(s.stopRefresh)
 	s.refreshOnce.Do(func() { close(s.refreshDone) }) // never started: nothing to wait for
 	<-s.refreshDone
+	s.log.FlushSuppressed()
 }
 
 // Serve accepts until the listener is closed. Temporary accept errors (EMFILE, ENFILE) back off
@@ -146,14 +147,15 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
+		cn := s.newConnection(c)
 		// Every accepted connection counts from accept to close, whatever its phase, refusals
 		// included (§5.2 step 1, §17).
 		if s.active.Add(1) > int64(s.cfg.MaxConnections) {
-			s.refuse(c, ServerBusy, "server at its connection limit")
+			s.refuse(cn, ServerBusy, "server at its connection limit")
 			continue
 		}
 		s.wg.Add(1)
-		go s.handle(c)
+		go s.handle(cn)
 	}
 }
 
@@ -161,11 +163,14 @@ func (s *Server) Serve(ln net.Listener) error {
 // then shut the write side and discard input for up to 1 s so that the kernel does not reset
 // the connection under the ERROR (§10). The connection stays counted in active until closed; at
 // most MaxConnections refusals linger at once, beyond that the socket is closed at once.
-func (s *Server) refuse(c net.Conn, code Code, msg string) {
+func (s *Server) refuse(cn *connection, code Code, msg string) {
+	c := cn.c
 	if s.refusing.Add(1) > int64(s.cfg.MaxConnections) {
 		s.refusing.Add(-1)
 		c.Close()
 		s.active.Add(-1)
+		cn.setEnd("closed", "closed at once: too many refusals lingering")
+		cn.logEnded()
 		return
 	}
 	s.wg.Add(1)
@@ -173,8 +178,10 @@ func (s *Server) refuse(c net.Conn, code Code, msg string) {
 		defer s.wg.Done()
 		defer s.active.Add(-1)
 		defer s.refusing.Add(-1)
+		defer cn.logEnded()
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(time.Second))
+		cn.noteError(code, msg)
 		if _, err := c.Write(appendError(nil, code, msg)); err != nil {
 			return
 		}
@@ -193,6 +200,17 @@ type connection struct {
 	owner string // stateful: this connection's owner token (§16.1)
 	hello *Hello
 	out   []byte // frames not yet written
+
+	// For the log (issue 11 point 8): who, since when, and how the connection ended.
+	peer     string    // the peer's address
+	start    time.Time // accepted at
+	debug    bool      // frame lines are built at all (decided once per connection)
+	welcomed bool      // WELCOME written: an ERROR now ends a stream rather than refuses
+	written  uint32    // the next index not yet written (streaming)
+	endWhy   string    // reason of the "ended" line: final, client_closed, write_stall, ...
+	endText  string    // its words
+	endCode  Code      // the ERROR sent, if any
+	hasCode  bool
 
 	events    chan connEvent
 	writeFail bool      // a write failed or timed out: nothing more may be written (§14.2)
@@ -215,10 +233,20 @@ const (
 	evLost                    // the lease refresh failed: SESSION_SUPERSEDED or STORE_UNAVAILABLE
 )
 
-func (s *Server) handle(c net.Conn) {
+// newConnection numbers an accepted connection and logs it.
+func (s *Server) newConnection(c net.Conn) *connection {
+	cn := &connection{
+		s: s, c: c, id: s.connSeq.Add(1), events: make(chan connEvent, 2),
+		peer: escapePeer(c.RemoteAddr().String()), start: time.Now(), debug: s.log.Enabled(levelDebug),
+	}
+	cn.info("accepted", "accepted from "+cn.peer)
+	return cn
+}
+
+func (s *Server) handle(cn *connection) {
 	defer s.wg.Done()
 	defer s.active.Add(-1)
-	cn := &connection{s: s, c: c, id: s.connSeq.Add(1), events: make(chan connEvent, 2)}
+	c := cn.c
 	if tc, ok := c.(*net.TCPConn); ok {
 		// §16.6 SHOULD: bound how far writes run ahead of the client with a small socket send
 		// buffer (the kernel's autotuning would let it grow to megabytes), so that what a drop
@@ -234,6 +262,7 @@ func (s *Server) handle(c net.Conn) {
 			}
 		}
 		c.Close()
+		cn.logEnded()
 	}()
 
 	// Shutdown during the handshake interrupts the pending read.
@@ -274,14 +303,14 @@ func (cn *connection) readHello() (*Hello, bool) {
 		switch state {
 		case helloDone:
 			_ = cn.c.SetReadDeadline(time.Time{})
-			s.log.Debugf("conn %d: HELLO mode %d resume %v n %d next_index %d", cn.id, hello.Mode, hello.Resume, hello.N, hello.NextIndex)
+			cn.logHello(hello)
 			return hello, true
 		case helloFailed:
-			s.log.Debugf("conn %d: bad HELLO: %v", cn.id, pe)
 			cn.sendError(pe.Code, pe.Message)
 			return nil, false
 		}
 		if eof { // EOF on a frame boundary before any frame: the client just left
+			cn.setEnd("client_closed", "client closed the connection before its HELLO")
 			return nil, false
 		}
 		if len(buf) == cap(buf) {
@@ -301,7 +330,9 @@ func (cn *connection) readHello() (*Hello, bool) {
 				} else {
 					cn.sendError(HandshakeTimeout, fmt.Sprintf("no complete HELLO within %v", s.cfg.HandshakeTimeout))
 				}
+				return nil, false
 			}
+			cn.setEnd("client_closed", "connection error before its HELLO: "+escapePeer(err.Error()))
 			return nil, false // reset or other socket error: nothing to answer
 		}
 	}
@@ -313,7 +344,10 @@ func (cn *connection) sendError(code Code, msg string) {
 	if cn.writeFail {
 		return
 	}
-	cn.s.log.Debugf("conn %d: ERROR %v: %s", cn.id, code, msg)
+	cn.noteError(code, msg)
+	if cn.debug {
+		cn.frame("ERROR", fmt.Sprintf("%v %q", code, msg), field{"code", code.String()})
+	}
 	cn.out = appendError(cn.out, code, msg)
 	_ = cn.c.SetWriteDeadline(time.Now().Add(cn.s.cfg.ShutdownGrace))
 	cn.flush()
@@ -331,7 +365,15 @@ func (cn *connection) flush() bool {
 	cn.out = cn.out[:0]
 	if err != nil {
 		cn.writeFail = true
-		cn.s.log.Debugf("conn %d: write failed: %v", cn.id, err)
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout() && cn.s.isShuttingDown():
+			cn.setEnd("shutdown", "server shutting down; a write blocked for the shutdown grace was cut")
+		case errors.As(err, &ne) && ne.Timeout():
+			cn.setEnd("write_stall", fmt.Sprintf("a write blocked for about %v (the client stopped reading): a drop", cn.s.cfg.WriteStall))
+		default:
+			cn.setEnd("client_closed", "client closed the connection (write failed: "+escapePeer(err.Error())+")")
+		}
 		return false
 	}
 	return true
@@ -367,8 +409,14 @@ func (cn *connection) welcome(a uint32, ttl uint32) bool {
 	cn.out = appendWelcome(cn.out, Welcome{
 		Mode: h.Mode, N: h.N, NextIndex: h.NextIndex, IntervalMs: cn.s.cfg.IntervalMs, A: a, SessionTTLMs: ttl,
 	})
+	if cn.debug {
+		cn.frame("WELCOME", fmt.Sprintf("mode=%s n=%d next_index=%d interval_ms=%d a=%d session_ttl_ms=%d",
+			modeWord(h.Mode), h.N, h.NextIndex, cn.s.cfg.IntervalMs, a, ttl))
+	}
 	cn.pushWriteDeadline(time.Now())
-	return cn.flush()
+	cn.written = h.NextIndex
+	cn.welcomed = cn.flush()
+	return cn.welcomed
 }
 
 // streamEnd says how a stream ended.
@@ -447,6 +495,7 @@ func (cn *connection) stream(appendNumber func(dst []byte, index uint32) []byte)
 			if !cn.flush() {
 				return endDropped, 0
 			}
+			cn.written = index + 1
 		}
 	}
 	return endFinal, 0
@@ -461,6 +510,7 @@ func (cn *connection) awaitAcknowledged() (streamEnd, Code, bool) {
 	if !cn.flush() {
 		return endDropped, 0, false
 	}
+	cn.written = cn.hello.N - 1
 	pending, ok := unacked(cn.c)
 	if !ok || pending == 0 {
 		return 0, 0, true
@@ -486,7 +536,7 @@ func (cn *connection) awaitAcknowledged() (streamEnd, Code, bool) {
 		if now < pending {
 			pending, progress = now, time.Now()
 		} else if time.Since(progress) > s.cfg.WriteStall {
-			s.log.Debugf("conn %d: %d bytes unacknowledged for %v before FINAL: a drop", cn.id, now, s.cfg.WriteStall)
+			cn.setEnd("write_stall", fmt.Sprintf("%d bytes unacknowledged for %v before FINAL: a drop", now, s.cfg.WriteStall))
 			return endDropped, 0, false
 		}
 		if wait *= 2; wait > 50*time.Millisecond {
@@ -516,7 +566,11 @@ func (cn *connection) onEvent(ev connEvent) (streamEnd, Code) {
 		if cn.s.isShuttingDown() && errors.As(ev.err, &ne) && ne.Timeout() {
 			return endShutdown, ShuttingDown
 		}
-		cn.s.log.Debugf("conn %d: client gone: %v", cn.id, ev.err)
+		if ev.err == io.EOF {
+			cn.setEnd("client_closed", "client closed the connection before FINAL")
+		} else {
+			cn.setEnd("client_closed", "connection error before FINAL: "+escapePeer(fmt.Sprint(ev.err)))
+		}
 		return endDropped, 0
 	}
 }
@@ -560,6 +614,12 @@ func (cn *connection) serveStateless() {
 		cn.sendError(ShuttingDown, "server shutting down")
 		return
 	}
+	state := "new"
+	if h.Resume {
+		state = "resumed"
+	}
+	cn.info("session", fmt.Sprintf("stateless stream %s at index %d, a=%d", state, h.NextIndex, a),
+		field{"state", state}, field{"mode", "stateless"}, field{"next_index", h.NextIndex}, field{"a", a})
 	defer cn.shutdownWatch()()
 	if !cn.welcome(a, 0) {
 		return
@@ -568,7 +628,11 @@ func (cn *connection) serveStateless() {
 	aBig := new(big.Int).SetUint64(uint64(a))
 	scratch := new(big.Int)
 	last := h.N - 1
+	debug := cn.debug
 	end, code := cn.stream(func(dst []byte, index uint32) []byte {
+		if debug {
+			cn.frameNumber(index, index == last, statelessValueText(a, index), "")
+		}
 		return appendStatelessNumber(dst, index == last, index, aBig, scratch)
 	})
 	cn.finish(end, code, nil)
@@ -595,6 +659,7 @@ func (cn *connection) serveStateful() {
 		return
 	}
 	var rec Record
+	state := "resumed"
 	if !h.Resume {
 		seed, err := s.newSeed()
 		if err != nil {
@@ -607,7 +672,7 @@ func (cn *connection) serveStateful() {
 			return
 		}
 		rec = r
-		s.log.Debugf("conn %d: session %s %s", cn.id, id, map[bool]string{true: "created", false: "taken over"}[created])
+		state = map[bool]string{true: "new", false: "reopened"}[created]
 	} else {
 		r, err := s.store.Claim(id, cn.owner, lease)
 		if err != nil {
@@ -632,6 +697,14 @@ func (cn *connection) serveStateful() {
 		cn.sendError(ShuttingDown, "server shutting down")
 		return
 	}
+	words := map[string]string{
+		"new":      "new session %s created, next index %d",
+		"reopened": "existing session %s taken over by a new stream (not a resume), next index %d",
+		"resumed":  "session %s resumed at index %d",
+	}[state]
+	cn.info("session", fmt.Sprintf(words, escapePeer(id), h.NextIndex),
+		field{"state", state}, field{"mode", "stateful"}, field{"client_id", escapePeer(id)},
+		field{"next_index", h.NextIndex}, field{"owner", cn.owner})
 	checksum := sessionChecksum(rec.Seed, rec.N)
 	defer cn.shutdownWatch()()
 	stopRefresh := cn.startRefresher(lease)
@@ -643,11 +716,19 @@ func (cn *connection) serveStateful() {
 	cn.startReader()
 	last := h.N - 1
 	seed := rec.Seed
+	debug := cn.debug
 	end, code := cn.stream(func(dst []byte, index uint32) []byte {
+		v := element(seed, index)
 		if index == last {
-			return appendStatefulNumber(dst, index, element(seed, index), checksum[:])
+			if debug {
+				cn.frameNumber(index, true, strconv.FormatUint(uint64(v), 10), hex.EncodeToString(checksum[:]))
+			}
+			return appendStatefulNumber(dst, index, v, checksum[:])
 		}
-		return appendStatefulNumber(dst, index, element(seed, index), nil)
+		if debug {
+			cn.frameNumber(index, false, strconv.FormatUint(uint64(v), 10), "")
+		}
+		return appendStatefulNumber(dst, index, v, nil)
 	})
 	stopRefresh()
 	cn.finish(end, code, &seed)
@@ -662,12 +743,13 @@ func (cn *connection) finish(end streamEnd, code Code, stateful *uint64) {
 		if stateful != nil {
 			ok, err := s.store.Complete(cn.hello.ClientID, cn.owner)
 			if err != nil {
-				s.log.Warnf("conn %d: complete %s failed: %v (the session expires on its lease)", cn.id, cn.hello.ClientID, err)
+				s.log.Warnf("conn %d: complete %s failed: %v (the session expires on its lease)", cn.id, escapePeer(cn.hello.ClientID), err)
 			} else if !ok {
-				s.log.Debugf("conn %d: complete %s: no longer the owner", cn.id, cn.hello.ClientID)
+				s.log.Debugf("conn %d: complete %s: no longer the owner", cn.id, escapePeer(cn.hello.ClientID))
 			}
 		}
-		s.log.Debugf("conn %d: FINAL sent", cn.id)
+		cn.written = cn.hello.N
+		cn.setEnd("final", "FINAL sent")
 	case endLost:
 		cn.sendError(code, map[Code]string{
 			SessionSuperseded: "session taken over by a newer connection",
@@ -728,6 +810,7 @@ func (s *Server) refreshLoop(stop <-chan struct{}) {
 			return
 		case <-tick.C:
 		}
+		s.log.FlushSuppressed()
 		s.refreshBatch()
 	}
 }
@@ -784,9 +867,9 @@ func (s *Server) lost(cn *connection) {
 func (cn *connection) release() {
 	ok, err := cn.s.store.Release(cn.hello.ClientID, cn.owner, int64(cn.s.cfg.SessionTTLMs))
 	if err != nil {
-		cn.s.log.Warnf("conn %d: release %s failed: %v (the session expires on its lease)", cn.id, cn.hello.ClientID, err)
+		cn.s.log.Warnf("conn %d: release %s failed: %v (the session expires on its lease)", cn.id, escapePeer(cn.hello.ClientID), err)
 	} else if !ok {
-		cn.s.log.Debugf("conn %d: release %s: no longer the owner", cn.id, cn.hello.ClientID)
+		cn.s.log.Debugf("conn %d: release %s: no longer the owner", cn.id, escapePeer(cn.hello.ClientID))
 	}
 }
 
@@ -794,31 +877,3 @@ func (cn *connection) storeFailed(op string, err error) {
 	cn.s.log.Warnf("conn %d: store %s failed: %v", cn.id, op, err)
 	cn.sendError(StoreUnavailable, "session store unavailable")
 }
-
-// Logger writes levelled lines on stderr.
-type Logger struct {
-	level int
-	mu    sync.Mutex
-}
-
-const (
-	levelDebug = iota
-	levelInfo
-	levelWarning
-	levelError
-)
-
-func (l *Logger) logf(level int, tag, format string, args ...interface{}) {
-	if level < l.level {
-		return
-	}
-	line := time.Now().Format("15:04:05.000") + " nsp-server " + tag + " " + fmt.Sprintf(format, args...) + "\n"
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	_, _ = os.Stderr.WriteString(line)
-}
-
-func (l *Logger) Debugf(f string, a ...interface{}) { l.logf(levelDebug, "DEBUG", f, a...) }
-func (l *Logger) Infof(f string, a ...interface{})  { l.logf(levelInfo, "INFO", f, a...) }
-func (l *Logger) Warnf(f string, a ...interface{})  { l.logf(levelWarning, "WARNING", f, a...) }
-func (l *Logger) Errorf(f string, a ...interface{}) { l.logf(levelError, "ERROR", f, a...) }
