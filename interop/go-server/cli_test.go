@@ -96,6 +96,9 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"--port", "1", "--handshake-timeout", ".5", "--max-connections", "007", "--log-level", "debug"}, func(o *Options) bool {
 			return o.Config.HandshakeTimeout == 500*time.Millisecond && o.Config.MaxConnections == 7 && o.LogLevel == levelDebug
 		}},
+		{[]string{"--port", "1", "--log-format", "json"}, func(o *Options) bool { return o.LogJSON && o.LogLevel == levelInfo }},
+		{[]string{"--port", "1", "--log-format=text"}, func(o *Options) bool { return !o.LogJSON }},
+		{[]string{"--port", "1"}, func(o *Options) bool { return !o.LogJSON }}, // text by default
 	}
 	for _, c := range ok {
 		o, err := parseArgs(c.args)
@@ -116,6 +119,9 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"--port", "1", "--max-connections", "2147483648"}, `--max-connections: "2147483648" is out of range; allowed: an integer from 1 to 2147483647`},
 		{[]string{"--port", "1", "--mode", "all"}, `--mode: "all" is not a mode`},
 		{[]string{"--port", "1", "--log-level", "loud"}, `--log-level: "loud" is not a level`},
+		{[]string{"--port", "1", "--log-format", "xml"}, `--log-format: "xml" is not a log format; allowed: text, json`},
+		{[]string{"--port", "1", "--log-format", "JSON "}, `--log-format: "JSON " is not a log format; allowed: text, json`},
+		{[]string{"--port", "1", "--log-format"}, "--log-format needs a value"},
 		{[]string{"--port", "1", "--bogus"}, `unknown option "--bogus"`},
 	}
 	for _, c := range bad {
