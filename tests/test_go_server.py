@@ -205,6 +205,110 @@ def test_peer_text_never_reaches_the_log_raw(go_server: Path) -> None:
     assert "owned" not in err or "\\x1b" in err  # if shown at all, escaped
 
 
+class JsonLog:
+    """The server's stderr read line by line (every line must be one JSON object)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        assert proc.stderr is not None
+        self._thread = threading.Thread(target=self._read, args=(proc.stderr,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        for text in stream:
+            line = json.loads(text)
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+
+    def wait_for(self, conn: int, event: str, timeout: float = 20) -> dict[str, Any]:
+        """The first line of ``event`` for connection ``conn``, waiting for it to be written."""
+
+        def found() -> dict[str, Any] | None:
+            for line in self.lines:
+                if line.get("conn") == conn and line.get("event") == event:
+                    return line
+            return None
+
+        with self._cond:
+            seen = self._cond.wait_for(lambda: found() is not None, timeout)
+            assert seen, (conn, event, self.lines)
+            line = found()
+            assert line is not None
+            return line
+
+    def events(self, conn: int) -> list[str]:
+        with self._cond:
+            return [str(line["event"]) for line in self.lines if line.get("conn") == conn]
+
+    def join(self) -> None:
+        self._thread.join(timeout=20)
+
+
+def test_json_log_names_each_connection_event(go_server: Path) -> None:
+    """Issue 11 point 8: with ``--log-format json --log-level info`` every stderr line is one JSON
+    object (time, level, logger, message) and the life cycle of a new stateful session cut
+    mid-stream, its resume to FINAL, and a refused HELLO are each named, with the fields an
+    operator needs (peer, client id, next index, ERROR code, reason, duration); no frame lines at
+    info."""
+    port = free_port()
+    argv = [str(go_server), "--port", str(port), "--interval", "0.2", "--log-format", "json",
+            "--log-level", "info"]  # fmt: skip
+    with listening_process(argv, port) as proc:
+        log = JsonLog(proc)
+        server = Server.__new__(Server)  # only its hello(): the process is ours
+        server.port, server.conns = port, []
+        client_id = str(uuid.uuid4())
+        try:
+            # conn 1 is the readiness probe; 2: a new session, cut after WELCOME (FINAL would
+            # come 0.4 s later).
+            first = server.hello(client_id, 3)
+            assert first.frame()[0] == 0x02  # WELCOME
+            first.close()
+            cut = log.wait_for(2, "ended")
+            # 3: resumed at index 2: WELCOME, then FINAL at once.
+            again = server.hello(client_id, 3, next_index=2, resume=True)
+            assert [again.frame()[0], again.frame()[0]] == [0x02, 0x04]
+            done = log.wait_for(3, "ended")
+            # 4: refused: the session is complete, so a resume is SESSION_UNKNOWN (§12.1: 20).
+            refused = server.hello(client_id, 3, next_index=1, resume=True)
+            assert refused.error_code() == 20
+            no = log.wait_for(4, "refused")
+            log.wait_for(4, "ended")
+        finally:
+            for conn in server.conns:
+                conn.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        log.join()
+
+    for line in log.lines:
+        assert {"time", "level", "logger", "message"} <= line.keys(), line
+        assert isinstance(line["time"], float)
+        assert line["level"] in {"info", "warning", "error"}, line
+        assert line.get("event") != "frame", line
+    assert log.events(2) == ["accepted", "hello", "session", "ended"]
+    assert log.events(3) == ["accepted", "hello", "session", "ended"]
+    assert log.events(4) == ["accepted", "hello", "refused", "ended"]
+    accepted = log.wait_for(2, "accepted")
+    assert accepted["peer"].startswith("127.0.0.1:")
+    hello = log.wait_for(2, "hello")
+    assert (hello["mode"], hello["n"], hello["resume"], hello["client_id"]) == (
+        "stateful", 3, False, client_id,
+    )  # fmt: skip
+    new = log.wait_for(2, "session")
+    assert (new["state"], new["next_index"], new["client_id"]) == ("new", 0, client_id)
+    assert cut["reason"] == "client_closed"
+    assert cut["seconds"] >= 0
+    resumed = log.wait_for(3, "session")
+    assert (resumed["state"], resumed["next_index"]) == ("resumed", 2)
+    assert log.wait_for(3, "hello")["resume"] is True
+    assert (done["reason"], done["next_index"]) == ("final", 3)
+    assert no["code"] == "SESSION_UNKNOWN"
+    assert log.wait_for(4, "ended")["code"] == "SESSION_UNKNOWN"
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_while_opening_a_frozen_store_exits_0(go_server: Path, signum: int) -> None:
     """Appendix B at start-up too: a Redis that accepts and never answers (frozen), a signal
