@@ -140,3 +140,15 @@ func TestCommandLine(t *testing.T) {
 		}
 	}
 }
+
+func TestStoreURLIsLoggedWithoutItsPassword(t *testing.T) {
+	for in, want := range map[string]string{
+		"redis://user:s3cret@127.0.0.1:6379/0": "redis://user:xxxxx@127.0.0.1:6379/0",
+		"redis://127.0.0.1/2?prefix=p":         "redis://127.0.0.1/2?prefix=p",
+		"memory://":                            "memory://",
+	} {
+		if got := redactStore(in); got != want {
+			t.Errorf("%s logged as %s, want %s", in, got, want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"regexp"
@@ -288,7 +289,7 @@ func run(args []string) int {
 			err   error
 		}
 		result := make(chan opened, 1)
-		log.Debugf("opening session store %s", opts.Store)
+		log.Debugf("opening session store %s", redactStore(opts.Store))
 		go func() {
 			rs, err := openRedisStore(opts.Store, cfg.MaxConnections)
 			result <- opened{rs, err}
@@ -301,7 +302,7 @@ func run(args []string) int {
 		case got = <-result:
 		}
 		if got.err != nil {
-			fmt.Fprintf(os.Stderr, "nsp-server: cannot open the store %q: %v\n", opts.Store, got.err)
+			fmt.Fprintf(os.Stderr, "nsp-server: cannot open the store %q: %v\n", redactStore(opts.Store), got.err)
 			return 1
 		}
 		store = got.store
@@ -324,7 +325,7 @@ func run(args []string) int {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Infof("listening on %s (mode %s, interval %d ms, session TTL %d ms, store %s)",
-		ln.Addr(), modeName(cfg), cfg.IntervalMs, cfg.SessionTTLMs, opts.Store)
+		ln.Addr(), modeName(cfg), cfg.IntervalMs, cfg.SessionTTLMs, redactStore(opts.Store))
 
 	status := 0
 	select {
@@ -346,6 +347,15 @@ func run(args []string) int {
 	srv.Shutdown()
 	log.Infof("stopped")
 	return status
+}
+
+// redactStore is the --store URL as it may be logged: a password in it is shown as xxxxx.
+func redactStore(store string) string {
+	u, err := url.Parse(store)
+	if err != nil || u.User == nil {
+		return escapePeer(store)
+	}
+	return escapePeer(u.Redacted())
 }
 
 func modeName(cfg Config) string {
