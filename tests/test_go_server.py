@@ -143,10 +143,15 @@ def test_sigterm_shuts_down_cleanly(go_listening: tuple[subprocess.Popen[str], i
 def test_sigterm_tells_connections_still_in_handshake(go_server: Path) -> None:
     """Issue 11 point 3 for the Go server: five connections that never sent a HELLO each get
     ERROR SHUTTING_DOWN on SIGTERM. A sixth one over --max-connections 5 is answered
-    SERVER_BUSY, which proves the five were accepted (the server counts from accept)."""
+    SERVER_BUSY, which proves the five were accepted (the server counts from accept). The five
+    are opened once the log says the readiness probe (connection 1) has ended: it no longer
+    counts."""
     port = free_port()
-    argv = [str(go_server), "--port", str(port), "--max-connections", "5", "--log-level", "warning"]
+    argv = [str(go_server), "--port", str(port), "--max-connections", "5", "--log-level", "info",
+            "--log-format", "json"]  # fmt: skip
     with listening_process(argv, port) as proc:
+        log = JsonLog(proc)
+        log.wait_for(1, "ended")
 
         async def scenario() -> tuple[int | None, list[int | None]]:
             async def last_code(stream: anyio.abc.SocketStream) -> int | None:
@@ -172,7 +177,10 @@ def test_sigterm_tells_connections_still_in_handshake(go_server: Path) -> None:
                     await stream.aclose()
 
         busy, codes = anyio.run(scenario)
-        out, _ = proc.communicate(timeout=20)
+        assert proc.wait(timeout=20) == 0
+        log.join()
+        assert proc.stdout is not None
+        out = proc.stdout.read()
     assert busy == 31  # SERVER_BUSY, spec §12.1
     assert codes == [32] * 5  # SHUTTING_DOWN, spec §12.1
     assert proc.returncode == 0

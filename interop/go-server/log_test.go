@@ -17,14 +17,36 @@ import (
 
 // syncBuffer is an io.Writer the server's goroutines may share with the test.
 type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{} // signalled (without blocking) after each write
 }
+
+func newSyncBuffer() *syncBuffer { return &syncBuffer{changed: make(chan struct{}, 1)} }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.buf.Write(p)
+	n, err := b.buf.Write(p)
+	select {
+	case b.changed <- struct{}{}:
+	default:
+	}
+	return n, err
+}
+
+// waitFor returns once text has been written (the event, not a sleep), failing after 20 s.
+func (b *syncBuffer) waitFor(t *testing.T, text string) {
+	t.Helper()
+	deadline := time.NewTimer(20 * time.Second)
+	defer deadline.Stop()
+	for !strings.Contains(b.String(), text) {
+		select {
+		case <-b.changed:
+		case <-deadline.C:
+			t.Fatalf("%q never logged; log:\n%s", text, b.String())
+		}
+	}
 }
 
 func (b *syncBuffer) String() string {
@@ -143,9 +165,9 @@ func TestRateLimitPerKindSaysHowManyWereSuppressed(t *testing.T) {
 
 // lifeCycle runs conversations against a server logging JSON at level into a buffer and
 // returns the lines, once the server has stopped.
-func lifeCycle(t *testing.T, level int, intervalMs uint32, talk func(ts *testServer)) []map[string]interface{} {
+func lifeCycle(t *testing.T, level int, intervalMs uint32, talk func(ts *testServer, log *syncBuffer)) []map[string]interface{} {
 	t.Helper()
-	buf := &syncBuffer{}
+	buf := newSyncBuffer()
 	cfg := testConfig()
 	cfg.Interval, cfg.IntervalMs = time.Duration(intervalMs)*time.Millisecond, intervalMs
 	srv, err := NewServer(cfg, newMemoryStore(nil), &Logger{level: level, json: true, out: buf})
@@ -158,7 +180,7 @@ func lifeCycle(t *testing.T, level int, intervalMs uint32, talk func(ts *testSer
 	}
 	ts := &testServer{srv: srv, ln: ln, done: make(chan error, 1)}
 	go func() { ts.done <- srv.Serve(ln) }()
-	talk(ts)
+	talk(ts, buf)
 	ts.stop() // every connection goroutine has ended: every "ended" line is written
 	return jsonLines(t, buf.String())
 }
@@ -204,12 +226,13 @@ func events(lines []map[string]interface{}, conn float64) []map[string]interface
 func TestServerLogsTheConnectionLifeCycle(t *testing.T) {
 	// At 200 ms per number, the first connection is cut long before its FINAL (400 ms); the
 	// resume at index 2 gets FINAL at once.
-	lines := lifeCycle(t, levelInfo, 200, func(ts *testServer) {
+	lines := lifeCycle(t, levelInfo, 200, func(ts *testServer, log *syncBuffer) {
 		// 1: a new stateful session, cut after WELCOME.
 		c := ts.dial(t)
 		_, _ = c.Write(hello(modeStateful, false, 3, 0, 0, testID))
 		readFrame(t, c)
 		c.Close()
+		log.waitFor(t, `"message": "[conn 1] ended`) // before the shutdown could end it
 		// 2: refused: SESSION_MISMATCH (n differs).
 		c = ts.dial(t)
 		_, _ = c.Write(hello(modeStateful, true, 6, 1, 0, testID))
@@ -267,7 +290,7 @@ func TestServerLogsTheConnectionLifeCycle(t *testing.T) {
 }
 
 func TestFramesAtDebugOnly(t *testing.T) {
-	talk := func(ts *testServer) {
+	talk := func(ts *testServer, _ *syncBuffer) {
 		c := ts.dial(t)
 		_, _ = c.Write(hello(modeStateless, true, 4, 1, 3, ""))
 		readToEOF(t, c)

@@ -176,9 +176,9 @@ func (s *Server) refuse(cn *connection, code Code, msg string) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer cn.logEnded() // once it no longer counts toward the limit
 		defer s.active.Add(-1)
 		defer s.refusing.Add(-1)
-		defer cn.logEnded()
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(time.Second))
 		cn.noteError(code, msg)
@@ -245,6 +245,7 @@ func (s *Server) newConnection(c net.Conn) *connection {
 
 func (s *Server) handle(cn *connection) {
 	defer s.wg.Done()
+	defer cn.logEnded() // once it no longer counts toward the limit
 	defer s.active.Add(-1)
 	c := cn.c
 	if tc, ok := c.(*net.TCPConn); ok {
@@ -262,7 +263,6 @@ func (s *Server) handle(cn *connection) {
 			}
 		}
 		c.Close()
-		cn.logEnded()
 	}()
 
 	// Shutdown during the handshake interrupts the pending read.
