@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import dataclasses
 import functools
+import ipaddress
 import logging
 import signal
 import sys
@@ -49,12 +50,34 @@ example: python -m proxy --listen 9000 --upstream 127.0.0.1:9001 --upstream 127.
 
 def _host_port(text: str) -> tuple[str, int]:
     host, colon, port = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")  # [::1]:9000
-    if not colon or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+    bracketed = host.startswith("[") and host.endswith("]") and len(host) > 2  # [::1]:9000
+    unbalanced = not bracketed and ("[" in host or "]" in host)  # '[::1' or '::1]:9000'
+    host = host[1:-1] if bracketed else host
+    if not colon or not host or unbalanced or not port.isdigit() or not 0 < int(port) <= 65535:
         raise argparse.ArgumentTypeError(
-            f"invalid value {text!r}: allowed HOST:PORT with PORT in 1..65535"
+            f"invalid value {text!r}: allowed HOST:PORT with PORT in 1..65535 "
+            "(an IPv6 address in brackets: [::1]:9000)"
         )
     return host, int(port)
+
+
+def _is_own_address(upstream: tuple[str, int], listen: int) -> bool:
+    """Whether connecting to ``upstream`` reaches the proxy's own listener on 127.0.0.1:listen
+    (a proxy relaying to itself opens connections to itself until it runs out of descriptors)."""
+    host, port = upstream
+    if port != listen:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address == ipaddress.IPv4Address("127.0.0.1") or (
+        isinstance(address, ipaddress.IPv4Address) and address.is_unspecified
+    )
 
 
 # The same value types as the server and client (finite, bounded, NaN refused): one message
@@ -250,6 +273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = fault_config_from_args(args, fault_window=args.fault_window)
     except ValueError as exc:  # what no single option's type can catch: rates summing above 1
         parser.error(str(exc))
+    for upstream in args.upstream:
+        if args.listen and _is_own_address(upstream, args.listen):
+            parser.error(
+                f"--upstream {upstream[0]}:{upstream[1]} is the proxy's own --listen address: "
+                "it would relay to itself"
+            )
     configure_logging(args.log_level)
     with contextlib.ExitStack() as stack:
         event_log = None

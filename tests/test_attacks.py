@@ -467,3 +467,43 @@ def test_chaos_event_log_that_cannot_be_written_is_a_usage_error(path: str) -> N
     assert "Traceback" not in done.stderr
     assert f"--event-log: cannot write {path}" in done.stderr
     assert "run aborted" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "upstream",
+    ["127.0.0.1:{port}", "localhost:{port}", "0.0.0.0:{port}", "[::ffff:127.0.0.1]:{port}"],
+)
+def test_proxy_refuses_to_relay_to_its_own_listen_address(upstream: str) -> None:
+    """breaker F8: ``python -m proxy --listen P --upstream 127.0.0.1:P`` connected to itself in
+    a chain on the first connection (2,436 descriptors after 3 s, until EMFILE). Now a usage
+    error before it listens: status 2, one line."""
+    port = 19050
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "proxy",
+            "--listen",
+            str(port),
+            "--upstream",
+            upstream.format(port=port),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "it would relay to itself" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("upstream", ["[::1", "::1]:9000", "[]:9000"])
+def test_proxy_upstream_with_unbalanced_brackets_is_a_usage_error(upstream: str) -> None:
+    """breaker F8: ``--upstream '[::1'`` was accepted (host ':' port 1) and every connection
+    then failed. Now: status 2, the usual one-line message for a bad value."""
+    from proxy.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["--listen", "0", "--upstream", upstream])
+    assert exit_info.value.code == 2
