@@ -192,6 +192,14 @@ class ConnectionTrace:
             index=index,
         )
 
+    def write_stalled(self, seconds: float) -> None:
+        """The server ends the connection: the client read nothing for ``seconds`` (spec §14.2)."""
+        self.outcome = f"server closed it: the client read nothing for {seconds:g} s (write stall)"
+        self.fields = {"reason": "write_stall"}
+        self.log.info(
+            self, "client stopped reading for %g s; closing", seconds, event="write_stall"
+        )
+
     def completed(self) -> None:
         self.outcome = "stream completed (FINAL written)"
         self.fields = {"reason": "completed"}

@@ -940,7 +940,7 @@ class NumberServer:
             for run in list(self._self_paced):
                 since = run.writer.blocked_since
                 if since is not None and now - since > _WRITE_STALL_TIMEOUT:
-                    log.info("client stopped reading for %g s; closing", _WRITE_STALL_TIMEOUT)
+                    run.trace.write_stalled(_WRITE_STALL_TIMEOUT)
                     run.end(_End.STALLED)
 
     async def _send_error(

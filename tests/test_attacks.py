@@ -507,3 +507,43 @@ def test_proxy_upstream_with_unbalanced_brackets_is_a_usage_error(upstream: str)
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["--listen", "0", "--upstream", upstream])
     assert exit_info.value.code == 2
+
+
+async def test_a_write_stall_is_logged_as_the_server_closing_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """breaker F9: a client that stopped reading was logged "client stopped reading for 10 s;
+    closing" without its [conn id], then "[id] ended after 10.9 s: client closed the connection
+    before FINAL", though the server closed it. Now both lines carry the connection's id and
+    the ending says the server closed it for a write stall (stall bound shortened here)."""
+    monkeypatch.setattr(server, "_WRITE_STALL_TIMEOUT", 0.3)
+    ended = anyio.Event()
+    records: list[logging.LogRecord] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+            if "ended after" in record.getMessage():
+                ended.set()
+
+    handler = Catch(logging.INFO)
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        async with running_server(ServerConfig(interval=0.0)) as (_, port):
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.connect(("127.0.0.1", port))
+                sock.sendall(frame(0x01, struct.pack(">BBBIII", 1, 1, 0, 65535, 0, 0)))
+                with anyio.fail_after(30):
+                    await ended.wait()  # never reading: the server's writes stall
+    finally:
+        logging.getLogger().removeHandler(handler)
+    messages = [r.getMessage() for r in records if r.name.startswith("reference")]
+    stall = [m for m in messages if "stopped reading" in m]
+    end = [m for m in messages if "ended after" in m]
+    assert stall, messages
+    assert all(m.startswith("[") for m in stall), stall
+    assert end, messages
+    assert "write stall" in end[0], end
+    assert "client closed the connection" not in end[0], end
