@@ -172,7 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="start a throwaway redis-server "
         "(needs redis-server on PATH) and use it as --redis-url",
     )
-    server.add_argument("--redis-prefix", default="nsp:v1:", help="key prefix (default nsp:v1:)")
+    server.add_argument(
+        "--redis-prefix",
+        default=None,
+        help="key prefix of STORE-REDIS.md §2 (default: the URL's ?prefix=, else nsp:v1:)",
+    )
     add_ranged(
         server, "--handshake-timeout", 0.5, 60.0, 5.0, "the server's handshake timeout", unit=" s"
     )

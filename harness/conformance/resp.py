@@ -7,6 +7,9 @@ its view of the store independent of the reference's store code.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+
 import anyio
 from anyio.abc import SocketStream
 
@@ -17,16 +20,53 @@ class RespError(Exception):
     """Redis answered an error reply, or the connection broke."""
 
 
-def _url_address(url: str) -> tuple[str, int, int]:
-    """``redis://HOST:PORT/DB`` -> (host, port, db)."""
-    if not url.startswith("redis://"):
-        raise ValueError(f"only redis://HOST:PORT/DB URLs are supported, not {url!r}")
-    rest = url[len("redis://") :]
-    hostport, _, db = rest.partition("/")
-    host, _, port = hostport.rpartition(":")
-    if not host:
-        host, port = hostport, "6379"
-    return host or "127.0.0.1", int(port), int(db or "0")
+@dataclass(frozen=True)
+class RedisAddress:
+    """What a ``redis://[USER:PASSWORD@]HOST[:PORT][/DB][?db=N&prefix=P]`` URL names
+    (PROTOCOL.md Appendix B): port 6379 and database 0 by default; ``prefix`` is None when the
+    URL carries none."""
+
+    host: str
+    port: int
+    db: int
+    username: str | None
+    password: str | None
+    prefix: str | None
+
+
+def parse_redis_url(url: str) -> RedisAddress:
+    """Split a store URL the way Appendix B reads it. Raises ValueError (naming the part) for
+    another scheme, a bad port, or a database that is not a number."""
+    parts = urlsplit(url)
+    if parts.scheme != "redis":
+        raise ValueError(f"only redis://HOST:PORT/DB URLs are supported, not {redact(url)!r}")
+    try:
+        port = parts.port or 6379
+    except ValueError as exc:
+        raise ValueError(f"bad port in {redact(url)!r}") from exc
+    query = parse_qs(parts.query, keep_blank_values=True)
+    db_text = query["db"][-1] if "db" in query else parts.path.lstrip("/") or "0"
+    if not db_text.isdigit():
+        raise ValueError(f"database {db_text!r} in {redact(url)!r} is not a number")
+    prefix = query["prefix"][-1] if "prefix" in query else None
+    return RedisAddress(
+        host=parts.hostname or "127.0.0.1",
+        port=port,
+        db=int(db_text),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        prefix=prefix,
+    )
+
+
+def redact(url: str) -> str:
+    """``url`` with the password of its userinfo replaced by ``***`` (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
 
 
 class Resp:
@@ -38,12 +78,19 @@ class Resp:
 
     @classmethod
     async def connect(cls, url: str) -> Resp:
-        host, port, db = _url_address(url)
+        address = parse_redis_url(url)
         with anyio.fail_after(5):
-            stream = await anyio.connect_tcp(host, port)
+            stream = await anyio.connect_tcp(address.host, address.port)
         client = cls(stream)
-        if db:
-            await client.call("SELECT", str(db))
+        try:
+            if address.password is not None:
+                credentials = [address.username] if address.username else []
+                await client.call("AUTH", *credentials, address.password)
+            if address.db:
+                await client.call("SELECT", str(address.db))
+        except BaseException:
+            await client.aclose()
+            raise
         return client
 
     async def aclose(self) -> None:
@@ -144,10 +191,10 @@ class Resp:
 async def monitor(url: str, seconds: float) -> list[bytes]:
     """The lines of Redis's MONITOR stream for ``seconds`` (every command any client sends,
     with Redis's own timestamp: ``+1700000000.123456 [0 127.0.0.1:5000] "EVALSHA" ...``)."""
-    host, port, _ = _url_address(url)
     lines: list[bytes] = []
     pending = bytearray()
-    async with await anyio.connect_tcp(host, port) as stream:
+    async with await Resp.connect(url) as client:
+        stream = client._stream
         await stream.send(b"MONITOR\r\n")
         with anyio.move_on_after(seconds):
             async for chunk in stream:

@@ -14,7 +14,7 @@ from harness.redis_server import RedisUnavailableError, throwaway_redis
 
 from . import wire
 from .cli import TargetError
-from .resp import Resp, RespError
+from .resp import Resp, RespError, parse_redis_url, redact
 from .server_role import ServerTarget
 from .servers import DEFAULT_SERVER_CMD, ServerStartError, TemplateSpawner
 
@@ -45,6 +45,29 @@ async def discover(port: int) -> tuple[int, int]:
     return stateless.interval_ms, stateful.ttl_ms
 
 
+async def _check_redis(
+    redis_url: str, given_prefix: str | None, parser: argparse.ArgumentParser
+) -> str:
+    """The key prefix to use with ``redis_url`` (the URL's ``?prefix=``, else ``--redis-prefix``,
+    else ``nsp:v1:``) once Redis answers a PING there; a usage error for a URL that cannot be
+    read or a prefix given twice differently, TargetError when Redis does not answer."""
+    try:
+        address = parse_redis_url(redis_url)
+    except ValueError as exc:
+        parser.error(f"--redis-url: {exc}")
+    if address.prefix is not None and given_prefix not in (None, address.prefix):
+        parser.error(
+            f"--redis-prefix {given_prefix!r} differs from the URL's prefix "
+            f"{address.prefix!r}: give one"
+        )
+    try:
+        async with await Resp.connect(redis_url) as r:
+            await r.call("PING")
+    except (OSError, TimeoutError, RespError, ValueError) as exc:
+        raise TargetError(f"cannot reach Redis at {redact(redis_url)}: {exc}") from exc
+    return address.prefix or given_prefix or "nsp:v1:"
+
+
 async def prepare_server(
     args: argparse.Namespace, parser: argparse.ArgumentParser, stack: AsyncExitStack
 ) -> tuple[ServerTarget, set[str], dict[str, Any]]:
@@ -61,12 +84,9 @@ async def prepare_server(
             redis_url = await stack.enter_async_context(throwaway_redis())
         except RedisUnavailableError as exc:
             raise TargetError(str(exc)) from exc
+    prefix = args.redis_prefix or "nsp:v1:"
     if redis_url is not None:
-        try:
-            async with await Resp.connect(redis_url) as r:
-                await r.call("PING")
-        except (OSError, TimeoutError, RespError, ValueError) as exc:
-            raise TargetError(f"cannot reach Redis at {redis_url}: {exc}") from exc
+        prefix = await _check_redis(redis_url, args.redis_prefix, parser)
         capabilities.add("redis")
     spawner: TemplateSpawner | None = None
     if args.port is not None:
@@ -95,7 +115,7 @@ async def prepare_server(
         interval_ms=interval_ms,
         ttl_ms=ttl_ms,
         redis_url=redis_url,
-        redis_prefix=args.redis_prefix,
+        redis_prefix=prefix,
         handshake_timeout=args.handshake_timeout,
         spawner=spawner,
         capabilities=capabilities,
@@ -106,7 +126,7 @@ async def prepare_server(
             "command": command,
             "interval_ms": interval_ms,
             "ttl_ms": ttl_ms,
-            "redis": redis_url,
+            "redis": None if redis_url is None else redact(redis_url),
         },
     }
     return target, capabilities, meta
