@@ -547,3 +547,58 @@ async def test_a_write_stall_is_logged_as_the_server_closing_the_connection(
     assert end, messages
     assert "write stall" in end[0], end
     assert "client closed the connection" not in end[0], end
+
+
+def _conformance(*argv: str, stdout: Any = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness.conformance", "server", *argv],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_conformance_list_to_a_full_device_is_one_line() -> None:
+    """breaker F6: ``python -m harness.conformance server --list > /dev/full`` ended in an
+    OSError traceback through rich's Console. Now one line, status 1."""
+    with open("/dev/full", "w") as full:
+        done = _conformance("--list", stdout=full)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip() == "cannot write to stdout: No space left on device"
+
+
+def test_conformance_server_command_that_cannot_start_is_one_line() -> None:
+    """breaker F10: ``--server-cmd "/nonexistent --port {port}"`` gave a FileNotFoundError
+    traceback in an exception group, status 1. Now one line, status 3 (the target could not
+    be started, as --help documents)."""
+    done = _conformance("--server-cmd", "/nonexistent --port {port}", "3/")
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "cannot start /nonexistent: No such file or directory" in done.stderr
+
+
+@pytest.mark.parametrize("flag", ["--html", "--json", "--junit"])
+def test_conformance_report_path_that_cannot_be_created_is_refused_before_the_run(
+    flag: str,
+) -> None:
+    """breaker F10: ``--html /proc/x.html`` ran every case, then a FileNotFoundError traceback.
+    Now a usage error up front (status 2, one line), as harness.chaos does; nothing ran (the
+    target on port 1 would have been status 3)."""
+    done = _conformance("--port", "1", flag, "/proc/x.report", "3/")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().endswith(
+        f"{flag}: cannot write /proc/x.report: No such file or directory"
+    )
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_conformance_report_write_failing_at_the_end_is_one_line() -> None:
+    """breaker F10: ``--json /dev/full`` (creatable, but full) ended in an OSError traceback
+    after the run. Now the table, then one line, status 1."""
+    done = _conformance("--json", "/dev/full", "3/eof-after-two-bytes")
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "cannot write report /dev/full: No space left on device" in done.stderr

@@ -1,15 +1,20 @@
 """``python -m harness.conformance {server,client}``: the NSP conformance suite.
 
-Exit status: 0 when no case failed (FAIL; with ``--strict`` also NON-STRICT), 1 when some did,
-2 for bad arguments (one line on stderr), 3 when the target could not be reached or started,
-130 on SIGINT and 143 on SIGTERM at any moment (what the suite started is stopped first).
+Exit status: 0 when no case failed (FAIL; with ``--strict`` also NON-STRICT), 1 when some did
+or the results could not be written (stdout, a report file: one line on stderr), 2 for bad
+arguments (one line on stderr; a report file that cannot be created is one, before the run),
+3 when the target could not be reached or started, 130 on SIGINT and 143 on SIGTERM at any
+moment (what the suite started is stopped first).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -96,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
         "spec/PROTOCOL.md and spec/STORE-REDIS.md. Each case is PASS, NON-STRICT (a SHOULD "
         "unmet), FAIL (a MUST broken), INFO (behaviour the spec leaves open, recorded) or "
         "SKIPPED (with the reason). Results go to stdout, progress and logs to stderr.",
-        epilog="Exit status: 0 nothing failed, 1 some case failed, 2 bad arguments, 3 the "
+        epilog="Exit status: 0 nothing failed, 1 some case failed or the results could not be "
+        "written (stdout, a report file), 2 bad arguments (a report file that cannot be "
+        "created included, checked before the run), 3 the "
         "target could not be started or reached, 130 on SIGINT (Ctrl-C) and 143 on SIGTERM "
         "at any moment (servers and Redis the suite started are stopped first).",
     )
@@ -209,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True)
     out = Console() if sys.stdout.isatty() else Console(width=200)
     _setup_logging(args.log_level, err)
+    _check_report_paths(args, parser)
 
     async def entry(args: argparse.Namespace) -> int:
         return await _main(args, parser, out, err)
@@ -231,8 +239,12 @@ async def _main(
     if args.sections and not cases:
         parser.error(f"no case id starts with {' or '.join(args.sections)}")
     if args.list:
-        for case in cases:
-            out.print(f"{case.id}\t{case.level.value}\t{case.title}", highlight=False)
+        try:
+            for case in cases:
+                out.print(f"{case.id}\t{case.level.value}\t{case.title}", highlight=False)
+            sys.stdout.flush()
+        except OSError as exc:
+            return _stdout_failed(exc, err)
         return EXIT_OK
     async with AsyncExitStack() as stack:
         target: object
@@ -275,15 +287,53 @@ async def _run(
     )
     seconds = time.monotonic() - started
     meta = {**meta, "role": args.role, "strict": args.strict, "seconds": round(seconds, 2)}
-    report.table(results, out, args.role, seconds)
-    if args.json:
-        report.write_json(args.json, results, meta)
-    if args.junit:
-        report.write_junit(args.junit, results, args.role, args.strict)
-    if args.html:
-        report.write_html(args.html, results, meta)
+    try:
+        report.table(results, out, args.role, seconds)
+        sys.stdout.flush()
+    except OSError as exc:
+        return _stdout_failed(exc, err)
+    written = True
+    for path in (args.json, args.junit, args.html):
+        if not path:
+            continue
+        try:
+            if path is args.json:
+                report.write_json(path, results, meta)
+            elif path is args.junit:
+                report.write_junit(path, results, args.role, args.strict)
+            else:
+                report.write_html(path, results, meta)
+        except OSError as exc:
+            err.print(f"cannot write report {path}: {exc.strerror or exc}", highlight=False)
+            written = False
     bad = report.failed(results, args.strict)
-    return EXIT_FAILED if bad else EXIT_OK
+    return EXIT_FAILED if bad or not written else EXIT_OK
+
+
+def _stdout_failed(exc: OSError, err: Console) -> int:
+    """stdout cannot be written (``> /dev/full``, a reader gone): one line (none for a reader
+    that went away, as with ``| head``), status 1; what is left in its buffer is dropped."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if exc.errno != errno.EPIPE:
+        err.print(f"cannot write to stdout: {exc.strerror or exc}", highlight=False)
+    return EXIT_FAILED
+
+
+def _check_report_paths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Before the run: each report file can be created (its directory exists and takes it);
+    one that would fail only after every case ran is a usage error now."""
+    for flag, path in (("--json", args.json), ("--junit", args.junit), ("--html", args.html)):
+        if not path:
+            continue
+        existed = path.exists()
+        try:
+            with open(path, "a"):
+                pass
+        except OSError as exc:
+            parser.error(f"{flag}: cannot write {path}: {exc.strerror or exc}")
+        if not existed:
+            path.unlink(missing_ok=True)
 
 
 _ = wire

@@ -113,7 +113,11 @@ class TemplateSpawner(Spawner):
 
     async def _start(self, values: dict[str, str], extra: Sequence[str]) -> RunningServer:
         port = int(values["port"])
-        process = await processes.start([*self.argv(values), *extra])
+        argv = [*self.argv(values), *extra]
+        try:
+            process = await processes.start(argv)
+        except OSError as exc:  # no such program, not executable
+            raise ServerStartError(f"cannot start {argv[0]}: {exc.strerror or exc}", None) from None
         log: list[str] = []
         server = RunningServer(process, port, log)
 
