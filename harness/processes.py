@@ -3,6 +3,12 @@
 Every child starts in its own session (process group): a terminal's Ctrl-C reaches only the
 harness, which then ends its children itself, and killing the group also ends anything a
 wrapper command (``npm start``, a shell script) started underneath.
+
+A harness killed with SIGKILL can clean nothing up, so its children would be left running (a
+server listening for ever). A watchdog process started with the first child holds the read end
+of a pipe only the harness can write to, learns each child's process group from it, and kills
+the groups still registered when the pipe reaches end of file: when the harness exits, however
+it exits. (A clean exit has already ended and unregistered every child.)
 """
 
 from __future__ import annotations
@@ -42,6 +48,62 @@ def child_env() -> dict[str, str]:
     return env
 
 
+#: The watchdog's program (``python -S -c``: no site import): read ``+PGID`` / ``-PGID`` lines
+#: until end of file, then SIGKILL the groups left.
+_WATCHDOG = """import os, signal, sys
+groups = set()
+for line in sys.stdin:
+    sign, pgid = line[0], int(line[1:])
+    (groups.add if sign == "+" else groups.discard)(pgid)
+for pgid in groups:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+class _Watchdog:
+    """The harness's end of the watchdog's pipe (one per harness process, started lazily)."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        self._owner = 0
+
+    def _pipe(self) -> subprocess.Popen[bytes] | None:
+        if self._process is None or self._owner != os.getpid():
+            try:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-S", "-c", _WATCHDOG],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,  # a terminal's Ctrl-C must not end it first
+                )
+            except OSError:
+                self._process = None  # no watchdog: children are still ended on a clean exit
+            self._owner = os.getpid()
+        return self._process
+
+    def _send(self, line: str) -> None:
+        process = self._pipe()
+        if process is None or process.stdin is None:
+            return
+        with contextlib.suppress(OSError):  # the watchdog is gone: nothing more to do
+            process.stdin.write(line.encode())
+            process.stdin.flush()
+
+    def watch(self, pgid: int) -> None:
+        self._send(f"+{pgid}\n")
+
+    def forget(self, pgid: int) -> None:
+        if self._process is not None:
+            self._send(f"-{pgid}\n")
+
+
+_watchdog = _Watchdog()
+
+
 def python_command(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
@@ -79,7 +141,7 @@ async def start(
 ) -> Process:
     """stdin is /dev/null unless asked for (a pipe): children must not read the harness's
     terminal."""
-    return await anyio.open_process(
+    process = await anyio.open_process(
         list(argv),
         stdin=stdin,
         stdout=stdout,
@@ -87,6 +149,18 @@ async def start(
         env=child_env(),
         start_new_session=True,
     )
+    watch(process)
+    return process
+
+
+def watch(process: Process) -> None:
+    """Have the watchdog kill ``process``'s group (it must lead one) if we die first."""
+    _watchdog.watch(process.pid)
+
+
+def forget(process: Process) -> None:
+    """Tell the watchdog a reaped child's group needs no killing (its id may be reused)."""
+    _watchdog.forget(process.pid)
 
 
 def kill_group(process: Process, sig: signal.Signals = signal.SIGKILL) -> None:
@@ -109,6 +183,7 @@ async def stop(process: Process, *, grace: float = TERMINATE_GRACE) -> None:
                 await process.wait()
         kill_group(process)
         await process.aclose()
+        forget(process)
 
 
 async def read_all(stream: ByteReceiveStream | None, limit: int) -> bytes:

@@ -14,6 +14,8 @@ from contextlib import asynccontextmanager
 import anyio
 from anyio.abc import Process
 
+from harness import processes
+
 _STARTUP_TIMEOUT = 10.0
 
 
@@ -60,8 +62,12 @@ class ManagedRedis:
 
     async def start(self) -> None:
         self._process = process = await anyio.open_process(
-            self._command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            self._command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # stopped by us, after the servers that use it
         )
+        processes.watch(process)
         with anyio.fail_after(_STARTUP_TIMEOUT):
             # redis-server announces readiness only in its log: poll until it answers PING.
             while not await _answers_ping(self.port):
@@ -82,6 +88,7 @@ class ManagedRedis:
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+        processes.forget(process)
         self._process = None
 
     async def pause(self, seconds: float) -> None:
