@@ -346,9 +346,9 @@ async def test_server_logs_each_connection_life_cycle(caplog: pytest.LogCaptureF
     assert any("ended after" in line and "ERROR SESSION_UNKNOWN" in line for line in lines)
 
 
-def test_connection_log_is_rate_limited() -> None:
-    now = [0.0]
-    logger = logging.getLogger("test.connlog")
+def _kept_records(name: str, level: int) -> tuple[logging.Logger, list[logging.LogRecord]]:
+    """A logger of its own at ``level`` (not propagating) and the list its records go to."""
+    logger = logging.getLogger(name)
     logger.propagate = False
     records: list[logging.LogRecord] = []
 
@@ -357,7 +357,13 @@ def test_connection_log_is_rate_limited() -> None:
             records.append(record)
 
     logger.addHandler(Keep())
-    logger.setLevel(logging.INFO)
+    logger.setLevel(level)
+    return logger, records
+
+
+def test_connection_log_is_rate_limited() -> None:
+    now = [0.0]
+    logger, records = _kept_records("test.connlog", logging.INFO)
     connlog = ConnectionLog(logger, clock=lambda: now[0])
     stream = anyio.abc.ByteStream.__new__(_Bare)
     for i in range(10 * INFO_BURST):  # a flood within one instant
@@ -437,16 +443,7 @@ async def test_server_formats_no_frame_when_debug_is_off(
 
 def test_number_frames_are_rate_limited_apart_from_the_other_frames() -> None:
     now = [0.0]
-    logger = logging.getLogger("test.connlog.frames")
-    logger.propagate = False
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    logger.addHandler(Keep())
-    logger.setLevel(logging.DEBUG)
+    logger, records = _kept_records("test.connlog.frames", logging.DEBUG)
     trace = ConnectionLog(logger, clock=lambda: now[0]).open(
         "c-1", anyio.abc.ByteStream.__new__(_Bare)
     )
