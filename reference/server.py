@@ -907,13 +907,13 @@ class NumberServer:
         False if its acknowledgements make no progress for _FINAL_ACK_TIMEOUT."""
         if run.fd is None:
             return True
-        delay = 0.001
+        delay = 0.0  # a first look at once: on a short path the ack is often already in
         while True:
             await anyio.sleep(delay)  # lets a buffering transport hand its bytes to the kernel
             acked = run.acknowledged(anyio.current_time())
             if acked is not None:
                 return acked
-            delay = min(delay * 2, 0.05)
+            delay = min(max(delay * 2, 0.00025), 0.05)
 
     async def _watch_client(self, run: _Run) -> None:
         """A client sends nothing after HELLO: EOF means it left, any byte is a violation.
