@@ -41,13 +41,9 @@ import anyio
 from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 
 from reference.cli import non_negative_float, positive_int, run_program
+from reference.gc_policy import run_server_gc_policy
 from reference.logs import configure_logging
-from reference.server import (
-    NumberServer,
-    ServerConfig,
-    _collect_fully_now_and_then,
-    _freeze_start_up_heap,
-)
+from reference.server import NumberServer, ServerConfig
 from reference.store import StoreError, open_store, redacted_url
 
 from .model import seeded_draw, seeded_stateless_a
@@ -150,13 +146,12 @@ async def _run(args: argparse.Namespace) -> int:
     server = NumberServer(config, store, random_source=SeededRandomSource(args.seed))
     try:
         async with anyio.create_task_group() as tg:
-            _freeze_start_up_heap()
+            await tg.start(run_server_gc_policy)
             port: int = await tg.start(server.serve)
             client_ports = {}
             for client in range(1, args.clients + 1):
                 client_ports[str(client)] = await tg.start(_serve_client, server, client)
             emit({"port": port, "client_ports": client_ports})
-            tg.start_soon(_collect_fully_now_and_then)
             await _answer_requests(server, store)
             tg.cancel_scope.cancel()
     finally:

@@ -45,6 +45,7 @@ from .cli import (
     ttl_seconds,
 )
 from .connlog import ConnectionLog, ConnectionTrace
+from .gc_policy import run_server_gc_policy
 from .pacing import (
     ClientWatch,
     TimerWheel,
@@ -1113,33 +1114,6 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     )
 
 
-#: Seconds between full collections of the heap (see _freeze_start_up_heap).
-_FULL_COLLECTION_PERIOD = 600.0
-
-
-def _freeze_start_up_heap() -> None:
-    """The process's collector policy, as a server with thousands of live streams needs it.
-
-    CPython collects the oldest generation whenever a quarter more objects have survived into
-    it, and that walks every live object: at 10,000 sessions a pause of about a second, which
-    alone breaks the lateness budget. The server's steady state leaves no cyclic garbage
-    behind (connections are torn down by reference counting; see _break_transport_cycle), so
-    young collections stay automatic and the full one runs on a fixed, rare schedule as a
-    safety net (_collect_fully_now_and_then). Start-up objects live as long as the process and
-    are frozen out of all of it.
-    """
-    gc.collect()
-    gc.freeze()
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, 1 << 30)  # no automatic full collection
-
-
-async def _collect_fully_now_and_then() -> None:
-    while True:
-        await anyio.sleep(_FULL_COLLECTION_PERIOD)
-        gc.collect()
-
-
 async def _run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; the signals are handled from the first moment to the last.
 
@@ -1177,13 +1151,13 @@ async def _open_and_serve(args: argparse.Namespace) -> int:
     server = NumberServer(config_from_args(args), store)
     try:
         async with anyio.create_task_group() as tg:
-            _freeze_start_up_heap()
+            await tg.start(run_server_gc_policy)
             try:
                 await tg.start(server.serve)
             except OSError as exc:
                 log.error("cannot listen on 127.0.0.1:%d: %s", args.port, exc.strerror or exc)
+                tg.cancel_scope.cancel()
                 return 1
-            tg.start_soon(_collect_fully_now_and_then)
             await anyio.sleep_forever()
     finally:
         with anyio.CancelScope(shield=True):
