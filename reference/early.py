@@ -55,36 +55,22 @@ def release() -> int | None:
 # --- console scripts (pyproject.toml's [project.scripts]): guarded, then the program ----------
 
 
-def server() -> int:
-    guard()
-    from reference.server import main
+class _ConsoleScript:
+    """A console script: ``guard()``, then import ``module`` and return its ``main()``'s exit
+    status. The import waits until the call, after the guard is up."""
 
-    return main()
+    def __init__(self, module: str) -> None:
+        self.module = module
 
-
-def client() -> int:
-    guard()
-    from reference.client import main
-
-    return main()
-
-
-def proxy() -> int:
-    guard()
-    from proxy.cli import main
-
-    return main()
+    def __call__(self) -> int:
+        guard()
+        program = __import__(self.module, fromlist=["main"])
+        status: int = program.main()
+        return status
 
 
-def chaos() -> int:
-    guard()
-    from harness.chaos import main
-
-    return main()
-
-
-def conformance() -> int:
-    guard()
-    from harness.conformance.cli import main
-
-    return main()
+server = _ConsoleScript("reference.server")
+client = _ConsoleScript("reference.client")
+proxy = _ConsoleScript("proxy.cli")
+chaos = _ConsoleScript("harness.chaos")
+conformance = _ConsoleScript("harness.conformance.cli")
