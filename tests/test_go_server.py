@@ -396,6 +396,44 @@ def test_busy_port_exits_1(
     assert "cannot listen" in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "status", "names"),
+    [
+        (["--port", "70000"], 2, '--port: "70000" is out of range'),
+        (["--port", "0", "--store", "redis://127.0.0.1:{free}/0"], 1, "cannot open the store"),
+        (["--port", "0", "--store", "mysql://u:s3cret@x/0"], 1, "cannot open the store"),
+        (["--port", "{busy}"], 1, "cannot listen"),
+    ],
+)
+def test_json_start_up_errors_are_json_lines(
+    go_listening: tuple[subprocess.Popen[str], int],
+    go_server: Path,
+    args: list[str],
+    status: int,
+    names: str,
+) -> None:
+    """With ``--log-format json`` every stderr line is one JSON object, the start-up errors that
+    used to be plain text lines included: a usage error, a store or a port that cannot be
+    opened. The store's password stays hidden."""
+    _, busy = go_listening
+    args = [a.replace("{free}", str(free_port())).replace("{busy}", str(busy)) for a in args]
+    done = subprocess.run(
+        [str(go_server), "--log-format", "json", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == status, done.stderr
+    assert done.stdout == ""
+    lines = [json.loads(line) for line in done.stderr.splitlines()]  # each one JSON object
+    assert len(lines) == 1, done.stderr
+    assert lines[0]["level"] == "error"
+    assert lines[0]["event"] == "startup"
+    assert names in lines[0]["message"]
+    assert "s3cret" not in done.stderr
+
+
 def test_help_explains(go_server: Path) -> None:
     done = subprocess.run(
         [str(go_server), "--help"], capture_output=True, text=True, timeout=30, check=False

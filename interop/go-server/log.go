@@ -31,13 +31,18 @@ const logLogger = "nsp-server"
 // Rate limits (token buckets, one per kind of connection line): a flood of connections costs at
 // most about limitRate lines per second per kind after a burst of limitBurst, plus one line per
 // kind and period saying how many were suppressed. Frame lines (debug) have their own, larger
-// bucket.
+// bucket. Store warnings (kind storeKind) are limited like connection lines: a store that is
+// down fails once per connection and per refresh period.
 const (
 	limitRate       = 20.0
 	limitBurst      = 50.0
 	frameLimitRate  = 200.0
 	frameLimitBurst = 500.0
 )
+
+// storeKind is the rate-limit kind (and the "event") of the warnings about a failed store
+// operation.
+const storeKind = "store"
 
 // field is one key and value of a log line; values are strings, integers, floats, booleans or
 // nil (JSON null). Strings from the peer must have been through escapePeer.
@@ -124,12 +129,19 @@ func (l *Logger) FlushSuppressed() {
 	}
 	sort.Strings(kinds)
 	for _, k := range kinds {
-		level := levelInfo
-		if k == "frame" {
-			level = levelDebug
-		}
-		l.reportSuppressed(now, level, k, l.buckets[k])
+		l.reportSuppressed(now, kindLevel(k), k, l.buckets[k])
 	}
+}
+
+// kindLevel is the level of a kind's lines, at which its "suppressed" line is written too.
+func kindLevel(kind string) int {
+	switch kind {
+	case "frame":
+		return levelDebug
+	case storeKind:
+		return levelWarning
+	}
+	return levelInfo
 }
 
 func (l *Logger) reportSuppressed(now time.Time, level int, kind string, b *bucket) {
@@ -291,8 +303,34 @@ func escapeControls(s string) string {
 	return b.String()
 }
 
-// Printf-style helpers for the server-wide lines (not rate-limited: they are not per connection
-// except the store warnings, which the store's own timeouts bound).
+// StoreWarning writes a warning about a store operation that failed (op: "get", "complete",
+// "release", "refresh" …), rate-limited as kind storeKind with the "suppressed N" line of the
+// connection log. msg is the whole message; the JSON line also has the event, op and error.
+func (l *Logger) StoreWarning(op string, err error, msg string, fields ...field) {
+	all := make([]field, 0, 3+len(fields))
+	all = append(all, field{"event", storeKind}, field{"op", op}, field{"error", err.Error()})
+	l.Limited(levelWarning, storeKind, msg, append(all, fields...)...)
+}
+
+// StartupError writes why the server does not start (a usage error, a store or port that cannot
+// be opened): "nsp-server: msg" in text, as a command line's error line, or an error line of the
+// JSON log (event "startup") with --log-format json. Written whatever the level.
+func (l *Logger) StartupError(msg string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.json {
+		l.write(l.clock(), levelError, msg, []field{{"event", "startup"}})
+		return
+	}
+	w := l.out
+	if w == nil {
+		w = os.Stderr
+	}
+	_, _ = w.Write([]byte(logLogger + ": " + escapeControls(msg) + "\n"))
+}
+
+// Printf-style helpers for the server-wide lines (not rate-limited: they are not per
+// connection; the store warnings are, through StoreWarning).
 func (l *Logger) Debugf(f string, a ...interface{}) { l.logf(levelDebug, f, a...) }
 func (l *Logger) Infof(f string, a ...interface{})  { l.logf(levelInfo, f, a...) }
 func (l *Logger) Warnf(f string, a ...interface{})  { l.logf(levelWarning, f, a...) }

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net"
 	"strings"
 	"sync"
@@ -310,5 +311,87 @@ func TestFramesAtDebugOnly(t *testing.T) {
 	}
 	if got := statelessValueText(255, 65534); got != "255*2^65534" {
 		t.Errorf("a long value written as %q", got)
+	}
+}
+
+// downStore is a store whose every lookup fails, as a Redis that is down.
+type downStore struct{ *memoryStore }
+
+func (downStore) Get(string) (*Record, error) { return nil, errors.New("connection refused") }
+
+func TestStoreWarningsAreRateLimitedWithASuppressedCount(t *testing.T) {
+	// A store that is down: every stateful HELLO is STORE_UNAVAILABLE and logs a store warning.
+	// The clock stands still, so the bucket never refills: limitBurst warnings, then one line
+	// (at warning, as the lines it counts) saying how many more were suppressed.
+	const hellos = int(limitBurst) + 7
+	buf := newSyncBuffer()
+	now := time.Unix(1000, 0)
+	log := &Logger{level: levelInfo, json: true, out: buf, now: func() time.Time { return now }}
+	srv, err := NewServer(testConfig(), downStore{newMemoryStore(nil)}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{srv: srv, ln: ln, done: make(chan error, 1)}
+	go func() { ts.done <- srv.Serve(ln) }()
+	for i := 0; i < hellos; i++ {
+		c := ts.dial(t)
+		_, _ = c.Write(hello(modeStateful, false, 3, 0, 0, testID))
+		expectError(t, c, StoreUnavailable)
+	}
+	ts.stop() // Shutdown flushes the suppressed counts
+	var warnings, suppressed []map[string]interface{}
+	for _, l := range jsonLines(t, buf.String()) {
+		switch {
+		case l["event"] == storeKind:
+			warnings = append(warnings, l)
+		case l["event"] == "suppressed" && l["kind"] == storeKind:
+			suppressed = append(suppressed, l)
+		}
+	}
+	if len(warnings) != int(limitBurst) {
+		t.Fatalf("%d store warnings for %d failures, want %d", len(warnings), hellos, int(limitBurst))
+	}
+	w := warnings[0]
+	if w["level"] != "warning" || w["op"] != "get" || w["error"] != "connection refused" || w["conn"] == nil ||
+		!strings.Contains(w["message"].(string), "store get failed") {
+		t.Errorf("store warning %v", w)
+	}
+	if len(suppressed) != 1 || suppressed[0]["count"] != float64(hellos-int(limitBurst)) ||
+		suppressed[0]["level"] != "warning" {
+		t.Errorf("suppressed lines %v, want one counting %d", suppressed, hellos-int(limitBurst))
+	}
+}
+
+func TestStartupErrorsInBothFormats(t *testing.T) {
+	var out bytes.Buffer
+	(&Logger{level: levelError, out: &out}).StartupError(`cannot listen on 127.0.0.1:1: in use`)
+	if got := out.String(); got != "nsp-server: cannot listen on 127.0.0.1:1: in use\n" {
+		t.Errorf("text: %q", got)
+	}
+	out.Reset()
+	// Written whatever the level, as the one JSON line it is.
+	(&Logger{level: levelError, json: true, out: &out}).StartupError("bad \x1b[2J value")
+	lines := jsonLines(t, out.String())
+	if len(lines) != 1 || lines[0]["level"] != "error" || lines[0]["event"] != "startup" ||
+		lines[0]["message"] != "bad \x1b[2J value" {
+		t.Errorf("json: %q", out.String())
+	}
+	noTerminalControl(t, out.String())
+	for args, want := range map[string]bool{
+		"--port 1 --log-format json":                   true,
+		"--log-format=json --port x":                   true,
+		"--port 1":                                     false,
+		"--log-format json --log-format text":          false,
+		"--log-format xml --port 1":                    false,
+		"--store --log-format --port 1":                false, // "--log-format" is --store's value
+		"--port 1 --log-format json --interval -1 x y": true,
+	} {
+		if got := jsonRequested(strings.Fields(args)); got != want {
+			t.Errorf("jsonRequested(%s) = %v", args, got)
+		}
 	}
 }

@@ -40,9 +40,11 @@ options:
                           new or resumed, refused and why, ended and why, with the duration),
                           at debug also one per frame; at most 20 lines/s of each kind after
                           a burst of 50, then a line saying how many were suppressed
-  --log-format F          text (default) or json: one JSON object per line with time (seconds
-                          since the epoch), level, logger, message and the event's fields;
-                          text from the peer is escaped either way
+                          (store warnings too, as one kind)
+  --log-format F          text (default) or json: every stderr line (start-up errors too) one
+                          JSON object with time (seconds since the epoch), level, logger,
+                          message and the event's fields; text from the peer is escaped
+                          either way
   -h, --help              this help
 
 Seconds are decimals or exponent notation (0.01, .5, 1e-05: spec §13.1), converted exactly to
@@ -266,7 +268,7 @@ func run(args []string) int {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "nsp-server: %v\n", err)
+		NewLogger(levelError, jsonRequested(args)).StartupError(err.Error())
 		return 2
 	}
 	log := NewLogger(opts.LogLevel, opts.LogJSON)
@@ -302,24 +304,24 @@ func run(args []string) int {
 		case got = <-result:
 		}
 		if got.err != nil {
-			fmt.Fprintf(os.Stderr, "nsp-server: cannot open the store %q: %v\n", redactStore(opts.Store), got.err)
+			log.StartupError(fmt.Sprintf("cannot open the store %q: %v", redactStore(opts.Store), got.err))
 			return 1
 		}
 		store = got.store
 	default:
-		fmt.Fprintf(os.Stderr, "nsp-server: cannot open the store %q: not memory:// or redis://HOST:PORT/DB[?prefix=P]\n", opts.Store)
+		log.StartupError(fmt.Sprintf("cannot open the store %q: not memory:// or redis://HOST:PORT/DB[?prefix=P]", redactStore(opts.Store)))
 		return 1
 	}
 	defer store.Close()
 
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.Port)))
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "nsp-server: cannot listen on 127.0.0.1:%d: %v\n", opts.Port, err)
+		log.StartupError(fmt.Sprintf("cannot listen on 127.0.0.1:%d: %v", opts.Port, err))
 		return 1
 	}
 	srv, err := NewServer(cfg, store, log)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "nsp-server: %v\n", err)
+		log.StartupError(err.Error())
 		return 1
 	}
 	served := make(chan error, 1)
@@ -347,6 +349,29 @@ func run(args []string) int {
 	srv.Shutdown()
 	log.Infof("stopped")
 	return status
+}
+
+// jsonRequested says whether the command line asks for --log-format json, read as parseArgs
+// reads it (the last --log-format wins), so that a usage error is a JSON line when it does.
+func jsonRequested(args []string) bool {
+	asJSON := false
+	for i := 0; i < len(args); i++ {
+		name, value, hasValue := strings.Cut(args[i], "=")
+		if !strings.HasPrefix(name, "--") || name == "--help" {
+			continue
+		}
+		if !hasValue {
+			if i+1 >= len(args) {
+				break
+			}
+			i++
+			value = args[i]
+		}
+		if name == "--log-format" && (value == "json" || value == "text") {
+			asJSON = value == "json"
+		}
+	}
+	return asJSON
 }
 
 // redactStore is the --store URL as it may be logged: a password in it is shown as xxxxx.

@@ -743,7 +743,8 @@ func (cn *connection) finish(end streamEnd, code Code, stateful *uint64) {
 		if stateful != nil {
 			ok, err := s.store.Complete(cn.hello.ClientID, cn.owner)
 			if err != nil {
-				s.log.Warnf("conn %d: complete %s failed: %v (the session expires on its lease)", cn.id, escapePeer(cn.hello.ClientID), err)
+				s.log.StoreWarning("complete", err, fmt.Sprintf("conn %d: complete %s failed: %v (the session expires on its lease)", cn.id, escapePeer(cn.hello.ClientID), err),
+					field{"conn", cn.id}, field{"client_id", escapePeer(cn.hello.ClientID)})
 			} else if !ok {
 				s.log.Debugf("conn %d: complete %s: no longer the owner", cn.id, escapePeer(cn.hello.ClientID))
 			}
@@ -834,7 +835,8 @@ func (s *Server) refreshBatch() {
 		}
 		held, err := s.store.RefreshMany(leases, leaseMs)
 		if err != nil {
-			s.log.Warnf("lease refresh of %d session(s) failed: %v (next period tries again)", len(leases), err)
+			s.log.StoreWarning("refresh", err, fmt.Sprintf("lease refresh of %d session(s) failed: %v (next period tries again)", len(leases), err),
+				field{"sessions", len(leases)})
 			continue
 		}
 		for i, ok := range held {
@@ -867,13 +869,14 @@ func (s *Server) lost(cn *connection) {
 func (cn *connection) release() {
 	ok, err := cn.s.store.Release(cn.hello.ClientID, cn.owner, int64(cn.s.cfg.SessionTTLMs))
 	if err != nil {
-		cn.s.log.Warnf("conn %d: release %s failed: %v (the session expires on its lease)", cn.id, escapePeer(cn.hello.ClientID), err)
+		cn.s.log.StoreWarning("release", err, fmt.Sprintf("conn %d: release %s failed: %v (the session expires on its lease)", cn.id, escapePeer(cn.hello.ClientID), err),
+			field{"conn", cn.id}, field{"client_id", escapePeer(cn.hello.ClientID)})
 	} else if !ok {
 		cn.s.log.Debugf("conn %d: release %s: no longer the owner", cn.id, escapePeer(cn.hello.ClientID))
 	}
 }
 
 func (cn *connection) storeFailed(op string, err error) {
-	cn.s.log.Warnf("conn %d: store %s failed: %v", cn.id, op, err)
+	cn.s.log.StoreWarning(op, err, fmt.Sprintf("conn %d: store %s failed: %v", cn.id, op, err), field{"conn", cn.id})
 	cn.sendError(StoreUnavailable, "session store unavailable")
 }
