@@ -15,6 +15,7 @@ import anyio
 from anyio.abc import Process
 
 from harness import processes
+from harness.keyevents import NOTIFY_FLAGS
 
 _STARTUP_TIMEOUT = 10.0
 
@@ -40,7 +41,8 @@ async def _answers_ping(port: int) -> bool:
 
 
 class ManagedRedis:
-    """A redis-server the harness owns: it can freeze it (SIGSTOP/SIGCONT) and restart it.
+    """A redis-server the harness owns: it can freeze it (SIGSTOP/SIGCONT) and restart it. It
+    publishes keyspace events for deletions and expiries (``harness.keyevents``).
 
     With ``persistent`` every write is appended to an AOF and fsynced before Redis answers
     (``appendfsync always``), so a restart (SIGTERM, then start again on the same port and
@@ -57,6 +59,8 @@ class ManagedRedis:
             exe,
             *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", workdir),
             *(persistence or ["--appendonly", "no"]),
+            # Deletions published, so the harness hears every completed session (keyevents).
+            *("--notify-keyspace-events", NOTIFY_FLAGS),
         ]
         self._process: Process | None = None
 

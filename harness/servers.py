@@ -6,7 +6,9 @@ session, and so recompute every stateful checksum and confirm every lost FINAL. 
 run any implementation (``--server-cmd``), several instances behind the proxy's round-robin
 (``--servers``), and can be SIGKILLed and restarted on their port (``--kill-interval``) to test
 resumption across a crash; with a shared store the harness reads each running client's seed
-from it, which catches all but the sessions that open and complete between two reads.
+from it, which catches all but the sessions that open and complete between two reads, and (on
+one ``redis://`` server that publishes keyspace events, as the harness's own redis-server does)
+hears every session deleted, so it confirms or refutes every lost FINAL.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 from anyio.abc import Process, TaskStatus
@@ -31,6 +34,7 @@ from reference.store import SessionRecord, SessionStore, StoreError, open_store
 
 from . import processes
 from .clients import passes_client_id
+from .keyevents import SessionDeletions
 from .model import ChaosOptions, ClientState, ServerInstance, SessionEvidence
 
 log = logging.getLogger("harness.servers")
@@ -309,6 +313,8 @@ class SubprocessServers:
         self._seed_changes: dict[str, SessionRecord] = {}
         #: When a session read earlier was first found gone (completed, or expired).
         self._vanished: dict[str, float] = {}
+        #: The shared store's deletions, heard as keyspace events (``watch_deletions``).
+        self._deletions: SessionDeletions | None = None
 
     @property
     def ports(self) -> list[int]:
@@ -334,17 +340,21 @@ class SubprocessServers:
     async def evidence(self, client_id: str, *, started_at: float | None) -> SessionEvidence:
         """The seeds read while the client ran, and whether its session was completed.
 
-        Only completion deletes a session before its TTL runs out, and no session of this
-        client can exist before the client started: so a session that was seen and then found
-        gone less than ``--session-ttl`` after the client started was completed. Found gone
-        later (or never seen) it cannot be told apart from an expiry: None.
+        With keyspace events (``harness.keyevents``) completion is known exactly: a deletion
+        of the session's key heard from Redis means COMPLETE ran; none, while the subscription
+        was up from before the client started until now, means it never did. Otherwise the
+        reads of ``watch_seeds`` decide: only completion deletes a session before its TTL runs
+        out, and no session of this client can exist before the client started, so a session
+        that was seen and then found gone less than ``--session-ttl`` after the client started
+        was completed. Found gone later (or never seen) it cannot be told apart from an
+        expiry: None.
         """
-        if self._seeds is None or self._store is None:
-            return SessionEvidence()
-        first = self._seeds.get(client_id)
+        first = self._seeds.get(client_id) if self._seeds is not None else None
         changed = self._seed_changes.get(client_id)
         completed: bool | None = None
-        if first is not None:
+        if self._deletions is not None:
+            completed = await self._deletions.completed(client_id, started_at=started_at)
+        if completed is None and first is not None and self._store is not None:
             gone_at = self._vanished.get(client_id)
             if gone_at is None:
                 try:
@@ -363,6 +373,17 @@ class SubprocessServers:
             changed_seed=changed.seed if changed is not None else None,
             completed=completed,
         )
+
+    async def watch_deletions(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Until cancelled, hear every session the shared store deletes (``keyevents``); if
+        the store does not publish deletions, return at once (``evidence`` polls instead)."""
+        deletions = SessionDeletions(self._options.store.resolved_url)
+        async with anyio.create_task_group() as tg:
+            if await tg.start(deletions.run):
+                self._deletions = deletions
+            task_status.started()
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -577,12 +598,20 @@ async def subprocess_servers(
                 tg.start_soon(servers.kill_loop, options.kill_interval, rng)
             if servers.seeds is not None and "stateful" in options.modes:
                 tg.start_soon(servers.watch_seeds, clients)
+            if store is not None and "stateful" in options.modes and _plain_redis(options):
+                await tg.start(servers.watch_deletions)
             yield servers
             tg.cancel_scope.cancel()
     finally:
         if store is not None:
             with anyio.CancelScope(shield=True):
                 await store.aclose()
+
+
+def _plain_redis(options: ChaosOptions) -> bool:
+    """Whether the store is one ``redis://`` server, whose keyspace events name every deletion
+    (a cluster publishes each node's events on that node only)."""
+    return urlsplit(options.store.resolved_url).scheme == "redis"
 
 
 #: Whichever way the servers run; ``evidence`` gives what each shows of a client's session.

@@ -103,13 +103,24 @@ class Resp:
         await self.aclose()
 
     async def call(self, *args: str | bytes) -> RespValue:
+        """Send one command and read its reply, within 5 s (TimeoutError otherwise)."""
+        with anyio.fail_after(5):
+            await self.send(*args)
+            return await self._reply()
+
+    async def send(self, *args: str | bytes) -> None:
+        """Send one command without reading its reply (for a subscribed connection, whose
+        replies and pushed messages :meth:`reply` reads in order)."""
         parts = [b"*%d\r\n" % len(args)]
         for arg in args:
             raw = arg.encode() if isinstance(arg, str) else arg
             parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
-        with anyio.fail_after(5):
-            await self._stream.send(b"".join(parts))
-            return await self._reply()
+        await self._stream.send(b"".join(parts))
+
+    async def reply(self) -> RespValue:
+        """The next reply or pushed message, however long it takes. Raises RespError for an
+        error reply or a closed connection."""
+        return await self._reply()
 
     async def _line(self) -> bytes:
         while True:
