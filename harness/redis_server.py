@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -16,19 +15,13 @@ from anyio.abc import Process
 
 from harness import processes
 from harness.keyevents import NOTIFY_FLAGS
+from harness.ports import free_ports
 
 _STARTUP_TIMEOUT = 10.0
 
 
 class RedisUnavailableError(OSError):
     """No redis-server binary, or it would not start."""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def _answers_ping(port: int) -> bool:
@@ -125,7 +118,7 @@ async def managed_redis(*, persistent: bool = False) -> AsyncIterator[ManagedRed
             "or give --redis-url"
         )
     with tempfile.TemporaryDirectory(prefix="chaos-redis-") as workdir:
-        redis = ManagedRedis(exe, _free_port(), workdir, persistent=persistent)
+        redis = ManagedRedis(exe, free_ports(1)[0], workdir, persistent=persistent)
         try:
             await redis.start()
             yield redis

@@ -18,7 +18,6 @@ import json
 import logging
 import random
 import shlex
-import socket
 import subprocess
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -36,6 +35,7 @@ from . import processes
 from .clients import passes_client_id
 from .keyevents import SessionDeletions
 from .model import ChaosOptions, ClientState, ServerInstance, SessionEvidence
+from .ports import free_ports
 
 log = logging.getLogger("harness.servers")
 
@@ -542,17 +542,6 @@ class SubprocessServers:
             processes.kill_group(victim.process)
             self._kills += 1
             log.info("killed server on port %d (pid %d)", victim.port, victim.process.pid)
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel calls free right now; all held open together, so they are distinct."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((HOST, 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
 
 
 def server_argv(options: ChaosOptions, port: int, instance: int = 0) -> list[str]:

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.ports import free_ports
+
 __all__ = [
     "RedisServerMissingError",
     "free_port",
@@ -51,11 +53,10 @@ class RedisServerMissingError(RuntimeError):
 
 
 def free_port() -> int:
-    """A loopback TCP port nothing listens on right now (another process may take it later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback TCP port nothing holds right now, outside the ephemeral range so that no
+    outgoing connection takes it before the server binds it (another process asking for it by
+    number still could)."""
+    return free_ports(1)[0]
 
 
 def _pong(port: int) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ import anyio
 from anyio.abc import Process
 
 from harness import processes
+from harness.ports import free_ports
 
 from .server_role import Spawned, Spawner
 
@@ -26,10 +26,8 @@ STARTING_AT_ONCE = 3
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port no outgoing connection can take before the server binds it."""
+    return free_ports(1)[0]
 
 
 def format_seconds(value: float) -> str:
