@@ -10,6 +10,7 @@ it, which proves (on Redis's own clock) that the earlier TTL has run out too.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import socket
 import time
@@ -483,13 +484,21 @@ class TestRedis:
             assert 0 < await raw.pttl(key) <= 1000
             await raw.delete([key])
 
-    async def test_script_cache_flush_is_survived(self, redis_url: str) -> None:
+    async def test_script_cache_flush_is_survived(
+        self, redis_url: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
         raw = coredis.Redis.from_url(redis_url, decode_responses=True)
         async with raw, await RedisStore.connect(redis_url, prefix=f"t{new_id()}:") as store:
             await raw.script_flush()
             cid = new_id()
-            assert await store.open_session(cid, R1, "a", LONG_MS) == (R1, True)
-            assert await store.complete(cid, "a") is True
+            with caplog.at_level(logging.INFO):
+                assert await store.open_session(cid, R1, "a", LONG_MS) == (R1, True)
+            # The reload is STORE-REDIS §4's normal path: nothing at info about it.
+            assert not [r for r in caplog.records if r.levelno >= logging.INFO], caplog.text
+            await raw.script_flush()
+            with caplog.at_level(logging.DEBUG):
+                assert await store.complete(cid, "a") is True
+            assert "NOSCRIPT" in caplog.text
 
     async def test_cancelled_calls_leave_replies_in_step(self, redis_url: str) -> None:
         """Calls cancelled mid-flight must not hand their late replies to later calls."""

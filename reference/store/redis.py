@@ -249,7 +249,7 @@ class _NoCoredisTracebacks(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.exc_info:
-            return True
+            return self._noscript_at_debug(record)
         exc = record.exc_info[1]
         record.exc_info = None
         record.exc_text = None
@@ -262,6 +262,22 @@ class _NoCoredisTracebacks(logging.Filter):
         record.args = None
         return True
 
+    @staticmethod
+    def _noscript_at_debug(record: logging.LogRecord) -> bool:
+        """coredis retries a script after NOSCRIPT (an emptied script cache: a restarted or
+        flushed Redis) and logs that at info; the retry is the normal path of STORE-REDIS §4,
+        so it is said at debug, in our words."""
+        if "No matching script" not in record.getMessage():
+            return True
+        if not _log.isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.msg, record.args = (
+            "Redis's script cache was empty (NOSCRIPT): script loaded again",
+            None,
+        )
+        return True
+
 
 def _only_cancellations(exc: BaseException) -> bool:
     """True for a cancellation (asyncio's or trio's), or a group holding nothing else."""
@@ -270,6 +286,7 @@ def _only_cancellations(exc: BaseException) -> bool:
     return type(exc).__name__ in ("CancelledError", "Cancelled")  # asyncio's, trio's
 
 
+_log = logging.getLogger("reference.store.redis")
 logging.getLogger("coredis").addFilter(_NoCoredisTracebacks())
 
 
