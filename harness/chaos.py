@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import json
 import logging
+import os
 import random
 import secrets
 import shlex
@@ -456,7 +457,7 @@ def wire_evidence(
         drawn_a = frozenset(
             seeded_stateless_a(seed, state.spec.id, count) for count in range(len(records))
         )
-    return WireEvidence.of(((r.shape, r.forwarded) for r in records), drawn_a=drawn_a)
+    return WireEvidence.of(((r.shape, r.forwarded, r.tail) for r in records), drawn_a=drawn_a)
 
 
 async def _judge(
@@ -863,6 +864,24 @@ def _write_report(path: str, report: ChaosReport) -> bool:
     return True
 
 
+def _stdout_failed(exc: OSError, status: int) -> int:
+    """The verdict (or ``--report -``) could not be written to stdout. A reader that left
+    (``| head -1``: EPIPE) leaves the exit status to tell the run's outcome; any other write
+    error (``> /dev/full``) is one line on stderr and status 1, as for a report file that
+    cannot be written. What is left in stdout's buffer goes nowhere, not to an error at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    if isinstance(exc, BrokenPipeError):
+        return status
+    with contextlib.suppress(OSError):
+        print(f"chaos: cannot write to stdout: {exc.strerror or exc}", file=sys.stderr, flush=True)
+    return EXIT_FAILED
+
+
 def _warn_about(options: ChaosOptions) -> None:
     shared = options.store.shared
     if "stateful" in options.modes and options.server_subprocess and not shared:
@@ -956,16 +975,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     _warn_about(options)
 
     def finish(report: ChaosReport) -> int:
-        written = args.report is None or _write_report(args.report, report)
-        verdict_stream = sys.stderr if to_stdout else sys.stdout
-        if live:
-            console.print(summary_table(report, console.width))
-            console.print(summary_line(report), highlight=False)
-        else:
-            print(summary_line(report), file=verdict_stream, flush=True)
-        status = EXIT_OK if report.ok and written else EXIT_FAILED
-        if original is not None and _replay_differs(args.replay, original, report, verdict_stream):
+        status = EXIT_OK if report.ok else EXIT_FAILED
+        try:
+            written = args.report is None or _write_report(args.report, report)
+        except OSError as exc:  # --report - only: a file's errors are one line already
+            status, written = _stdout_failed(exc, status), True
+        if not written:
             status = EXIT_FAILED
+        verdict_stream = sys.stderr if to_stdout else sys.stdout
+        try:
+            if live:
+                console.print(summary_table(report, console.width))
+                console.print(summary_line(report), highlight=False)
+            else:
+                print(summary_line(report), file=verdict_stream, flush=True)
+            if original is not None and _replay_differs(
+                args.replay, original, report, verdict_stream
+            ):
+                status = EXIT_FAILED
+        except OSError as exc:
+            return _stdout_failed(exc, status)
         return status
 
     async def entry(_: argparse.Namespace) -> int:

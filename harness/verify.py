@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reference.numbers import to_decimal
+from reference.protocol.constants import CHECKSUM_SIZE
 from reference.protocol.sequences import stateful_checksum, stateless_sum
 
 from .model import NO_EVIDENCE, Mode, SessionEvidence
@@ -50,21 +51,33 @@ def _fail(reason: str) -> Verdict:
 @dataclass(frozen=True, slots=True)
 class Carried:
     """One connection of a client as the proxy saw it: its WELCOME's ``mode``, ``n`` and
-    ``a``, and the frames ``first`` .. ``stop - 1`` whose every byte it handed on."""
+    ``a``, and the frames ``first`` .. ``stop - 1`` whose every byte it handed on.
+    ``final_checksum``: stateful, the checksum (64 hex digits) in the FINAL frame it handed on
+    whole, as the server sent it; None if it handed on no FINAL or its bytes were not kept."""
 
     mode: Mode
     n: int
     a: int
     first: int
     stop: int
+    final_checksum: str | None = None
 
 
-def carried(shape: NspShape, forwarded: int) -> Carried:
+def carried(shape: NspShape, forwarded: int, tail: bytes = b"") -> Carried:
     """What a connection of this ``shape`` (its WELCOME) delivered when the proxy had handed
-    on ``forwarded`` of its downstream bytes: whole frames only."""
+    on ``forwarded`` of its downstream bytes, the last of which are ``tail``: whole frames
+    only (spec/PROTOCOL.md §7: FINAL's checksum is its last CHECKSUM_SIZE bytes)."""
     whole = bisect.bisect_right(shape.ends, forwarded)
     mode: Mode = "stateless" if shape.label == "stateless" else "stateful"
-    return Carried(mode, shape.n, shape.a, shape.next_index, shape.next_index + whole)
+    final_checksum = None
+    if mode == "stateful" and shape.ends and forwarded >= shape.size:
+        # tail ends at offset ``forwarded``; the checksum ends at ``shape.size``.
+        end = len(tail) - (forwarded - shape.size)
+        if end - CHECKSUM_SIZE >= 0:
+            final_checksum = tail[end - CHECKSUM_SIZE : end].hex()
+    return Carried(
+        mode, shape.n, shape.a, shape.next_index, shape.next_index + whole, final_checksum
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,14 +94,28 @@ class WireEvidence:
 
     @classmethod
     def of(
-        cls, seen: Iterable[tuple[object, int]], *, drawn_a: frozenset[int] | None = None
+        cls,
+        seen: Iterable[tuple[object, int] | tuple[object, int, bytes]],
+        *,
+        drawn_a: frozenset[int] | None = None,
     ) -> WireEvidence:
-        """From (the proxy's shape of a connection, downstream bytes forwarded) pairs; shapes
-        that are no WELCOME (an ERROR, a refused connection, none read) are left out."""
+        """From (the proxy's shape of a connection, downstream bytes forwarded[, the last of
+        those bytes]) tuples; shapes that are no WELCOME (an ERROR, a refused connection,
+        none read) are left out."""
         found = tuple(
-            carried(shape, forwarded) for shape, forwarded in seen if isinstance(shape, NspShape)
+            carried(item[0], item[1], item[2] if len(item) == 3 else b"")
+            for item in seen
+            if isinstance(item[0], NspShape)
         )
         return cls(connections=found, drawn_a=drawn_a)
+
+    def final_checksums(self, *, n: int) -> frozenset[str]:
+        """The checksums of every stateful FINAL of ``n`` numbers handed on whole (as sent)."""
+        return frozenset(
+            c.final_checksum
+            for c in self.connections
+            if c.mode == "stateful" and c.n == n and c.final_checksum is not None
+        )
 
     def unsent(self, *, mode: Mode, n: int, a: int | None = None) -> str | None:
         """Why a success claimed for (``mode``, ``n``; stateless: ``a``) cannot be true, or
@@ -126,6 +153,10 @@ class WireEvidence:
 
 def _listed(values: frozenset[int]) -> str:
     return ", ".join(str(v) for v in sorted(values)) or "none"
+
+
+def _listed_text(values: frozenset[str]) -> str:
+    return ", ".join(sorted(values))
 
 
 def parse_result(stdout: bytes) -> dict[str, Any] | None:
@@ -190,6 +221,12 @@ def verify_stateful(
     unsent = wire.unsent(mode="stateful", n=n) if wire is not None else None
     if unsent is not None:
         return _fail(f"the checksums agree, but {unsent}")
+    sent = wire.final_checksums(n=n) if wire is not None else frozenset()
+    if sent and expected not in sent:
+        return _fail(
+            f"checksum_expected {expected} is not the one in the FINAL frame the server sent "
+            f"({_listed_text(sent)})"
+        )
     if seed is None:
         return Verdict(ok=True)
     truth = stateful_checksum(seed, n).hex()

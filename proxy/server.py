@@ -77,6 +77,9 @@ RESET_FLUSH_POLL = 0.005
 PARTITION_HOLD = 12.0
 PARTITION_POLL = 0.05
 RECENT_EVENTS = 1000
+#: Downstream bytes each ConnectionRecord keeps of what it handed on last (``tail``): enough for
+#: the last frame of a stream, so that the harness can check what a client says it was sent.
+TAIL_BYTES = 64
 
 # A peer went away: the connection is over, not the proxy.
 _BROKEN = (anyio.BrokenResourceError, OSError)
@@ -112,6 +115,8 @@ class ConnectionRecord:
     chose (None if none); ``fault``: the first fault that struck it (terminal, corrupt or
     refuse), if any. ``forwarded``: downstream bytes handed on to the client so far (an upper
     bound on what it can have received; updated as they go, in the step that sends them).
+    ``tail``: the last (at most TAIL_BYTES) of those bytes, as the upstream sent them (a byte a
+    corrupt fault changed is kept unchanged), ending at offset ``forwarded``.
     """
 
     key: ConnectionKey
@@ -124,6 +129,7 @@ class ConnectionRecord:
     point: float = 0.0
     forwarded: int = 0  # downstream bytes that got through
     shape: StreamShape | None = None
+    tail: bytes = b""
 
     @property
     def carried_stream(self) -> bool:
@@ -491,13 +497,18 @@ class ChaosProxy:
                 way.next_send = start + len(piece) / bandwidth
                 await anyio.sleep_until(start)
             await sink.send(piece)
-            view = view[len(piece) :]
+            sent, view = view[: len(piece)], view[len(piece) :]
             way.forwarded += len(piece)
             if way.direction is Direction.UPSTREAM:
                 self.counters.bytes_upstream += len(piece)
             else:
                 self.counters.bytes_downstream += len(piece)
                 conn.record.forwarded = way.forwarded
+                record = conn.record
+                if len(sent) >= TAIL_BYTES:
+                    record.tail = bytes(sent[-TAIL_BYTES:])
+                else:
+                    record.tail = (record.tail + sent)[-TAIL_BYTES:]
             if not self._fire_due(conn, way):
                 return False
             if view and way.slice_size is not None and self._config.slice_delay:

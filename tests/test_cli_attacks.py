@@ -1,0 +1,153 @@
+"""A hostile user of the command-line tools (helper "clibreak"): closed pipes, full disks,
+lying clients, impossible sizes. Each test names the finding it caught (C1.. in the project's
+notes); each failed before its fix. Command lines that reproduce them by hand are in the
+docstrings."""
+
+from __future__ import annotations
+
+import shlex
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.chaos import run_chaos
+from harness.model import ChaosOptions, ClientPhase
+from harness.streams import shape_of
+from harness.verify import WireEvidence, verify_stateful
+from reference.protocol import Mode
+
+from .oracle import session_checksum, session_values
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+#: spec/PROTOCOL.md §7: DATA (type 3) and FINAL (type 4) of the stateful variant: header
+#: (type u8, payload length u16), index u32, value u32, and FINAL's 32-byte checksum.
+DATA, FINAL = 3, 4
+
+
+def _chaos(*argv: str, stdout: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness.chaos", "--ui", "plain", "--seed", "5", *argv],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+    )
+
+
+# --- C1: the chaos verdict to a stdout that cannot take it --------------------------------------
+
+
+def test_chaos_verdict_to_a_reader_that_left_keeps_the_runs_status() -> None:
+    """C1: ``python -m harness.chaos --clients 1 -n 3 | head -c0`` ended in a BrokenPipeError
+    traceback and status 1 although every client verified. Now: no traceback, the run's own
+    status (0), as the reference client does (breaker F5)."""
+    process = _chaos("--clients", "1", "-n", "3", "--interval", "0", stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    process.stdout.close()  # the reader leaves before the verdict is written
+    _, err = process.communicate(timeout=120)
+    text = err.decode()
+    assert "Traceback" not in text, text
+    assert process.returncode == 0, text
+
+
+@pytest.mark.parametrize("report", [None, "-"], ids=["verdict", "report-to-stdout"])
+def test_chaos_verdict_to_a_full_device_is_one_line_and_status_1(report: str | None) -> None:
+    """C1: ``python -m harness.chaos ... > /dev/full`` (and ``--report - > /dev/full``) ended in
+    an OSError traceback. Now one line on stderr and status 1, as for a report file that cannot
+    be written (a verified run nobody received is no success)."""
+    extra = ["--report", report] if report else []
+    with open("/dev/full", "wb") as full:
+        process = _chaos("--clients", "1", "-n", "3", "--interval", "0", *extra, stdout=full)
+        _, err = process.communicate(timeout=120)
+    text = err.decode()
+    assert "Traceback" not in text, text
+    assert text.count("cannot write to stdout: No space left on device") == 1, text
+    assert process.returncode == 1, text
+
+
+# --- C2: a stateful checksum checked against the FINAL frame the proxy handed on ----------------
+
+LYING_CLIENT = """\
+import json, subprocess, sys
+args = sys.argv[1:]
+done = subprocess.run([sys.executable, "-m", "reference.client", *args, "--json"],
+                      stdout=subprocess.PIPE, check=False)
+doc = json.loads(done.stdout.decode().splitlines()[-1])
+if doc.get("ok"):  # received and verified the whole stream: now claim other checksums
+    doc["checksum_expected"] = doc["checksum_computed"] = "ab" * 32
+print(json.dumps(doc))
+sys.exit(done.returncode)
+"""
+
+
+async def test_chaos_fails_a_made_up_checksum_the_server_never_sent(tmp_path: Path) -> None:
+    """C2: with ``--server-cmd`` and memory:// stores the harness cannot read the seed, so a
+    stateful client that took the whole stream and then printed two equal checksums of its own
+    was "verified" (only agreement was checked). The proxy handed FINAL on and keeps its last
+    bytes: checksum_expected must be the one the server sent.
+
+    Repro: ``python -m harness.chaos --mode stateful --server-cmd "python -m reference.server
+    --port {port} --interval {interval}" --client-cmd "python liar.py --port {port} ..."``."""
+    liar = tmp_path / "liar.py"
+    liar.write_text(LYING_CLIENT)
+    python = shlex.quote(sys.executable)
+    client = (
+        f"{python} {liar} --port {{port}} --mode {{mode}} -n {{n}} --client-id {{client_id}}"
+        " --backoff-initial 0.05 --min-silence 1"
+    )
+    server = f"{python} -m reference.server --port {{port}} --interval {{interval}}"
+    options = ChaosOptions(
+        clients=1, mode="stateful", n=20, interval=0.0, seed=3, timeout=60,
+        client_cmd=client, server_cmd=(server,),
+    )  # fmt: skip
+    report = await run_chaos(options)
+    assert not report.ok
+    (state,) = report.clients
+    assert state.phase is ClientPhase.FALSE_SUCCESS, state.to_json()
+    assert state.reason is not None
+    assert "not the one in the FINAL frame" in state.reason
+
+
+def _stateful_wire(seed: int, n: int, *, forwarded_extra: int = 0) -> tuple[WireEvidence, str]:
+    """The wire evidence of one stateful connection that carried a whole stream of ``n``
+    numbers of ``seed`` (frames built here from the spec, not by the proxy), and its checksum."""
+    checksum = session_checksum(seed, n)
+    values = session_values(seed, n)
+    frames = b"".join(struct.pack(">BHII", DATA, 8, i, v) for i, v in enumerate(values[:-1]))
+    frames += struct.pack(">BHII", FINAL, 40, n - 1, values[-1]) + checksum
+    shape = shape_of(Mode.STATEFUL, n, 0, 0)
+    assert shape.size == 26 + len(frames)  # the WELCOME, then every frame
+    tail = (frames + b"\x00" * forwarded_extra)[-64:]
+    wire = WireEvidence.of([(shape, shape.size + forwarded_extra, tail)])
+    return wire, checksum.hex()
+
+
+@pytest.mark.parametrize("extra", [0, 5], ids=["exact", "bytes-after-final"])
+def test_a_stateful_checksum_must_be_the_one_final_carried(extra: int) -> None:
+    """C2: the checksum the server's FINAL carried (SHA-256 over the PRNG, spec §8) is the only
+    ``checksum_expected`` a verified client can report, whatever followed FINAL on the wire."""
+    wire, truth = _stateful_wire(12345, 7, forwarded_extra=extra)
+    honest = {"checksum_expected": truth, "checksum_computed": truth}
+    assert verify_stateful(honest, n=7, seed=None, wire=wire).ok
+    made_up = {"checksum_expected": "ab" * 32, "checksum_computed": "ab" * 32}
+    verdict = verify_stateful(made_up, n=7, seed=None, wire=wire)
+    assert not verdict.ok
+    assert verdict.reason is not None
+    assert truth in verdict.reason
+
+
+def test_final_checksum_unknown_without_the_final_bytes() -> None:
+    """Evidence without the FINAL bytes (shape and count only) checks as before: agreement and
+    coverage, no made-up failure."""
+    wire, truth = _stateful_wire(99, 3)
+    bare = WireEvidence.of([(shape_of(Mode.STATEFUL, 3, 0, 0), 10_000)])
+    assert bare.final_checksums(n=3) == frozenset()
+    assert wire.final_checksums(n=3) == frozenset({truth})
+    same = {"checksum_expected": "cd" * 32, "checksum_computed": "cd" * 32}
+    assert verify_stateful(same, n=3, seed=None, wire=bare).ok
