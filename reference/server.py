@@ -570,7 +570,8 @@ class NumberServer:
             while True:
                 event = conn.next_event()
                 if isinstance(event, Hello):
-                    if conn.trailing_data:  # arrived in the same read as the HELLO
+                    # Bytes in the same read as the HELLO, or read after it but not yet received.
+                    if conn.trailing_data or _stop_reading(stream):
                         raise _Rejected(
                             ErrorCode.UNEXPECTED_FRAME, "a client sends nothing after its HELLO"
                         )
@@ -1001,6 +1002,27 @@ class _Writer:
         transport = getattr(self.stream, "_transport", None)
         size = getattr(transport, "get_write_buffer_size", None)
         return int(size()) if size is not None else 0
+
+
+def _stop_reading(stream: anyio.abc.ByteStream) -> bool:
+    """Make sure nothing reads the client's socket until this server asks (a ``receive``, or the
+    client watch of a stream on the timer wheel); True if bytes were already read from it that
+    no ``receive`` has returned yet.
+
+    anyio's asyncio stream leaves its transport reading when the first bytes were in before the
+    first ``receive`` (a HELLO already in the kernel when the connection is accepted: the usual
+    case for a fast client). That transport then took whatever the client sent next, so the
+    client watch of a wheel stream never saw the violation (spec §5.5) while the bytes piled up
+    in memory without bound, and read a reset, upon which it closed the socket under the wheel:
+    the wheel's next write went to whichever new connection got the descriptor number
+    (wirebreak W1). trio reads only when asked: nothing to do.
+    """
+    transport = getattr(stream, "_transport", None)
+    protocol = getattr(stream, "_protocol", None)
+    if transport is None or not hasattr(transport, "pause_reading"):
+        return False
+    transport.pause_reading()
+    return bool(getattr(protocol, "read_queue", None))
 
 
 def _break_transport_cycle(stream: anyio.abc.ByteStream) -> None:
