@@ -7,10 +7,13 @@ the frame layouts of §4), never against the server's own output.
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 import anyio.abc
@@ -20,7 +23,10 @@ from reference.pacing import ClientWatch
 from reference.server import NumberServer, ServerConfig
 from reference.store import MemoryStore
 
+from .descendants import run_reaped
 from .support import FixedRandom, stateless_hello
+
+ROOT = Path(__file__).resolve().parent.parent
 
 WELCOME, DATA, FINAL, ERROR = 0x02, 0x03, 0x04, 0x05
 UNEXPECTED_FRAME = 3  # spec §12.1
@@ -129,3 +135,35 @@ async def test_a_reset_wheel_stream_never_writes_into_the_next_connection() -> N
     indices = [struct.unpack_from(">I", p)[0] for t, p in frames[1:]]
     assert indices == [0, 1, 2, 3]
     assert values == [23 << k for k in range(4)]
+
+
+# --- the same, through the conformance suite, on streams the wheel paces ----------------------
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_conformance_section_5_5_holds_on_streams_the_wheel_paces(
+    tmp_path: Path, backend: str
+) -> None:
+    """The suite starts servers at --interval 0.02, where the reference writes each stream
+    from a task of its own; W1 lived only on the timer wheel (from 0.05 s). Section 5.5 at
+    0.1 s, against both backends."""
+    report = tmp_path / "report.json"
+    server_cmd = (
+        f"{sys.executable} -m reference.server --port {{port}} --interval {{interval}} "
+        f"--session-ttl {{ttl}} --store {{store}} --backend {backend} --log-level warning"
+    )
+    done = run_reaped(
+        [
+            sys.executable, "-m", "harness.conformance", "server", "--interval", "0.1",
+            "--server-cmd", server_cmd, "--json", str(report), "5.5/",
+        ],
+        cwd=ROOT,
+        timeout=200,
+    )  # fmt: skip
+    done.assert_nothing_left()
+    assert report.exists(), f"no report (exit {done.status}): {done.stderr[-2000:]}"
+    cases = json.loads(report.read_text())["cases"]
+    failed = {c["id"]: c["failures"] for c in cases if c["outcome"] in ("FAIL", "NON-STRICT")}
+    assert not failed, failed
+    assert "5.5/reset-stream-writes-nowhere-else" in {c["id"] for c in cases}
+    assert done.status == 0

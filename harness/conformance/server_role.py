@@ -1003,6 +1003,42 @@ for _id, _title, _extra in [
 
 
 @case(
+    "5.5/reset-stream-writes-nowhere-else",
+    "streams reset by their client (RST) after two numbers, each followed at once by "
+    "connections that send nothing and by a new stream",
+    "the silent connections receive no frame (only ERROR may precede a HELLO); the new stream "
+    "gets only its own numbers (a·2^index of its own a)",
+)
+async def _reset_writes_nowhere_else(target: ServerTarget, check: Check) -> None:
+    # The reset stream's numbers (a = 201) must never reach a connection opened after it, for
+    # instance through a descriptor number the server closed and reused while its pacing kept
+    # writing to it (the reference did on asyncio, at intervals its timer wheel paces).
+    quiet = max(0.3, 3 * target.interval)
+    for _ in range(3):
+        async with Probe(target.port, check) as doomed:
+            await doomed.send(wire.hello(wire.STATELESS, 65535, resume=True, a=201))
+            await read_stream(check, doomed, target, wire.STATELESS, 65535, 0, a=201, take=2)
+            await doomed.reset()
+        silent = [Probe(target.port, check) for _ in range(3)]
+        fresh = Probe(target.port, check)
+        try:
+            for probe in (*silent, fresh):
+                await probe.__aenter__()
+            await fresh.send(wire.hello(wire.STATELESS, 4, resume=True, a=7))
+            await read_stream(check, fresh, target, wire.STATELESS, 4, 0, a=7)
+            for k, probe in enumerate(silent):  # the first waits, the others read what came
+                frames = await probe.sleep_reading(quiet if k == 0 else 0.01)
+                check.must(
+                    not frames,
+                    f"a connection that sent nothing received {len(frames)} frames, the first "
+                    f"{frames[0].describe() if frames else ''}",
+                )
+        finally:
+            for probe in (*silent, fresh):
+                await probe.close()
+
+
+@case(
     "2.1/hello-byte-by-byte",
     "a stateless HELLO written one byte per write, 20 ms apart",
     "the server reassembles it: WELCOME and the stream",
