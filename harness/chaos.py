@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import random
+import resource
 import secrets
 import shlex
 import signal
@@ -122,6 +123,47 @@ def check_options(options: ChaosOptions) -> None:  # noqa: C901 (one independent
         processes.check_template(template, SERVER_PLACEHOLDERS)
 
 
+#: Open files a run costs the harness process besides its clients: the proxy's own listener,
+#: the server processes' and redis-server's pipes, store connections, the event log, Python's.
+FILES_BASE = 64
+#: Open files each running client costs it at most: its stdout and stderr pipes and, in the
+#: proxy, both sockets of its connection and of the next one while it reconnects.
+FILES_PER_RUNNING_CLIENT = 6
+
+
+def open_files_needed(options: ChaosOptions) -> int:
+    """Descriptors the harness process needs at once: one proxy listener per client (all
+    opened up front; the harness's own server opens as many ports), plus what each of at most
+    ``--concurrency`` running clients holds."""
+    running = min(options.clients, options.effective_concurrency)
+    return FILES_BASE + options.clients + FILES_PER_RUNNING_CLIENT * running
+
+
+def ensure_open_files(options: ChaosOptions) -> None:
+    """Raise this process's soft limit on open files (RLIMIT_NOFILE; inherited by the servers
+    and clients it starts) to its hard limit when the run needs more than the soft one, as a
+    run that runs out fails clients for the harness's own lack ("Too many open files").
+    Raises ValueError when even the hard limit is too low (``ulimit -Hn``)."""
+    need = open_files_needed(options)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or need <= soft:
+        return
+    running = min(options.clients, options.effective_concurrency)
+    too_many = ValueError(
+        f"--clients {options.clients} with {running} at once needs about {need} open files, "
+        f"more than this system allows (ulimit -Hn: {hard}); use fewer clients or a smaller "
+        "--concurrency"
+    )
+    if hard != resource.RLIM_INFINITY and need > hard:
+        raise too_many
+    try:
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else need, hard)
+        )
+    except (ValueError, OSError):
+        raise too_many from None
+
+
 def client_specs(options: ChaosOptions, seed: int) -> tuple[int, list[ClientSpec]]:
     """The proxy seed and every client's parameters, all drawn from the run seed."""
     rng = random.Random(seed)
@@ -155,6 +197,7 @@ async def run_chaos(
     replay's; see ``replay_schedule``). Raises ValueError for impossible options.
     """
     check_options(options)
+    ensure_open_files(options)
     requested = options
     display = ui or NullUI()
     seed = options.seed if options.seed is not None else secrets.randbits(32)
@@ -590,7 +633,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run = parser.add_argument_group("the run")
-    run.add_argument("--clients", type=positive_int, default=20, help="clients (default 20)")
+    run.add_argument(
+        "--clients",
+        type=positive_int,
+        default=20,
+        metavar="C",
+        help="client processes (default 20); each has its own proxy listener, so a run needs "
+        "about 64 + C + 6 x (clients at once) open files: beyond ulimit -Hn it is refused",
+    )
     run.add_argument(
         "--mode",
         choices=["stateless", "stateful", "both"],
@@ -1016,6 +1066,7 @@ def _options(
         else:
             options = options_from_args(args)
         check_options(options)
+        ensure_open_files(options)
     except ValueError as exc:
         parser.error(f"--replay: {exc}" if args.replay is not None else str(exc))
     for path, flag in ((args.report, "--report"), (args.event_log, "--event-log")):

@@ -197,11 +197,22 @@ def own_server_argv(options: ChaosOptions, seed: int, clients: int) -> list[str]
     )
 
 
+#: Seconds the harness's own server is given per client port on top of
+#: ``server_start_timeout``: it opens one listener per client, and opening thousands takes
+#: seconds on a loaded machine (8,000 took 28 s here at load average 10).
+START_TIMEOUT_PER_CLIENT = 0.005
+
+
+def own_server_start_timeout(options: ChaosOptions, clients: int) -> float:
+    """How long the harness's own server may take to listen on every port."""
+    return options.server_start_timeout + START_TIMEOUT_PER_CLIENT * max(1, clients)
+
+
 @asynccontextmanager
 async def own_server(options: ChaosOptions, seed: int, clients: int) -> AsyncIterator[OwnServer]:
     """Start the harness's own server for clients 1..``clients``, wait until it listens, and
     stop it (SIGTERM, then SIGKILL) on the way out. Raises ServerStartError if it exits or
-    does not listen within ``options.server_start_timeout``."""
+    does not listen within ``own_server_start_timeout``."""
     process = await processes.start(own_server_argv(options, seed, clients), stdin=subprocess.PIPE)
     log_lines: deque[str] = deque(maxlen=SERVER_LOG_LINES)
     server = OwnServer(process, log_lines)
@@ -229,7 +240,8 @@ async def own_server(options: ChaosOptions, seed: int, clients: int) -> AsyncIte
         async with anyio.create_task_group() as tg:
             tg.start_soon(read_stdout)
             tg.start_soon(read_stderr)
-            with anyio.move_on_after(options.server_start_timeout):
+            within = own_server_start_timeout(options, clients)
+            with anyio.move_on_after(within):
                 async with anyio.create_task_group() as start:
 
                     async def died() -> None:
@@ -242,10 +254,17 @@ async def own_server(options: ChaosOptions, seed: int, clients: int) -> AsyncIte
                     await server._ready.wait()
                     start.cancel_scope.cancel()
             if not server._ready.is_set():
+                exited = process.returncode is not None
                 await processes.stop(process, grace=0)
+                if exited:
+                    raise ServerStartError(
+                        "the harness's server did not start (status "
+                        f"{process.returncode}): " + (" | ".join(log_lines) or "no output")
+                    )
                 raise ServerStartError(
-                    "the harness's server did not start (status "
-                    f"{process.returncode}): " + (" | ".join(log_lines) or "no output")
+                    f"the harness's server did not listen on its {clients + 1} ports (one per "
+                    f"client) within {within:.3g} s, so it was stopped"
+                    + (": " + " | ".join(log_lines) if log_lines else "")
                 )
             try:
                 yield server

@@ -151,3 +151,63 @@ def test_final_checksum_unknown_without_the_final_bytes() -> None:
     assert wire.final_checksums(n=3) == frozenset({truth})
     same = {"checksum_expected": "cd" * 32, "checksum_computed": "cd" * 32}
     assert verify_stateful(same, n=3, seed=None, wire=bare).ok
+
+
+# --- C4: more clients than the open-file limit allows; a server start that times out -----------
+
+
+def _limited(soft: int, hard: int) -> Any:
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    return limit
+
+
+def test_chaos_raises_a_low_soft_open_file_limit_instead_of_failing_clients() -> None:
+    """C4: with a low soft ``ulimit -n`` (1,024 is a common default; 48 here, for 12 clients)
+    the harness ran out of descriptors and blamed the clients: "FAILED: cannot start ...: Too
+    many open files", "accept failed (Too many open files)" warnings, status 1. The soft limit
+    is now raised to the hard one first (servers and clients inherit it).
+
+    Repro: ``(ulimit -Sn 256; python -m harness.chaos --clients 100 -n 3 --interval 0)``."""
+    process = subprocess.run(
+        [sys.executable, "-m", "harness.chaos", "--ui", "plain", "--clients", "12", "-n", "2",
+         "--interval", "0", "--seed", "5"],
+        cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180,
+        preexec_fn=_limited(48, 4096), check=False,
+    )  # fmt: skip
+    assert "Too many open files" not in process.stderr, process.stderr[-2000:]
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert "12/12 clients verified" in process.stdout
+
+
+def test_chaos_refuses_more_clients_than_the_hard_open_file_limit_allows() -> None:
+    """C4: beyond the hard limit no run can work: one line naming the limit, status 2, before
+    anything starts (was: every client FAILED, or "the harness's server did not start (status
+    -9): no output")."""
+    process = subprocess.run(
+        [sys.executable, "-m", "harness.chaos", "--clients", "100", "-n", "2"],
+        cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        preexec_fn=_limited(64, 128), check=False,
+    )  # fmt: skip
+    assert process.returncode == 2
+    last = process.stderr.strip().splitlines()[-1]
+    assert "needs about" in last
+    assert "open files" in last
+    assert "ulimit -Hn: 128" in last
+    assert "Traceback" not in process.stderr
+    assert process.stdout == ""
+
+
+async def test_own_server_that_does_not_listen_in_time_is_named_as_such() -> None:
+    """C4: ``--clients 30000`` (or 5,000 on a loaded machine: its own server opens one port per
+    client, 8,000 took 28 s here) ended "the harness's server did not start (status -9): no
+    output": the -9 was the harness's own SIGKILL after its 10 s start bound. Now the message
+    says it did not listen in time, and the bound grows with the number of ports."""
+    report = await run_chaos(ChaosOptions(clients=1, n=2, seed=1, server_start_timeout=0.0))
+    assert not report.ok
+    assert report.error is not None
+    assert "did not listen on its 2 ports" in report.error
+    assert "status -9" not in report.error
