@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shlex
+import signal
 
 import anyio
+from anyio.abc import Process
 
 from . import processes
 from .model import ChaosOptions, ClientPhase, ClientSpec, ClientState
@@ -53,11 +57,27 @@ def passes_client_id(options: ChaosOptions) -> bool:
     return "client_id" in processes.template_fields(options.client_cmd)
 
 
+#: Seconds the harness waits, once a client has exited, for its stdout and stderr to close:
+#: a process it left behind in a session of its own may hold them open indefinitely.
+OUTPUT_GRACE = 2.0
+
+
+def _kill_leftovers(process: Process) -> None:
+    """SIGKILL what is left of a client's process group right after the client (its leader)
+    was reaped: background processes it started would otherwise hold its pipes open and
+    outlive the run. Safe at this moment: while any member lives, the kernel does not hand the
+    group's id to a new process, and none has been started since the reaping."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
 async def run_client_process(argv: list[str], state: ClientState) -> None:
     """Run to exit, feeding stderr lines to ``state`` and keeping stdout for the result.
 
     On cancellation (run timeout, Ctrl-C) the client's process group is killed and reaped
-    before this returns, so no client outlives the run.
+    before this returns, so no client outlives the run; so is what is left of its group once
+    it exits (background processes it started), and its output is judged as it stands at most
+    OUTPUT_GRACE seconds after its exit, whoever else still holds its pipes.
     """
     state.phase = ClientPhase.STARTING
     state.started_at = anyio.current_time()
@@ -69,22 +89,42 @@ async def run_client_process(argv: list[str], state: ClientState) -> None:
         state.ended_at = anyio.current_time()
         state.reason = f"cannot start {argv[0]}: {exc}"
         return
-    stdout = b""
+    stdout = bytearray()
     try:
 
         async def collect_stdout() -> None:
-            nonlocal stdout
-            stdout = await processes.read_all(process.stdout, MAX_RESULT_BYTES)
+            if process.stdout is None:
+                return
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                async for chunk in process.stdout:  # beyond the limit: read and dropped
+                    stdout.extend(chunk[: MAX_RESULT_BYTES - len(stdout)])
+
+        async def read_output(done: anyio.Event) -> None:
+            try:
+                async with anyio.create_task_group() as readers:
+                    readers.start_soon(collect_stdout)
+                    readers.start_soon(processes.read_lines, process.stderr, state.feed_line)
+            finally:
+                done.set()
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(collect_stdout)
-            tg.start_soon(processes.read_lines, process.stderr, state.feed_line)
-        await process.wait()
+            output_closed = anyio.Event()
+            tg.start_soon(read_output, output_closed)
+            await process.wait()
+            _kill_leftovers(process)
+            with anyio.move_on_after(OUTPUT_GRACE):
+                await output_closed.wait()
+            if not output_closed.is_set():
+                state.feed_line(
+                    f"(the client exited, but a process it left behind in a session of its own "
+                    f"still held its output {OUTPUT_GRACE:g} s later: judged on what it wrote)"
+                )
+            tg.cancel_scope.cancel()
     finally:
         state.ended_at = anyio.current_time()
         await processes.stop(process, grace=0)
         state.exit_code = process.returncode
-    state.result = parse_result(stdout)
+    state.result = parse_result(bytes(stdout))
     if state.result is not None:
         received = state.result.get("received")
         if isinstance(received, int) and not isinstance(received, bool):

@@ -5,7 +5,10 @@ docstrings."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
+import signal
 import struct
 import subprocess
 import sys
@@ -211,3 +214,60 @@ async def test_own_server_that_does_not_listen_in_time_is_named_as_such() -> Non
     assert report.error is not None
     assert "did not listen on its 2 ports" in report.error
     assert "status -9" not in report.error
+
+
+# --- C5: a client that leaves a background process behind --------------------------------------
+
+FORKING_CLIENT = """\
+import os, subprocess, sys
+pid_file, new_session, args = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
+done = subprocess.run([sys.executable, "-m", "reference.client", *args, "--json"],
+                      stdout=subprocess.PIPE, check=False)
+helper = subprocess.Popen(["sleep", "120"], start_new_session=new_session)  # holds our stdout
+with open(pid_file, "w") as f:
+    f.write(str(helper.pid))
+sys.stdout.write(done.stdout.decode())
+sys.stdout.flush()
+sys.exit(done.returncode)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("new_session", [False, True], ids=["same-group", "own-session"])
+async def test_chaos_judges_a_client_that_left_a_process_holding_its_output(
+    tmp_path: Path, new_session: bool
+) -> None:
+    """C5: a client that exits with a right result but leaves a background process holding
+    its stdout (a wrapper script starting a helper) kept the harness waiting for EOF until
+    the run's timeout: "FAILED: run timed out (exit 0 ...)", and the helper outlived the run
+    (the group was killed only while the client was unreaped). Now what is left of its group
+    is killed when it exits, and a helper in a session of its own (out of the harness's
+    reach) holds up the verdict for OUTPUT_GRACE seconds only.
+
+    Repro: ``--client-cmd "python forker.py --port {port} --mode {mode} -n {n}"``."""
+    script = tmp_path / "forker.py"
+    script.write_text(FORKING_CLIENT)
+    pid_file = tmp_path / "helper.pid"
+    python = shlex.quote(sys.executable)
+    flag = "1" if new_session else "0"
+    client = f"{python} {script} {pid_file} {flag} --port {{port}} --mode {{mode}} -n {{n}}"
+    options = ChaosOptions(
+        clients=1, mode="stateless", n=3, interval=0.0, seed=3, timeout=20, client_cmd=client
+    )
+    try:
+        report = await run_chaos(options)
+        assert report.ok, report.to_json()
+        assert not report.timed_out
+        helper = int(pid_file.read_text())
+        assert _alive(helper) is new_session  # a session of its own escapes any process group
+    finally:
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
