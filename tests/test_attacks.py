@@ -210,20 +210,33 @@ async def test_client_names_the_reset_that_broke_its_connection(
     assert all("reset" in line.lower() for line in broken), broken
 
 
-@pytest.mark.parametrize("path", ["/abc", "/1x", "/0/extra", "/-1"])
+@pytest.mark.parametrize(
+    "path",
+    ["/abc", "/1x", "/0/extra", "/-1", "/+1", "/0?db=", "/0?db=x", "/0?db=-1", "/0?db=1&db=2"],
+)
 async def test_store_url_with_a_database_that_is_no_number_is_refused(path: str) -> None:
     """``--store redis://127.0.0.1:6379/abc`` used to start a server on database 0 (the Redis
     client reads an unparsable path as no database): a typo silently split a shared store.
-    Refused before any connection is tried (the port here has nothing listening)."""
+    Refused before any connection is tried (the port here has nothing listening), and so is
+    a ``db=`` parameter that is empty, not decimal digits or given twice (Appendix B, 1.2)."""
     with pytest.raises(ValueError, match="database"):
         await open_store(f"redis://127.0.0.1:1{path}")
 
 
-@pytest.mark.parametrize("path", ["", "/", "/0", "/15"])
+@pytest.mark.parametrize("path", ["", "/", "/0", "/15", "/007", "/0?db=5", "?db=3"])
 async def test_store_url_database_forms_that_stay_accepted(path: str) -> None:
-    """The forms of Appendix B (``/DB`` optional, default 0) get as far as connecting."""
+    """The forms of Appendix B (``/DB`` optional, default 0; one ``db=DB`` wins over it) get as
+    far as connecting."""
     with pytest.raises(StoreError):  # nothing listens on port 1: the URL itself was accepted
         await open_store(f"redis://127.0.0.1:1{path}")
+
+
+@pytest.mark.parametrize("url", ["memory:", "memory://x", "MEMORY://", "memory:///"])
+async def test_other_spellings_of_the_memory_store_are_refused(url: str) -> None:
+    """breaker A1: Appendix B (1.2) names one spelling, ``memory://``; the reference used to
+    take any ``memory:`` URL for it."""
+    with pytest.raises(ValueError, match="memory://"):
+        await open_store(url)
 
 
 def test_harness_server_process_never_logs_the_store_password(

@@ -364,6 +364,11 @@ def test_signal_while_opening_a_frozen_store_exits_0(go_server: Path, signum: in
         (["--port", "1", "--nope"], 2, "--nope"),
         # A Redis nobody listens on: the store cannot be opened (exit 1).
         (["--port", "0", "--store", "redis://127.0.0.1:{free}/0"], 1, "cannot open the store"),
+        # Appendix B (1.2): memory:// is the one spelling; the database is /DB or one ?db=DB.
+        (["--port", "0", "--store", "memory"], 1, "cannot open the store"),
+        (["--port", "0", "--store", "memory://x"], 1, "cannot open the store"),
+        (["--port", "0", "--store", "redis://127.0.0.1:{free}/0/x"], 1, "bad database"),
+        (["--port", "0", "--store", "redis://127.0.0.1:{free}/0?db=x"], 1, "bad database"),
     ],
 )
 def test_command_line_errors(go_server: Path, args: list[str], status: int, names: str) -> None:

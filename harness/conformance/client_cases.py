@@ -11,7 +11,7 @@ from collections.abc import Callable
 from . import scripted as s
 from . import wire
 from .client_role import Expect, Scenario, scenario_case
-from .model import Case, Level
+from .model import Case, Level, shown_text
 from .server_role import VECTORS
 
 SL, SF = wire.STATELESS, wire.STATEFUL
@@ -1245,7 +1245,7 @@ def cases_cli_vectors() -> list[Case]:
             cases.append(
                 scenario_case(
                     f"A.2/vector-min-silence-{i:03d}",
-                    f"cli_values.json: --min-silence {text!r}",
+                    f"cli_values.json: --min-silence {shown_text(text)}",
                     "usage error: exit 2, nothing on stdout, no connection",
                     sc,
                 )

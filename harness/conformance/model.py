@@ -34,6 +34,14 @@ class Level(enum.Enum):
     INFO = "INFO"
 
 
+def shown_text(text: str, limit: int = 40) -> str:
+    """``repr(text)`` for a case title or a note, a long text cut to its first characters and
+    its length (cli_values.json has a fraction of 5,000 digits)."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[: limit // 2]!r}... ({len(text)} characters)"
+
+
 class Skip(Exception):
     """The case cannot run against this target; the message says why."""
 

@@ -12,13 +12,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import anyio
 
 from . import wire
-from .model import Case, Check, Level, Skip
+from .model import Case, Check, Level, Skip, shown_text
 from .probe import EOF, RESET, Event, Probe, describe
-from .resp import monitor
+from .resp import Resp, monitor, parse_redis_url, redact
 from .server_role import (
     FAR,
     VECTORS,
@@ -679,6 +680,60 @@ async def _prefix_url(target: ServerTarget, check: Check) -> None:
     check.must(under_prefix and not under_default, "the ?prefix= of the store URL was not used")
 
 
+#: Other spellings of the memory store: Appendix B (1.2) has a server refuse them (exit 1).
+MEMORY_MISSPELT = ("memory:", "memory://x", "memory")
+
+
+async def _stores_refused(target: ServerTarget, check: Check, stores: Sequence[str]) -> None:
+    """Each ``--store`` value makes the server exit 1 (it cannot use it, Appendix B)."""
+    assert target.spawner is not None
+    for store in stores:
+        values = target.spawner.default_values()
+        values["store"] = store
+        status, stderr = await target.spawner.run_once(values, 10.0)
+        shown = redact(store)
+        check.note(f"--store {shown}: exit status {status}; stderr {stderr.strip()[-120:]!r}")
+        check.must(status == 1, f"exit status {status} for --store {shown}, expected 1")
+
+
+async def _store_database(target: ServerTarget, check: Check) -> None:
+    """The /DB grammar of Appendix B (1.2) against a live Redis, so that exit status 1 means
+    the URL was refused, not the Redis unreachable; then ``?db=`` winning over the path."""
+    from .servers import ServerStartError
+
+    assert target.spawner is not None
+    assert target.redis_url is not None
+    root = urlsplit(target.redis_url)._replace(path="", query="", fragment="").geturl()
+    bad = ("/abc", "/-1", "/1x", "/0/x", "/0?db=", "/0?db=x", "/0?db=1&db=2")
+    await _stores_refused(target, check, [root + tail for tail in bad])
+    path_db = parse_redis_url(target.redis_url).db
+    query_db = 3 if path_db == 2 else 2
+    values = target.spawner.default_values()
+    prefix = quote(target.redis_prefix, safe="")
+    values["store"] = f"{root}/{path_db}?db={query_db}&prefix={prefix}"
+    try:
+        server = await target.spawner.start(values)
+    except ServerStartError as exc:
+        check.note(f"?db= refused: exit status {exc.status}; {str(exc)[-200:]}")
+        check.must(exc.status == 1, f"neither used ?db= nor exited 1 (exit status {exc.status})")
+        return
+    cid = new_id()
+    try:
+        async with Probe(server.port, check) as probe:
+            await probe.send(wire.hello(wire.STATEFUL, 65535, client_id=cid))
+            await read_stream(check, probe, target, wire.STATEFUL, 65535, 0, take=1)
+            async with await Resp.connect(f"{root}/{query_db}") as r:
+                in_query_db = await r.exists(target.key(cid))
+            async with await Resp.connect(f"{root}/{path_db}") as r:
+                in_path_db = await r.exists(target.key(cid))
+    finally:
+        await server.kill()
+    async with await Resp.connect(f"{root}/{query_db}") as r:
+        await r.call("DEL", target.key(cid))
+    check.note(f"session key in db {query_db} (?db=): {in_query_db}; in db {path_db}: {in_path_db}")
+    check.must(in_query_db and not in_path_db, "the ?db= of the store URL did not win")
+
+
 async def _refresh_error(target: ServerTarget, check: Check) -> None:
     cid = new_id()
     key = target.key(cid)
@@ -1099,8 +1154,9 @@ async def _vector_option(
     values[name] = text
     if not accepted:
         status, stderr = await target.spawner.run_once(values, 10.0)
-        check.note(f"{option} {text!r}: exit status {status}; stderr {stderr.strip()[-120:]!r}")
-        check.must(status == 2, f"exit status {status} for {option} {text!r}, expected 2")
+        shown = shown_text(text)
+        check.note(f"{option} {shown}: exit status {status}; stderr {stderr.strip()[-120:]!r}")
+        check.must(status == 2, f"exit status {status} for {option} {shown}, expected 2")
         return
     server = await target.spawner.start(values)
     try:
@@ -1113,8 +1169,9 @@ async def _vector_option(
     assert isinstance(event, wire.Frame)
     w = wire.Welcome.parse(event.payload)
     got = w.interval_ms if name == "interval" else w.ttl_ms
-    check.note(f"{option} {text!r}: announced {got} ms")
-    check.must(got == ms, f"{option} {text!r} announced as {got} ms, cli_values.json says {ms}")
+    shown = shown_text(text)
+    check.note(f"{option} {shown}: announced {got} ms")
+    check.must(got == ms, f"{option} {shown} announced as {got} ms, cli_values.json says {ms}")
 
 
 def cli_vector_cases() -> list[Case]:
@@ -1136,7 +1193,7 @@ def cli_vector_cases() -> list[Case]:
         cases.append(
             Case(
                 f"13.1/vector-{option.strip('-')}-{i:03d}",
-                f"cli_values.json: the server started with {option} {text!r}",
+                f"cli_values.json: the server started with {option} {shown_text(text)}",
                 expected,
                 Level.MUST,
                 functools.partial(_vector_option, option, text, accepted, ms),
@@ -1198,6 +1255,23 @@ def process_cases() -> list[Case]:
             "sessions live under P (or the server refuses the URL with exit status 1)",
             Level.MUST,
             _prefix_url,
+            SPAWN | REDIS,
+        ),
+        Case(
+            "B/store-memory-spelling",
+            f"--store {', '.join(MEMORY_MISSPELT)} (other spellings of memory://)",
+            "each refused: exit status 1 (1.2: memory:// is the only spelling)",
+            Level.MUST,
+            functools.partial(_stores_refused, stores=MEMORY_MISSPELT),
+            SPAWN,
+        ),
+        Case(
+            "B/store-url-database",
+            "--store redis://…/abc, /-1, /1x, /0/x, ?db=, ?db=x, ?db=1&db=2; then /D?db=E",
+            "each malformed database refused with exit status 1; with ?db=E sessions live in "
+            "database E, not D (or the server refuses ?db= with exit status 1)",
+            Level.MUST,
+            _store_database,
             SPAWN | REDIS,
         ),
         Case(

@@ -134,7 +134,21 @@ func TestCommandLine(t *testing.T) {
 	if _, err := parseArgs([]string{"--help"}); err != errHelp {
 		t.Errorf("--help: %v", err)
 	}
-	for _, bad := range []string{"redis://h:99999/0", "redis://h/0?db=3", "redis://h/x", "redis:///0"} {
+	// Appendix B (1.2): the path is empty, "/" or "/DB"; one db=DB wins over it; DB is ASCII
+	// decimal digits; anything else is refused.
+	for raw, db := range map[string]int{
+		"redis://h": 0, "redis://h/": 0, "redis://h/0": 0, "redis://h/15": 15, "redis://h/007": 7,
+		"redis://h/0?db=3": 3, "redis://h/2?prefix=p&db=5": 5, "redis://h?db=4": 4,
+	} {
+		if got, err := parseRedisURL(raw); err != nil || got.db != db {
+			t.Errorf("%s: %+v %v, want database %d", raw, got, err, db)
+		}
+	}
+	for _, bad := range []string{
+		"redis://h:99999/0", "redis://h/x", "redis:///0", "redis://h/abc", "redis://h/-1", "redis://h/1x",
+		"redis://h/0/x", "redis://h/+1", "redis://h/%31", "redis://h/0?db=", "redis://h/0?db=x", "redis://h/0?db=-1",
+		"redis://h/0?db=1&db=2", "redis://h/0?prefix=a&prefix=b", "redis://h/9999999999",
+	} {
 		if _, err := parseRedisURL(bad); err == nil {
 			t.Errorf("%s accepted", bad)
 		}

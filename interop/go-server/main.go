@@ -29,9 +29,10 @@ options:
                           connection accepts); announced in WELCOME and paced in milliseconds
   --session-ttl S         seconds a disconnected stateful session is kept, 0..86400
                           (default 30; below 30 for tests only)
-  --store URL             memory:// (default; this process only) or
-                          redis://HOST[:PORT][/DB][?prefix=P] (spec/STORE-REDIS.md, shareable
-                          between servers; port 6379, db 0, prefix nsp:v1: by default)
+  --store URL             memory:// (default; this process only; no other spelling) or
+                          redis://HOST[:PORT][/DB][?prefix=P&db=DB] (spec/STORE-REDIS.md,
+                          shareable between servers; port 6379, db 0, prefix nsp:v1: by
+                          default; a db=DB parameter wins over /DB)
   --handshake-timeout S   seconds to wait for a complete HELLO, 0.001..86400 (default 5)
   --max-connections N     connections open at once, 1..2147483647 (default 1024); beyond it
                           SERVER_BUSY
@@ -283,7 +284,7 @@ func run(args []string) int {
 
 	var store Store
 	switch {
-	case opts.Store == "memory://" || opts.Store == "memory":
+	case opts.Store == "memory://": // the one spelling (App. B); memory:, memory://x are refused
 		store = newMemoryStore(nil)
 	case strings.HasPrefix(opts.Store, "redis://"):
 		type opened struct {

@@ -113,21 +113,30 @@ func parseRedisURL(raw string) (*redisTarget, error) {
 		return nil, fmt.Errorf("bad port in %q", raw)
 	}
 	t.addr = net.JoinHostPort(u.Hostname(), port)
-	if path := strings.TrimPrefix(u.Path, "/"); path != "" {
-		if !integerRe.MatchString(path) || len(path) > 9 {
-			return nil, fmt.Errorf("bad database number %q in %q", path, raw)
+	// Appendix B: the path is empty, "/" or "/DB"; a db=DB parameter (once) wins over it. DB is
+	// ASCII decimal digits, read before any percent-decoding.
+	if path := strings.TrimPrefix(u.EscapedPath(), "/"); path != "" {
+		if t.db, err = databaseNumber(path); err != nil {
+			return nil, fmt.Errorf("bad database %q in %q: the path is /DB, DB decimal digits", path, raw)
 		}
-		t.db, _ = strconv.Atoi(path)
 	}
 	query, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
 		return nil, fmt.Errorf("bad query in %q", raw)
 	}
 	for key, values := range query {
-		if key != "prefix" || len(values) != 1 {
-			return nil, fmt.Errorf("unsupported URL parameter %q in %q (only prefix=)", key, raw)
+		switch {
+		case len(values) != 1:
+			return nil, fmt.Errorf("URL parameter %q given %d times in %q", key, len(values), raw)
+		case key == "prefix":
+			t.prefix = values[0]
+		case key == "db":
+			if t.db, err = databaseNumber(values[0]); err != nil {
+				return nil, fmt.Errorf("bad database db=%q in %q: decimal digits", values[0], raw)
+			}
+		default:
+			return nil, fmt.Errorf("unsupported URL parameter %q in %q (only prefix= and db=)", key, raw)
 		}
-		t.prefix = values[0]
 	}
 	if u.User != nil {
 		if pw, ok := u.User.Password(); ok {
@@ -140,6 +149,15 @@ func parseRedisURL(raw string) (*redisTarget, error) {
 		}
 	}
 	return t, nil
+}
+
+// databaseNumber reads DB of Appendix B: ASCII decimal digits. More than 9 digits is no
+// database a Redis server has (error, as any database it lacks is when selected).
+func databaseNumber(text string) (int, error) {
+	if !integerRe.MatchString(text) || len(strings.TrimLeft(text, "0")) > 9 {
+		return 0, errors.New("not a database number")
+	}
+	return strconv.Atoi(text)
 }
 
 // openRedisStore connects, PINGs and loads the scripts, so that a bad URL or an unreachable

@@ -176,8 +176,18 @@ function formatText(result) {
 
 function output(opts, result, exitCode) {
   const text = opts.json ? JSON.stringify(result) + '\n' : formatText(result);
-  // Exit only once stdout has taken the whole result (a sum can be ~20 kB).
-  process.stdout.write(text, () => process.exit(exitCode));
+  // Exit only once stdout has taken the whole result (a sum can be ~20 kB). A stdout that
+  // cannot be written (§12.4, A.5): a reader that left (EPIPE) leaves the status to tell the
+  // outcome; any other error (a full disk) is one line on stderr, a failure keeps its status
+  // and a success nobody received is 1.
+  process.stdout.on('error', () => {}); // reported to the write's callback below
+  process.stdout.write(text, (err) => {
+    if (err && err.code !== 'EPIPE') {
+      process.stderr.write(`nsp-client: cannot write the result to stdout: ${err.message}\n`);
+      if (exitCode === Exit.OK) exitCode = Exit.VERIFY_FAILED;
+    }
+    process.exit(exitCode);
+  });
 }
 
 async function main() {

@@ -56,27 +56,47 @@ def split_prefix(url: str) -> tuple[str, str | None]:
 
 #: The path of a redis:// URL: none, ``/``, or ``/DB`` with DB a decimal database number.
 _DATABASE_PATH = re.compile(r"(?:/(?:[0-9]+)?)?", re.ASCII)
+#: DB, in the path or in a ``db=`` query parameter: ASCII decimal digits.
+_DATABASE = re.compile(r"[0-9]+", re.ASCII)
 
 
 def _check_database(url: str) -> None:
-    """ValueError unless a ``redis://`` or ``rediss://`` URL's path names a database number.
+    """ValueError unless a ``redis://`` or ``rediss://`` URL names its database as PROTOCOL.md
+    Appendix B writes it: a path that is empty, ``/`` or ``/DB``, and at most one ``db=DB``
+    query parameter (which wins over the path), DB being ASCII decimal digits.
 
     The Redis client reads ``/abc``, ``/1x`` or ``/0/extra`` as no database at all and quietly
-    uses database 0, so a server given a mistyped database would share nothing with the
-    servers it was meant to share sessions with (PROTOCOL.md Appendix B: a --store value the
-    server cannot use is a failure to open the store). ``unix://`` paths are socket paths.
+    uses database 0 (and ``?db=`` likewise), so a server given a mistyped database would share
+    nothing with the servers it was meant to share sessions with (Appendix B: a --store value
+    the server cannot use is a failure to open the store). ``unix://`` paths are socket paths.
     """
     parts = urlsplit(url)
-    if parts.scheme in ("redis", "rediss") and not _DATABASE_PATH.fullmatch(parts.path):
+    if parts.scheme not in ("redis", "rediss"):
+        return
+    if not _DATABASE_PATH.fullmatch(parts.path):
         raise ValueError(
             f"the database in a redis URL is /DB with DB a decimal number, not {parts.path!r}"
         )
+    given = [value for key, value in parse_qsl(parts.query, keep_blank_values=True) if key == "db"]
+    if len(given) > 1 or not all(_DATABASE.fullmatch(value) for value in given):
+        raise ValueError(
+            f"the database parameter of a redis URL is one db=DB, DB decimal digits, not {given!r}"
+        )
+
+
+#: The one spelling of the memory store (PROTOCOL.md Appendix B).
+MEMORY_URL = "memory://"
 
 
 async def open_store(url: str) -> SessionStore:
-    """Open the store a URL names; raises ValueError for a scheme we do not know."""
+    """Open the store a URL names (PROTOCOL.md Appendix B): exactly ``memory://``, or a Redis
+    URL. Raises ValueError for a URL it cannot use without trying (a scheme we do not know,
+    another spelling of ``memory://``, a database that is not ``/DB`` or one ``?db=DB``, a
+    ``prefix`` given twice or empty), StoreError for a Redis it cannot reach or use."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
+        if url != MEMORY_URL:  # memory:, memory://x: refused, as Appendix B requires
+            raise ValueError(f"the memory store is spelt {MEMORY_URL}, not {url!r}")
         return MemoryStore()
     if scheme in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
         from .redis import RedisStore  # imported lazily: memory-only servers need no Redis client

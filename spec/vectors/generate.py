@@ -1491,10 +1491,31 @@ def duration_ms(text: str) -> int | None:
         return None
     mantissa, _, exponent = text.lower().partition("e")
     whole, _, fraction = mantissa.partition(".")
+    # The value is below 10^(len(whole) + exponent) s. At 10^-4 s or less it is at most 0.1 ms,
+    # which rounds to 0, whatever the digits: 10^exponent need not be computed (1e-99999...).
+    if len(whole) + int(exponent or "0") <= -4:
+        return 0
     value = Fraction(int(whole or "0") * 10 ** len(fraction) + int(fraction or "0"))
     value /= 10 ** len(fraction)
     value *= Fraction(10) ** int(exponent or "0")
     return math.floor(value * 1000 + Fraction(1, 2))
+
+
+def beyond_a_day(text: str) -> bool:
+    """Whether a text of the grammar denotes more than MAX_DURATION_MS without computing its
+    value: a nonzero digit before the point and an exponent of 6 or more is 10^6 s at least."""
+    mantissa, _, exponent = text.lower().partition("e")
+    whole = mantissa.partition(".")[0]
+    return bool(whole.strip("0")) and int(exponent or "0") >= 6
+
+
+#: 13.1 admits exponents of any size and fractions of any length; an implementation must read
+#: them without overflow, an exception or a digit limit (Python's int() refuses more than 4,300
+#: digits by default). A fraction of 5,000 digits; an exponent of 20 digits either way.
+LONG_FRACTION = "0." + "1" * 5000
+TINY_EXPONENT = "1e-99999999999999999999"
+#: Texts whose milliseconds are too many to write down: in 'options' only, refused by all.
+HUGE_TEXTS = ("1e99999999999999999999", "1E+99999999999999999999")
 
 
 DURATION_TEXTS = (
@@ -1502,7 +1523,7 @@ DURATION_TEXTS = (
     "1e-05", "2.5e-3", "2.5E-3", ".5", "5.", "1e3", "1E+3", "0.000", "000.5", "86400",
     "86400.0004", "86400.0005", "86401", "800000", "2500000", "3000000", "5000000",
     "", "-1", "+1", " 1", "1 ", "1_000", "inf", "nan", "Infinity", "0x10", "1,5", "1e", "e3",
-    ".", "1.2.3", "1e+", "--1", "\u0661", "1s", "0.5\n",
+    ".", "1.2.3", "1e+", "--1", "\u0661", "1s", "0.5\n", TINY_EXPONENT, LONG_FRACTION,
 )  # fmt: skip
 
 INTEGER_TEXTS = (
@@ -1542,6 +1563,11 @@ def cli_vectors() -> Json:
                 value = int(text)
             accepted = value is not None and low <= value <= high
             options.append({"option": option, "text": text, "accepted": accepted})
+        if kind == "duration":
+            for text in HUGE_TEXTS:
+                assert DURATION_GRAMMAR.fullmatch(text)
+                assert beyond_a_day(text)
+                options.append({"option": option, "text": text, "accepted": False})
     return {
         "description": (
             "Command-line values (PROTOCOL.md 13.1, Appendices A and B). 'durations': seconds "
@@ -1549,7 +1575,9 @@ def cli_vectors() -> Json:
             "integer, ties up), or null where the text is not the grammar of 13.1. 'integers': "
             "ASCII decimal digits and their value, or null. 'ranges': each option's kind and "
             "its accepted range (milliseconds for durations). 'options': every text against "
-            "every option, accepted or a usage error (exit status 2)."
+            "every option, accepted or a usage error (exit status 2); the duration options "
+            "also against texts of the grammar whose milliseconds are too many to list in "
+            "'durations' (an exponent of 20 digits), which every option refuses."
         ),
         "version": VERSION,
         "max_duration_ms": MAX_DURATION_MS,

@@ -73,14 +73,14 @@ async function fakeServer(script, { onHello = () => {} } = {}) {
   };
 }
 
-function runClient(args, { onSpawn } = {}) {
+function runClient(args, { onSpawn, stdout: out = 'pipe' } = {}) {
   return new Promise((resolve) => {
     const started = Date.now();
-    const child = spawn(process.execPath, [CLIENT, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLIENT, ...args], { stdio: ['ignore', out, 'pipe'] });
     if (onSpawn) onSpawn(child);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
+    if (child.stdout) child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     child.on('close', (status) => {
       let result = null;
@@ -385,6 +385,28 @@ test('text output: the sum alone; stateful: exactly four lines ending SUCCESS (A
   const out2 = await play([{ send: [SF_WELCOME, SF_DATA0, SF_DATA1, SF_FINAL2], end: 'fin' }], SF_ARGS, { json: false });
   assert.equal(out2.status, 0);
   assert.equal(out2.stdout, `client_id ${SF_ID}\nchecksum_expected ${SF_CHECKSUM}\nchecksum_computed ${SF_CHECKSUM}\nSUCCESS\n`);
+});
+
+test('a stdout that cannot be written: EPIPE keeps the status, another error makes a success 1 (§12.4, A.5)', async () => {
+  const server = await fakeServer([{ send: [WELCOME, DATA0, DATA1, FINAL2], end: 'fin' }]);
+  const full = fs.openSync('/dev/full', 'w');
+  const run = (args, how) => runClient(['--port', String(server.port), ...FAST, ...args], how);
+  const gone = { onSpawn: (child) => child.stdout.destroy() }; // the reader left: EPIPE
+  try {
+    const ok = await run(STATELESS3, { stdout: full });
+    assert.equal(ok.status, 1, ok.stderr); // a success nobody received
+    assert.match(ok.stderr, /cannot write the result to stdout/);
+    const failed = await run(['--port', '1', ...STATELESS3, '--max-retries', '1'], { stdout: full });
+    assert.equal(failed.status, 4, failed.stderr); // a failure keeps its status
+    const okGone = await run(STATELESS3, gone);
+    assert.equal(okGone.status, 0, okGone.stderr);
+    assert.doesNotMatch(okGone.stderr, /cannot write/);
+    const failedGone = await run(['--port', '1', ...STATELESS3, '--max-retries', '1'], gone);
+    assert.equal(failedGone.status, 4, failedGone.stderr);
+  } finally {
+    fs.closeSync(full);
+    server.close();
+  }
 });
 
 test('stateful failure without FINAL: checksums are - in text, null in JSON (A.3, A.4)', async () => {
