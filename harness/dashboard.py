@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import sys
+from collections import Counter
 from typing import Protocol, TextIO
 
 from rich import box
@@ -311,11 +312,16 @@ def summary_table(report: ChaosReport, width: int | None = None) -> RenderableTy
 
     ``width``: the terminal's (None: unbounded). When the faults and reasons do not fit
     beside those columns they follow the table, a line per client that has any, instead of
-    squeezing every column into an unreadable or clipped one.
+    squeezing every column into an unreadable or clipped one; when not even those columns fit,
+    each client's plain line (``client_line``) stands in for the table.
     """
     table = _verdict_table(report, details=True)
     if width is None or _width_of(table) <= width:
         return table
+    if _width_of(_verdict_table(report, details=False)) > width:
+        # Not even the short columns fit (a narrow pane): rich would clip every cell to
+        # "stat…" and "ver…". The plain line per client says the same and wraps.
+        return Group(*(Text(client_line(client)) for client in report.clients), Text(""))
     details = Table(box=None, pad_edge=False, padding=(0, 2), show_edge=False)
     details.add_column("client", justify="right", no_wrap=True)
     details.add_column("faults and reasons")  # wraps under itself, not under the numbers
@@ -433,8 +439,17 @@ def render_dashboard(view: RunView, *, height: int = 40, width: int = 100) -> Re
         used = len(clients) + 1
     else:
         per_line = max(1, width // _CELL_WIDTH)
-        body = _client_grid(clients, faults, per_line)
-        used = -(-len(clients) // per_line) + len(GRID_LEGEND)
+        rows = -(-len(clients) // per_line)
+        # Lines for cells: all but the header and bar, the legend, the proxy and server lines.
+        grid_room = height - 2 - len(GRID_LEGEND) - 2
+        if rows > grid_room:  # the cells that matter most, and a line counting the rest
+            fit = max(1, grid_room - 1) * per_line
+            shown = sorted(sorted(clients, key=_grid_priority)[:fit], key=lambda c: c.spec.id)
+            body = _client_grid(shown, faults, per_line, hidden=_hidden_line(clients, shown))
+            used = -(-len(shown) // per_line) + len(GRID_LEGEND) + 1
+        else:
+            body = _client_grid(clients, faults, per_line)
+            used = rows + len(GRID_LEGEND)
     recent = max(0, room - used - 1)
     parts: list[RenderableType] = [_header(view), _overall(view, width), body, _status(view)]
     if recent:
@@ -508,9 +523,14 @@ def _client_rows(
 
 
 def _client_grid(
-    clients: list[ClientState], faults: dict[int, list[FaultEvent]], per_line: int
+    clients: list[ClientState],
+    faults: dict[int, list[FaultEvent]],
+    per_line: int,
+    *,
+    hidden: Text | None = None,
 ) -> Group:
-    """Many clients: a cell each, ``#id mode-letter state-glyph percent fault-marks``."""
+    """Many clients: a cell each, ``#id mode-letter state-glyph percent fault-marks``;
+    ``hidden``: the line that counts the clients left out for want of room."""
     grid = Table.grid(padding=(0, 1))
     for _ in range(per_line):
         grid.add_column(width=_CELL_WIDTH - 1, no_wrap=True, overflow="crop")
@@ -519,7 +539,36 @@ def _client_grid(
         row = cells[start : start + per_line]
         grid.add_row(*row, *[""] * (per_line - len(row)))
     legend = [Text(line, "dim", no_wrap=True, overflow="ellipsis") for line in GRID_LEGEND]
-    return Group(grid, *legend)
+    return Group(grid, *([hidden] if hidden is not None else []), *legend)
+
+
+#: Which clients a grid too big for the terminal shows first: the failed, then those at work,
+#: then the excused, then the queued and the verified.
+_GRID_ORDER = {
+    ClientPhase.FALSE_SUCCESS: 0,
+    ClientPhase.FAILED: 1,
+    ClientPhase.CONNECTED: 2,
+    ClientPhase.CONNECTING: 2,
+    ClientPhase.BACKING_OFF: 2,
+    ClientPhase.STARTING: 2,
+    ClientPhase.EXITED: 2,
+    ClientPhase.FINAL_LOST: 3,
+    ClientPhase.CORRUPTION_DETECTED: 3,
+    ClientPhase.QUEUED: 4,
+    ClientPhase.VERIFIED: 5,
+}
+
+
+def _grid_priority(client: ClientState) -> tuple[int, int]:
+    return _GRID_ORDER.get(client.phase, 2), client.spec.id
+
+
+def _hidden_line(clients: list[ClientState], shown: list[ClientState]) -> Text:
+    """``+ 120 more: 90 verified, 30 queued``: the clients a full screen left out, by phase."""
+    ids = {client.spec.id for client in shown}
+    left = Counter(client.phase.value for client in clients if client.spec.id not in ids)
+    counts = ", ".join(f"{count} {phase}" for phase, count in left.most_common())
+    return Text(f"+ {sum(left.values())} more: {counts}", "dim", no_wrap=True, overflow="ellipsis")
 
 
 #: What the grid's letters mean.

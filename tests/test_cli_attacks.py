@@ -6,7 +6,9 @@ docstrings."""
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import re
 import shlex
 import signal
 import struct
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from harness.chaos import run_chaos
 from harness.model import ChaosOptions, ClientPhase
@@ -271,3 +274,60 @@ async def test_chaos_judges_a_client_that_left_a_process_holding_its_output(
         if pid_file.exists():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+# --- C6: the live dashboard on a terminal too small for every client's cell ---------------------
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "clients"), [(80, 24, 200), (120, 30, 1000), (60, 15, 60), (40, 24, 100)]
+)
+def test_dashboard_with_more_clients_than_the_screen_holds_keeps_its_status_lines(
+    width: int, height: int, clients: int
+) -> None:
+    """C6: with more clients than grid cells fit (200 on 80 x 24: 50 grid lines), the
+    dashboard was 56 lines high; the live display crops at the bottom, so the proxy and server
+    lines and most clients were never seen. Now it fits: the failed clients and those at work
+    first, then a line counting the rest by state."""
+    from harness.model import ClientPhase as Phase
+
+    from .test_dashboard import make_view, render
+
+    view = make_view(clients)
+    lines = render(view, width, height)
+    assert len(lines) <= height - 1, "\n".join(lines)
+    assert any(line.startswith("proxy ") for line in lines), "\n".join(lines)
+    assert any(line.startswith("server ") for line in lines), "\n".join(lines)
+    more = [line for line in lines if line.startswith("+ ")]
+    assert len(more) == 1, "\n".join(lines)
+    hidden = int(more[0].split()[1])
+    cells = [cell for line in lines for cell in re.findall(r"(?<!\S)(\d+) [LF] ", line)]
+    assert len(cells) + hidden == clients  # every client shown or counted, once
+    failed = [c for c in view.clients if c.phase in (Phase.FAILED, Phase.FALSE_SUCCESS)]
+    if len(failed) <= len(cells):
+        for client in failed:  # the clients that matter most are the ones shown
+            assert str(client.spec.id) in cells
+
+
+@pytest.mark.parametrize("width", [40, 60])
+def test_final_verdict_on_a_narrow_terminal_names_each_client_whole(width: int) -> None:
+    """C6: on a 40-column pane the final table clipped every cell: "stat…" (stateless or
+    stateful?), "ver…", and dropped the exit and time columns. Now each client's plain line
+    stands in for the table, wrapped, nothing clipped."""
+    from harness.dashboard import summary_table
+    from harness.model import ChaosReport
+
+    from .test_dashboard import make_view
+
+    view = make_view(6)
+    report = ChaosReport(
+        ok=False, seed=7, proxy_seed=8, duration_s=3.0, options=view.options,
+        clients=view.clients, proxy={}, server={},
+    )  # fmt: skip
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(summary_table(report, width))
+    text = console.export_text()
+    assert "…" not in text, text
+    flat = " ".join(text.split())
+    for state in view.clients:
+        assert f"client {state.spec.id} ({state.spec.mode}, n=65535)" in flat, text
