@@ -989,9 +989,27 @@ class _Writer:
     async def send(self, data: bytes) -> None:
         self.torn = True
         self.blocked_since = anyio.current_time()
-        await self.stream.send(data)
+        try:
+            await self.stream.send(data)
+        except BaseException:
+            # asyncio's transport takes a write whole, in one call, and anyio then waits for
+            # its buffer to drain: a cancelled send either wrote nothing (cancelled before that
+            # call) or left bytes in that buffer. Only the latter is cut short (spec §14.2: a
+            # user-space buffer counts as written once handed to the kernel in full); without
+            # this, a violation that cancels the write found every asyncio stream torn and
+            # closed it without the ERROR UNEXPECTED_FRAME of §5.5 (wirebreak W2). trio's
+            # send_all may stop part-way through the kernel write: torn it stays.
+            if self._transport_buffer() == 0:
+                self.torn = False
+            raise
         self.blocked_since = None
         self.torn = False
+
+    def _transport_buffer(self) -> int | None:
+        """Bytes in the asyncio transport's user-space buffer; None without such a transport."""
+        transport = getattr(self.stream, "_transport", None)
+        size = getattr(transport, "get_write_buffer_size", None)
+        return int(size()) if size is not None else None
 
     def buffered(self) -> int:
         """Bytes the stream accepted but still holds in user space (asyncio's transport).
@@ -999,9 +1017,7 @@ class _Writer:
         anyio does not expose the transport, so this looks for it by name; a stream without
         one (trio, test doubles) buffers nothing in user space.
         """
-        transport = getattr(self.stream, "_transport", None)
-        size = getattr(transport, "get_write_buffer_size", None)
-        return int(size()) if size is not None else 0
+        return self._transport_buffer() or 0
 
 
 def _stop_reading(stream: anyio.abc.ByteStream) -> bool:
