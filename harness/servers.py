@@ -233,8 +233,7 @@ async def own_server(options: ChaosOptions, seed: int, clients: int) -> AsyncIte
             stderr_done.set()
 
     def relay(line: str) -> None:
-        log_lines.append(line)
-        _relay_log_line(line)
+        log_lines.append(_relay_log_line(line))
 
     try:
         async with anyio.create_task_group() as tg:
@@ -283,16 +282,18 @@ async def own_server(options: ChaosOptions, seed: int, clients: int) -> AsyncIte
         await processes.stop(process)
 
 
-def _relay_log_line(line: str) -> None:
-    """A JSON log line of the harness's server, logged again here under its own logger."""
+def _relay_log_line(line: str) -> str:
+    """A JSON log line of the harness's server, logged again here under its own logger; its
+    message (what a start-up error quotes, not the JSON around it)."""
     try:
         doc = json.loads(line)
         level = logging.getLevelName(str(doc["level"]).upper())
         name, message = str(doc["logger"]), str(doc["message"])
     except (ValueError, KeyError, TypeError):
         log.warning("server: %s", line)
-        return
+        return line
     logging.getLogger(name).log(level if isinstance(level, int) else logging.WARNING, message)
+    return message
 
 
 @dataclass(slots=True, eq=False)

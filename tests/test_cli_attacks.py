@@ -331,3 +331,22 @@ def test_final_verdict_on_a_narrow_terminal_names_each_client_whole(width: int) 
     flat = " ".join(text.split())
     for state in view.clients:
         assert f"client {state.spec.id} ({state.spec.mode}, n=65535)" in flat, text
+
+
+# --- C8: the harness's own server's start-up error, quoted as its raw JSON log line ------------
+
+
+async def test_own_server_start_error_quotes_the_message_not_its_json() -> None:
+    """C8: ``--redis-url redis://127.0.0.1:1/0`` (nothing listens) ended "did not start (status
+    1): {"time": 1795983700.9, "level": "error", "logger": "harness.server_process", "message":
+    "cannot open session store ..."}": the server's JSON log line, verbatim, in the error, in
+    every client's line and in the summary. Now the message alone."""
+    from harness.model import StoreOption
+
+    report = await run_chaos(
+        ChaosOptions(clients=1, n=2, seed=1, store=StoreOption("redis://127.0.0.1:1/0"))
+    )
+    assert report.error is not None
+    assert "cannot open session store redis://127.0.0.1:1/0" in report.error
+    assert '"level"' not in report.error
+    assert "{" not in report.error
