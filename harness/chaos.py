@@ -1072,6 +1072,14 @@ def _options(
     for path, flag in ((args.report, "--report"), (args.event_log, "--event-log")):
         if path not in (None, "-") and not Path(path).resolve().parent.is_dir():
             parser.error(f"{flag}: directory of {path} does not exist")
+        if path not in (None, "-") and Path(path).is_dir():
+            parser.error(f"{flag}: {path} is a directory")
+    if args.report not in (None, "-"):
+        # Written only at the end: a report that cannot be would cost the whole run first.
+        report_path = Path(args.report)
+        target = report_path if report_path.exists() else report_path.resolve().parent
+        if not os.access(target, os.W_OK):
+            parser.error(f"--report: cannot write {args.report}: permission denied")
     if args.event_log is not None:
         # The run truncates and writes it line by line anyway: find out now (as python -m
         # proxy does) that it cannot be written, not once the servers run.

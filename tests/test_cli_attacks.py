@@ -350,3 +350,21 @@ async def test_own_server_start_error_quotes_the_message_not_its_json() -> None:
     assert "cannot open session store redis://127.0.0.1:1/0" in report.error
     assert '"level"' not in report.error
     assert "{" not in report.error
+
+
+# --- C9: --report that names a directory ---------------------------------------------------------
+
+
+def test_chaos_report_path_that_is_a_directory_is_refused_before_the_run(tmp_path: Path) -> None:
+    """C9: ``--report /tmp`` ran the whole run, then "cannot write report /tmp: [Errno 21] Is a
+    directory", status 1 (F11 checked only that the directory of the path exists). Now a usage
+    error, status 2, before anything starts."""
+    process = subprocess.run(
+        [sys.executable, "-m", "harness.chaos", "--clients", "1", "-n", "2",
+         "--report", str(tmp_path)],
+        cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert process.returncode == 2, process.stderr
+    assert process.stderr.strip().splitlines()[-1].endswith(f"--report: {tmp_path} is a directory")
+    assert process.stdout == ""
