@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import anyio
 
@@ -186,6 +186,23 @@ def program_name(module_form: str) -> str:
     (``python -m reference.server``), for usage lines, errors and ``--version``."""
     typed = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     return typed if typed.startswith(SCRIPT_PREFIX) else module_form
+
+
+class SpecParser(argparse.ArgumentParser):
+    """The parser of a command line that spec/PROTOCOL.md Appendix A or B fixes.
+
+    Options are spelled in full: an abbreviation (``--mod`` for ``--mode``) is an unknown
+    option, as for every other implementation. A usage error is one line on stderr (the spec's
+    "one line naming the option, the value and the allowed range"), exit status 2.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(**kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """One line, ``PROG: error: MESSAGE (see --help)``; exit status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def add_version(parser: argparse.ArgumentParser) -> None:

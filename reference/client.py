@@ -36,6 +36,7 @@ from .cli import (
     positive_float,
     positive_int,
     program_name,
+    SpecParser,
     run_program,
     stream_length,
 )
@@ -679,7 +680,7 @@ class _EventLineObserver:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SpecParser(
         prog=program_name("python -m reference.client"),
         description=(
             "Receive a numeric stream from a reference server (spec/PROTOCOL.md), reconnecting "

@@ -41,6 +41,7 @@ from .cli import (
     positive_float,
     positive_int,
     program_name,
+    SpecParser,
     run_program,
     ttl_seconds,
 )
@@ -1081,7 +1082,7 @@ async def _receive_or_eof(stream: anyio.abc.ByteStream) -> bytes:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SpecParser(
         prog=program_name("python -m reference.server"),
         description=(
             "Serve the resumable numeric-stream protocol (spec/PROTOCOL.md) on 127.0.0.1. "
