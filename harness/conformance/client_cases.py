@@ -1120,6 +1120,12 @@ def cases_cli() -> list[Case]:
             Scenario(SL, 4, [], usage, extra_args=("--no-such-option",)),
         ),
         scenario_case(
+            "A.1/abbreviated-option",
+            "--jso, an abbreviation of --json (options are spelled in full)",
+            "usage error: exit 2, one line on stderr",
+            Scenario(SL, 4, [], usage, extra_args=("--jso",)),
+        ),
+        scenario_case(
             "A.1/client-id-not-a-uuid",
             "--client-id not-a-uuid",
             "usage error: exit 2",

@@ -425,6 +425,12 @@ def judge_run(  # noqa: C901 (one verdict per outcome the spec allows a client, 
     allowed = exp.status if isinstance(exp.status, tuple) else (exp.status,)
     tail = err.decode(errors="replace").strip()[-200:]
     check.must(status in allowed, f"exit status {status}, expected {exp.status}; stderr {tail!r}")
+    if status == 2 and 2 in allowed:
+        # A.1: a usage error is one line on stderr naming the option, the value and the range,
+        # and nothing on stdout (not argparse's usage block before the error: specread S4)
+        lines = err.decode(errors="replace").strip().splitlines()
+        check.must(not out.strip(), f"a usage error wrote {out.strip()[:80]!r} on stdout")
+        check.should(len(lines) == 1, f"a usage error wrote {len(lines)} lines on stderr, not 1")
     if sc.client_id is not None and state.client_id is not None:
         check.must(
             state.client_id == sc.client_id.lower().encode(),

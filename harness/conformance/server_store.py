@@ -278,6 +278,17 @@ async def _bad_record(fields: dict[str, bytes | str], target: ServerTarget, chec
     await refused(check, target, wire.hello(2, n, next_index=1, resume=True, client_id=cid), 30)
 
 
+async def _neither_field(target: ServerTarget, check: Check) -> None:
+    """A key holding neither seed nor n (only owner and a foreign field): the `get` reads it
+    as absent, but OPEN_SESSION and CLAIM find the key and answer a record of two nils, which
+    a reader rejects (STORE-REDIS §2, specread S3), with or without RESUME."""
+    for resume in (False, True):
+        cid = new_id()
+        await _plant(target, cid, {"owner": "", "note": "x"})
+        hello = wire.hello(2, 5, next_index=1 if resume else 0, resume=resume, client_id=cid)
+        await refused(check, target, hello, 30)
+
+
 async def _wrongtype(target: ServerTarget, check: Check) -> None:
     cid = new_id()
     async with await target.redis() as r:
@@ -508,6 +519,16 @@ def store_cases() -> list[Case]:
             REDIS,
         ),
         Case(
+            "redis-2/reject-neither-field",
+            "a key whose hash has neither seed nor n (only owner and a field 'note'), opened "
+            "without RESUME and claimed with RESUME",
+            "ERROR STORE_UNAVAILABLE both times: the script's reply of two nils is a rejected "
+            "record, not an absent session",
+            Level.MUST,
+            _neither_field,
+            REDIS,
+        ),
+        Case(
             "redis-2/mismatch-planted",
             "RESUME with n 6 for a planted session of n 5",
             "ERROR SESSION_MISMATCH; record unchanged",
@@ -569,6 +590,24 @@ async def _usage_error(target: ServerTarget, check: Check) -> None:
     status, stderr = await target.spawner.run_once(values, 10.0)
     check.note(f"exit status {status}; stderr {stderr.strip()[-200:]!r}")
     check.should(status == 2, f"exit status {status} for a bad --port, expected 2")
+    lines = stderr.strip().splitlines()
+    check.should(len(lines) == 1, f"a usage error wrote {len(lines)} lines on stderr, not 1")
+
+
+async def _abbreviated(target: ServerTarget, check: Check) -> None:
+    """``--interv 0.5``: options are spelled in full, an abbreviation is an unknown option
+    (Appendix B, specread S5)."""
+    from .servers import ServerStartError
+
+    assert target.spawner is not None
+    try:
+        server = await target.spawner.start(target.spawner.default_values(), ["--interv", "0.5"])
+    except ServerStartError as exc:
+        check.note(f"exit status {exc.status}")
+        check.should(exc.status == 2, f"exit status {exc.status} for --interv, expected 2")
+        return
+    await server.kill()
+    check.should(False, "the server started with --interv 0.5 (an abbreviation of --interval)")
 
 
 async def _port_busy(target: ServerTarget, check: Check) -> None:
@@ -1355,6 +1394,14 @@ def process_cases() -> list[Case]:
             "exit status 2, no traceback needed",
             Level.SHOULD,
             _usage_error,
+            SPAWN,
+        ),
+        Case(
+            "B/abbreviated-option",
+            "the server started with --interv 0.5 appended (an abbreviation of --interval)",
+            "usage error, exit status 2: options are spelled in full",
+            Level.SHOULD,
+            _abbreviated,
             SPAWN,
         ),
         Case(

@@ -1529,6 +1529,7 @@ DURATION_TEXTS = (
 INTEGER_TEXTS = (
     "1", "7", "007", "65535", "65536", "0", "00", "2147483647", "2147483648",
     "", "0x10", "0X10", "0o7", "0b1", "+5", "-5", "1_0", " 5", "5 ", "5.0", "1e3", "\u0663",
+    "5\n",
 )  # fmt: skip
 
 #: Option -> (kind, smallest, largest): milliseconds for durations, the value for integers.
@@ -1616,6 +1617,8 @@ RECORD_FIELDS: tuple[tuple[str | None, str | None], ...] = (
     ("1e3", "5"),
     ("0x10", "5"),
     ("5", "\u0663"),
+    ("5", "5\n"),  # a regex whose $ matches before a final newline would take it (specread S2)
+    ("7\n", "5"),
     (None, "5"),
     ("5", None),
     (None, None),
@@ -1642,10 +1645,11 @@ def record_vectors() -> Json:
         "description": (
             "The seed and n fields of a session hash (STORE-REDIS.md section 2) and whether a "
             "reader accepts them: both present, canonical decimal (^(0|[1-9][0-9]*)$), seed <= "
-            "2^64-1, 1 <= n <= 65535. null means the field is missing. A rejected record is a "
-            "store failure (STORE_UNAVAILABLE); 'absent' marks the case with neither field, "
-            "which is no record at all (an absent session). A missing owner field means "
-            "disconnected; other fields are ignored."
+            "2^64-1, 1 <= n <= 65535; the whole value must match (a trailing newline is not "
+            "allowed). null means the field is missing. A rejected record is a store failure "
+            "(STORE_UNAVAILABLE); 'absent' marks the case with neither field, which is no "
+            "record at all (an absent session; 'valid' is false there, as no record is read). "
+            "A missing owner field means disconnected; other fields are ignored."
         ),
         "version": VERSION,
         "cases": cases,
