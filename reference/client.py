@@ -29,6 +29,7 @@ import anyio
 import anyio.abc
 
 from .cli import (
+    SpecParser,
     add_common_arguments,
     add_version,
     configure_logging,
@@ -36,7 +37,6 @@ from .cli import (
     positive_float,
     positive_int,
     program_name,
-    SpecParser,
     run_program,
     stream_length,
 )

@@ -33,6 +33,7 @@ from anyio.abc import TaskStatus
 
 from .accept import accept_forever
 from .cli import (
+    SpecParser,
     add_common_arguments,
     add_version,
     configure_logging,
@@ -41,7 +42,6 @@ from .cli import (
     positive_float,
     positive_int,
     program_name,
-    SpecParser,
     run_program,
     ttl_seconds,
 )

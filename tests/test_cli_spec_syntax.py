@@ -23,7 +23,7 @@ CLIENT = ["--port", "9", "--mode", "stateless", "-n", "3"]
 
 
 def _usage_error(main: Main, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    """Run ``main(argv)``; assert exit status 2, nothing on stdout, one line on stderr; return it."""
+    """Run ``main(argv)``; assert status 2, nothing on stdout, one line on stderr; return it."""
     with pytest.raises(SystemExit) as stopped:
         main(argv)
     out, err = capsys.readouterr()
@@ -74,6 +74,7 @@ def test_a_usage_error_is_one_line(
 
 def test_full_spellings_and_the_equals_form_still_parse() -> None:
     args = client.build_parser().parse_args([*CLIENT, "--json", "--max-retries=3"])
-    assert args.json and args.max_retries == 3
+    assert args.json
+    assert args.max_retries == 3
     args = server.build_parser().parse_args([*SERVER, "--interval=0.5"])
     assert args.interval == 0.5
