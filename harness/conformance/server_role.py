@@ -1038,6 +1038,50 @@ async def _reset_writes_nowhere_else(target: ServerTarget, check: Check) -> None
                 await probe.close()
 
 
+async def _error_then_fin(opening: bytes, code: int, target: ServerTarget, check: Check) -> None:
+    async with Probe(target.port, check) as probe:
+        await probe.send(opening)
+        event: Event = await probe.event(5.0)
+        while isinstance(event, wire.Frame) and event.kind in (wire.WELCOME, wire.DATA):
+            event = await probe.event(target.frame_wait)
+        check.must(
+            isinstance(event, wire.Frame) and event.kind == wire.ERROR,
+            f"expected ERROR, got {describe(event)}",
+        )
+        assert isinstance(event, wire.Frame)
+        check.must(event.error_code == code, f"expected code {code}, got {describe(event)}")
+        end = await probe.event(3.0)
+        check.note(f"{describe(event)}, then {describe(end)}")
+        check.must(end in (EOF, RESET), f"not closed: {describe(end)}")
+        check.should(end == EOF, "closed with an RST, which can destroy the ERROR (§10)")
+
+
+for _id, _title, _opening, _code in [
+    (
+        "10/error-then-fin-after-oversized-header",
+        "a header announcing 65535 bytes followed by 20,000 bytes the server never reads",
+        wire.raw_header(1, 65535) + b"\x00" * 20000,
+        2,
+    ),
+    (
+        "10/error-then-fin-after-bytes-after-hello",
+        "a stateless HELLO followed in the same write by 20,000 bytes",
+        wire.hello(wire.STATELESS, 5) + b"\x01" * 20000,
+        3,
+    ),
+]:
+    CASES.append(
+        Case(
+            _id,
+            _title,
+            "ERROR with its code (MUST), then a FIN, not an RST: the server drains what it "
+            "did not read before closing (SHOULD, §10; 1.2 row y)",
+            Level.SHOULD,
+            functools.partial(_error_then_fin, _opening, _code),
+        )
+    )
+
+
 @case(
     "2.1/hello-byte-by-byte",
     "a stateless HELLO written one byte per write, 20 ms apart",

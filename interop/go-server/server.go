@@ -206,6 +206,7 @@ type connection struct {
 	start    time.Time // accepted at
 	debug    bool      // frame lines are built at all (decided once per connection)
 	welcomed bool      // WELCOME written: an ERROR now ends a stream rather than refuses
+	unread   bool      // client bytes may be left unread when the ERROR is sent (lingerIfUnread)
 	written  uint32    // the next index not yet written (streaming)
 	endWhy   string    // reason of the "ended" line: final, client_closed, write_stall, ...
 	endText  string    // its words
@@ -262,6 +263,7 @@ func (s *Server) handle(cn *connection) {
 				cn.sendError(InternalError, "internal server error")
 			}
 		}
+		cn.lingerIfUnread()
 		c.Close()
 	}()
 
@@ -307,6 +309,7 @@ func (cn *connection) readHello() (*Hello, bool) {
 			return hello, true
 		case helloFailed:
 			cn.sendError(pe.Code, pe.Message)
+			cn.unread = true // the rest of a rejected frame, or what followed it, may be coming
 			return nil, false
 		}
 		if eof { // EOF on a frame boundary before any frame: the client just left
@@ -336,6 +339,22 @@ func (cn *connection) readHello() (*Hello, bool) {
 			return nil, false // reset or other socket error: nothing to answer
 		}
 	}
+}
+
+// lingerIfUnread: after an ERROR that answers client bytes the server did not read to the end,
+// shut the write side and discard input for up to 1 s before closing (§10): closing with unread
+// bytes makes the kernel reset the connection, which can destroy the ERROR. Only where no read
+// of the connection's reader goroutine is pending (handshake failures, and after the byte that
+// goroutine reported).
+func (cn *connection) lingerIfUnread() {
+	if !cn.unread || cn.writeFail || !cn.hasCode {
+		return
+	}
+	if tc, ok := cn.c.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+	_ = cn.c.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.Copy(io.Discard, cn.c)
 }
 
 // sendError writes pending frames and an ERROR (§4.4), unless an earlier write failed: an ERROR
@@ -558,6 +577,7 @@ func stopTimer(t *time.Timer) {
 func (cn *connection) onEvent(ev connEvent) (streamEnd, Code) {
 	switch ev.kind {
 	case evBytes:
+		cn.unread = true // the reader took one byte; the client may have sent more
 		return endViolated, UnexpectedFrame
 	case evLost:
 		return endLost, ev.code
