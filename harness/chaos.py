@@ -35,7 +35,7 @@ import anyio
 from rich.console import Console
 from rich.logging import RichHandler
 
-from proxy import ChaosProxy, FaultEvent, FaultKind, ScheduledFault
+from proxy import ChaosProxy, ConnectionRecord, FaultEvent, FaultKind, ScheduledFault
 from proxy.cli import add_fault_arguments, fault_config_from_args
 from proxy.faults import DEFAULT_FAULT_WINDOW
 from reference.cli import (
@@ -76,8 +76,8 @@ from .servers import (
     own_server,
     subprocess_servers,
 )
-from .streams import nsp_shape
-from .verify import WireEvidence, verify_result
+from .streams import NspShape, nsp_shape
+from .verify import WireEvidence, carried, verify_result
 
 log = logging.getLogger("harness.chaos")
 
@@ -500,7 +500,21 @@ def wire_evidence(
         drawn_a = frozenset(
             seeded_stateless_a(seed, state.spec.id, count) for count in range(len(records))
         )
-    return WireEvidence.of(((r.shape, r.forwarded, r.tail) for r in records), drawn_a=drawn_a)
+    connections = tuple(
+        carried(r.shape, r.forwarded, r.tail, _corrupted_frame(r))
+        for r in records
+        if isinstance(r.shape, NspShape)
+    )
+    return WireEvidence(connections=connections, drawn_a=drawn_a)
+
+
+def _corrupted_frame(record: ConnectionRecord) -> int | None:
+    """The number frame a corrupt fault changed on this connection, if one did (a WELCOME
+    changed is another matter: the proxy read its announced stream before the fault)."""
+    fault = record.fault
+    if fault is None or fault.kind is not FaultKind.CORRUPT or fault.frame not in ("data", "final"):
+        return None
+    return fault.frame_index
 
 
 async def _judge(

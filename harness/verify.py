@@ -53,7 +53,9 @@ class Carried:
     """One connection of a client as the proxy saw it: its WELCOME's ``mode``, ``n`` and
     ``a``, and the frames ``first`` .. ``stop - 1`` whose every byte it handed on.
     ``final_checksum``: stateful, the checksum (64 hex digits) in the FINAL frame it handed on
-    whole, as the server sent it; None if it handed on no FINAL or its bytes were not kept."""
+    whole, as the server sent it; None if it handed on no FINAL or its bytes were not kept.
+    ``corrupted``: the number frame a corrupt fault changed a byte of (handed on whole, but not
+    as the server sent it), if any."""
 
     mode: Mode
     n: int
@@ -61,12 +63,22 @@ class Carried:
     first: int
     stop: int
     final_checksum: str | None = None
+    corrupted: int | None = None
+
+    def intact(self) -> tuple[tuple[int, int], ...]:
+        """The runs of frames [first, stop) it handed on whole and as sent."""
+        if self.corrupted is None or not self.first <= self.corrupted < self.stop:
+            return ((self.first, self.stop),)
+        return ((self.first, self.corrupted), (self.corrupted + 1, self.stop))
 
 
-def carried(shape: NspShape, forwarded: int, tail: bytes = b"") -> Carried:
+def carried(
+    shape: NspShape, forwarded: int, tail: bytes = b"", corrupted: int | None = None
+) -> Carried:
     """What a connection of this ``shape`` (its WELCOME) delivered when the proxy had handed
     on ``forwarded`` of its downstream bytes, the last of which are ``tail``: whole frames
-    only (spec/PROTOCOL.md §7: FINAL's checksum is its last CHECKSUM_SIZE bytes)."""
+    only (spec/PROTOCOL.md §7: FINAL's checksum is its last CHECKSUM_SIZE bytes).
+    ``corrupted``: the index of the number frame a corrupt fault struck, if any."""
     whole = bisect.bisect_right(shape.ends, forwarded)
     mode: Mode = "stateless" if shape.label == "stateless" else "stateful"
     final_checksum = None
@@ -76,7 +88,13 @@ def carried(shape: NspShape, forwarded: int, tail: bytes = b"") -> Carried:
         if end - CHECKSUM_SIZE >= 0:
             final_checksum = tail[end - CHECKSUM_SIZE : end].hex()
     return Carried(
-        mode, shape.n, shape.a, shape.next_index, shape.next_index + whole, final_checksum
+        mode,
+        shape.n,
+        shape.a,
+        shape.next_index,
+        shape.next_index + whole,
+        final_checksum,
+        corrupted,
     )
 
 
@@ -137,11 +155,18 @@ class WireEvidence:
             }
             return f"no WELCOME announced {stream} (seen: {', '.join(sorted(announced))})"
         reached = 0
-        for c in sorted(same, key=lambda c: c.first):
-            if c.first > reached:
+        for first, stop in sorted(span for c in same for span in c.intact()):
+            if first > reached:
                 break
-            reached = max(reached, c.stop)
+            reached = max(reached, stop)
         if reached < n:
+            corrupted = [c for c in same if c.corrupted == reached]
+            if corrupted:
+                return (
+                    f"frame {reached} of {stream} reached it only as a corrupt fault left it "
+                    "(a client that used the values it received cannot have this result), "
+                    "and never again intact"
+                )
             return (
                 f"the proxy handed on only frames 0..{reached - 1} of {stream} without a gap "
                 f"(frame {reached} never whole), not the whole stream up to FINAL"

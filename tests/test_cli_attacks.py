@@ -368,3 +368,70 @@ def test_chaos_report_path_that_is_a_directory_is_refused_before_the_run(tmp_pat
     assert process.returncode == 2, process.stderr
     assert process.stderr.strip().splitlines()[-1].endswith(f"--report: {tmp_path} is a directory")
     assert process.stdout == ""
+
+
+# --- C10: a success that needs frames the client only ever got corrupted ------------------------
+
+LAX_CLIENT = """\
+import json, socket, struct, sys
+from reference.protocol.frames import decode_welcome
+port, n = int(sys.argv[1]), int(sys.argv[2])
+with socket.create_connection(("127.0.0.1", port)) as s:
+    payload = struct.pack(">BBBIII", 1, 1, 0, n, 0, 0)
+    s.sendall(struct.pack(">BH", 1, len(payload)) + payload)
+    f = s.makefile("rb")
+    length = struct.unpack(">BH", f.read(3))[1]
+    a = decode_welcome(f.read(length)).a
+    while True:  # every frame up to FINAL, none checked
+        head = f.read(3)
+        if len(head) < 3:
+            break
+        kind, length = struct.unpack(">BH", head)
+        f.read(length)
+        if kind == 4:
+            break
+doc = {"mode": "stateless", "n": n, "ok": True, "reconnects": 0, "error": None,
+       "first": str(a), "sum": str(a * (2**n - 1))}
+print(json.dumps(doc))
+"""
+
+
+async def test_chaos_fails_a_success_that_needs_a_frame_it_only_got_corrupted(
+    tmp_path: Path,
+) -> None:
+    """C10: a stateless client that takes every frame up to FINAL but checks none and prints
+    a·(2^n - 1) by formula was "verified" under ``--corrupt-rate 1`` (8/8 here), although a
+    frame reached it only with a byte changed and never again: a client that summed what it
+    received would have another sum, one that checked each value (spec §10) fails loudly.
+    README: "--corrupt-rate 0.2 # never a false success". Now the frames a corrupt fault hit
+    do not count as handed on: FALSE SUCCESS.
+
+    Repro: ``python -m harness.chaos --mode stateless --clients 8 -n 50 --interval 0
+    --corrupt-rate 1 --client-cmd "python lax.py {port} {n}"``."""
+    from proxy import FaultConfig
+
+    lax = tmp_path / "lax.py"
+    lax.write_text(LAX_CLIENT)
+    options = ChaosOptions(
+        clients=2, mode="stateless", n=30, interval=0.0, seed=4, timeout=60,
+        client_cmd=f"{shlex.quote(sys.executable)} {lax} {{port}} {{n}}",
+        faults=FaultConfig(corrupt_rate=1.0),
+    )  # fmt: skip
+    report = await run_chaos(options)
+    assert not report.ok
+    for state in report.clients:
+        assert state.phase is ClientPhase.FALSE_SUCCESS, state.to_json()
+        assert state.reason is not None
+        assert "reached it only as a corrupt fault left it" in state.reason
+
+
+def test_a_corrupted_frame_delivered_again_intact_counts() -> None:
+    """The other side of C10: a client that noticed the corrupt frame (a violation is a drop,
+    spec §14.1) and resumed from it got the frame intact on its next connection: covered."""
+    from harness.verify import Carried
+
+    first = Carried("stateless", 10, 3, 0, 10, None, 4)  # frame 4 changed, all handed on
+    again = Carried("stateless", 10, 3, 4, 10)  # resumed at 4
+    assert WireEvidence(connections=(first,)).unsent(mode="stateless", n=10, a=3) is not None
+    both = WireEvidence(connections=(first, again))
+    assert both.unsent(mode="stateless", n=10, a=3) is None
