@@ -619,7 +619,8 @@ every fault is named by client, connection (1 = first) and frame index. --replay
 report's clients against its faults again.
 
 On a terminal a live dashboard shows every client, the proxy's counters and faults, and the
-server; otherwise one line per client goes to stderr. The verdict (table or summary line)
+server; otherwise one line per client, and a progress line every 10 s, go to stderr. The
+verdict (table or summary line)
 goes to stdout."""
 
 EPILOG = """\

@@ -78,20 +78,36 @@ class NullUI:
         pass
 
 
+#: Seconds between two progress lines of the plain display (a line per finished client says
+#: nothing while every client is still streaming, e.g. for the first 30 s of ``-n 30
+#: --interval 1``).
+PROGRESS_EVERY = 10.0
+
+
 class LogUI:
-    """Plain lines on stderr, one per client: for CI logs and pipes."""
+    """Plain lines on stderr, one per client, and a progress line every PROGRESS_EVERY
+    seconds of the run: for CI logs and pipes."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
+        self._view: RunView | None = None
+        self._next_progress = PROGRESS_EVERY
 
     def _print(self, line: str) -> None:
         print(line, file=self._stream or sys.stderr, flush=True)
 
     def start(self, view: RunView) -> None:
+        self._view = view
+        self._next_progress = PROGRESS_EVERY
         self._print(describe_run(view))
 
     def refresh(self) -> None:
-        pass
+        view = self._view
+        if view is None or view.elapsed < self._next_progress:
+            return
+        while self._next_progress <= view.elapsed:
+            self._next_progress += PROGRESS_EVERY
+        self._print(progress_line(view))
 
     def client_finished(self, client: ClientState) -> None:
         self._print(client_line(client))
@@ -160,6 +176,26 @@ class LiveDashboard:
 
 
 # --- rendering ------------------------------------------------------------------------------------
+
+
+def progress_line(view: RunView) -> str:
+    """``chaos: 10 s: 3/20 clients done (3 verified), 4,211/6,000 numbers, 2 faults, 1
+    reconnect``: how far a run is, for the plain display."""
+    clients = view.clients
+    done = [client for client in clients if client.phase.finished]
+    verified = sum(client.ok for client in done)
+    total = sum(client.spec.n for client in clients)
+    received = sum(
+        client.spec.n if client.phase.finished and client.ok else client.received
+        for client in clients
+    )
+    faults = sum(view.proxy.counters.faults.values()) if view.proxy is not None else 0
+    reconnects = sum(client.reconnects for client in clients)
+    return (
+        f"chaos: {view.elapsed:.0f} s: {len(done)}/{len(clients)} clients done ({verified} "
+        f"verified), {received:,}/{total:,} numbers, {_plural(faults, 'fault')}, "
+        f"{_plural(reconnects, 'reconnect')}"
+    )
 
 
 def describe_run(view: RunView) -> str:

@@ -435,3 +435,36 @@ def test_a_corrupted_frame_delivered_again_intact_counts() -> None:
     assert WireEvidence(connections=(first,)).unsent(mode="stateless", n=10, a=3) is not None
     both = WireEvidence(connections=(first, again))
     assert both.unsent(mode="stateless", n=10, a=3) is None
+
+
+# --- C11: no progress on stderr for the whole first wave of a long plain run --------------------
+
+
+def test_plain_display_says_how_far_a_long_run_is() -> None:
+    """C11: without a terminal (CI, pipes) the harness printed one line per finished client,
+    so ``--interval 1 -n 30`` (the README's "real pace") printed nothing for 30 s, and a long
+    first wave looks hung. Now a progress line every PROGRESS_EVERY seconds of the run (the
+    run's clock, injected here through the view: no sleeping)."""
+    from harness.dashboard import PROGRESS_EVERY, LogUI
+
+    from .test_dashboard import make_view
+
+    view = make_view(4)
+    out = io.StringIO()
+    ui = LogUI(out)
+    view.now = view.started_at
+    ui.start(view)
+    ui.refresh()  # at 0 s: nothing yet
+    assert len(out.getvalue().splitlines()) == 1  # the run's description only
+    view.now = view.started_at + PROGRESS_EVERY + 0.5
+    ui.refresh()
+    ui.refresh()  # once per period, however often it is refreshed
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2, lines
+    total = sum(c.spec.n for c in view.clients)
+    done = sum(c.phase.finished for c in view.clients)
+    assert lines[1].startswith(f"chaos: {PROGRESS_EVERY + 0.5:.0f} s: {done}/4 clients done")
+    assert f"/{total:,} numbers" in lines[1]
+    view.now = view.started_at + 3.2 * PROGRESS_EVERY  # a slow refresh skips, never repeats
+    ui.refresh()
+    assert len(out.getvalue().splitlines()) == 3
