@@ -620,8 +620,7 @@ report's clients against its faults again.
 
 On a terminal a live dashboard shows every client, the proxy's counters and faults, and the
 server; otherwise one line per client, and a progress line every 10 s, go to stderr. The
-verdict (table or summary line)
-goes to stdout."""
+verdict (table or summary line) goes to stdout."""
 
 EPILOG = """\
 examples:
