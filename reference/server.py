@@ -167,6 +167,10 @@ class ServerStats:
     gc_pause_max_ms: float = 0.0
 
 
+class _Halted(Exception):
+    """The stream ended while its task was writing; raised between writes (``_Writer.halt``)."""
+
+
 class _Rejected(Exception):
     """Ends a connection with an ERROR frame; raised where the reason becomes known."""
 
@@ -185,6 +189,10 @@ class _End(enum.Enum):
     STALLED = enum.auto()  # no progress writing, or FINAL never acknowledged
     LOST = enum.auto()  # the lease was lost to a newer connection or to expiry
     REJECTED = enum.auto()  # the client broke the protocol (``rejection`` says how)
+
+
+#: Reasons that cut a write in progress: nobody reads what it would write, or it is stuck.
+_CUTTING = frozenset({_End.GONE, _End.STALLED})
 
 
 class _Lease:
@@ -282,15 +290,28 @@ class _Run:
 
     def end(self, reason: _End) -> None:
         """Stop the stream (first reason wins): hand it back to the server if the wheel paced
-        it, or wake the connection's task."""
+        it, or wake the connection's task.
+
+        A write in progress is cut (the task's scope cancelled) only when nothing more is to
+        be written anyway: the client left, or the write makes no progress. Otherwise the write
+        finishes and the next one does not start (``_Writer.halt``), so that the ERROR frame
+        saying why the stream ended (SESSION_SUPERSEDED, UNEXPECTED_FRAME) is not lost behind
+        a write that a cancellation may have torn (spec §14.2): under load the lease keeper's
+        news often arrives while the task is inside a write's first checkpoint.
+        """
         if self.end_reason is not _End.RUNNING:
+            if reason in _CUTTING and self.scope is not None:
+                self.scope.cancel()  # a write left to finish is stuck, or the client left
             return
         self.end_reason = reason
         if self.on_ended is not None:
             on_ended, self.on_ended = self.on_ended, None
             on_ended(self)
         elif self.scope is not None:
-            self.scope.cancel()
+            if reason not in _CUTTING:
+                self.writer.halt()
+            if reason in _CUTTING or self.writer.blocked_since is None:
+                self.scope.cancel()
 
     def value(self, index: int) -> int:
         if self.lease is None:
@@ -850,6 +871,8 @@ class NumberServer:
                         await self._write_rest(run, first)
                     except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                         run.end(_End.GONE)
+                    except _Halted:
+                        pass  # ended while writing: ``run.end_reason`` says why
                     tg.cancel_scope.cancel()
         finally:
             self._self_paced.discard(run)
@@ -901,9 +924,12 @@ class NumberServer:
         if not await self._acknowledged(run):
             run.end(_End.STALLED)
             return
-        await writer.send(run.final_frame())
+        await writer.send(run.final_frame(), last=True)
         run.index = run.last + 1
         run.end(_End.DONE)
+        # FINAL is written (§16.6: its write returned success), so the session is completed
+        # even if the client left or the lease was lost while that write was going on.
+        run.end_reason = _End.DONE
 
     async def _acknowledged(self, run: _Run) -> bool:
         """Wait until the peer's TCP has acknowledged every byte written so far (spec §16.6);
@@ -980,14 +1006,22 @@ class _Writer:
     a timer or a cancel scope of its own.
     """
 
-    __slots__ = ("blocked_since", "stream", "torn")
+    __slots__ = ("blocked_since", "halted", "stream", "torn")
 
     def __init__(self, stream: anyio.abc.ByteStream) -> None:
         self.stream = stream
         self.torn = False
         self.blocked_since: float | None = None
+        self.halted = False
 
-    async def send(self, data: bytes) -> None:
+    def halt(self) -> None:
+        """The stream has ended: the write in progress (if any) finishes, no other starts."""
+        self.halted = True
+
+    async def send(self, data: bytes, *, last: bool = False) -> None:
+        """Write ``data`` whole; raises _Halted instead of starting once ``halt`` was called,
+        and after finishing if it was called meanwhile (unless ``last``: nothing follows)."""
+        self._stop_if_halted()
         self.torn = True
         self.blocked_since = anyio.current_time()
         try:
@@ -1005,6 +1039,12 @@ class _Writer:
             raise
         self.blocked_since = None
         self.torn = False
+        if not last:
+            self._stop_if_halted()
+
+    def _stop_if_halted(self) -> None:
+        if self.halted:
+            raise _Halted
 
     def _transport_buffer(self) -> int | None:
         """Bytes in the asyncio transport's user-space buffer; None without such a transport."""

@@ -6,6 +6,7 @@ import random
 import subprocess
 import sys
 import uuid
+from collections.abc import Sequence
 
 import anyio
 import anyio.abc
@@ -14,13 +15,14 @@ import pytest
 from reference.client import Backoff, ClientConfig, run_client
 from reference.protocol import Mode, stateful_prefix_checksum
 from reference.server import NumberServer, ServerConfig, _Writer
-from reference.store import DelegatingStore, MemoryStore
+from reference.store import DelegatingStore, Lease, MemoryStore
 
 from .oracle import session_checksum
 from .redis_fixture import free_port
 from .support import (
     PassThroughStream,
     RawReader,
+    running_server,
     stateful_hello,
     stateless_hello,
     wait_until_listening,
@@ -94,6 +96,89 @@ async def test_no_error_frame_is_written_behind_a_torn_frame() -> None:
 
     await server._send_error(writer, ServerConnection(), ErrorCode.SHUTTING_DOWN, "bye")
     assert bytes(stream.sent) == b"\x03"  # nothing followed the first byte of the torn frame
+
+
+class _GatedStream(PassThroughStream):
+    """Once ``armed``, holds the server's next write inside ``send`` (where a real write yields
+    before its bytes go out) until the test sets ``release``."""
+
+    def __init__(self, inner: anyio.abc.ByteStream) -> None:
+        super().__init__(inner)
+        self.armed = False
+        self.entered = anyio.Event()
+        self.release = anyio.Event()
+
+    async def send(self, item: bytes) -> None:
+        if self.armed:
+            self.armed = False
+            self.entered.set()
+            await self.release.wait()
+        await self.inner.send(item)
+
+
+class _LossWatchingStore(MemoryStore):
+    """Sets ``lost`` once a lease refresh reports a lease lost (the server acts on it before
+    its lease keeper next waits, so before the test runs again)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost = anyio.Event()
+
+    async def refresh_many(self, leases: Sequence[Lease], lease_ms: int) -> list[bool]:
+        held = await super().refresh_many(leases, lease_ms)
+        if not all(held):
+            self.lost.set()
+        return held
+
+
+async def test_a_superseded_stream_is_told_so_when_the_news_comes_mid_write() -> None:
+    """Spec §16.5: the earlier connection receives ERROR SESSION_SUPERSEDED, then the close.
+
+    Under load the lease keeper's news often arrived while the streaming task was inside a
+    write (at its first checkpoint); cancelling that write left it counted as torn (§14.2), so
+    the ERROR frame was skipped and the client saw a bare EOF (conformance 16.5/latest-wins).
+    """
+    store = _LossWatchingStore()
+    config = ServerConfig(interval=0.01, session_ttl=5.0, lease_refresh=0.05)
+    cid = str(uuid.uuid4())
+    gates: list[_GatedStream] = []
+    async with running_server(config, store=store) as (server, port):
+
+        async def handle(stream: anyio.abc.SocketStream) -> None:
+            gates.append(gate := _GatedStream(stream))
+            await server.handle(gate)
+
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        gated_port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, handle)
+            async with await anyio.connect_tcp("127.0.0.1", gated_port) as old:
+                await old.send(stateful_hello(cid, 1000))
+                reader = RawReader(old)
+                for expected in (0x02, 0x03):  # WELCOME, a number
+                    item = await reader.next()
+                    assert item is not None
+                    assert item.type == expected
+                [gate] = gates
+                gate.armed = True
+                await gate.entered.wait()  # the old connection's task is inside a write
+                async with await anyio.connect_tcp("127.0.0.1", port) as new:
+                    await new.send(stateful_hello(cid, 1000, resume=True, next_index=1))
+                    welcome = await RawReader(new).next()
+                    assert welcome is not None
+                    assert welcome.type == 0x02  # the newer connection took the session over
+                    await store.lost.wait()  # and the old one learnt it while writing
+                    gate.release.set()
+                    kinds = []
+                    last = None
+                    while (item := await reader.next()) is not None:
+                        kinds.append(item.type)
+                        last = item
+            tg.cancel_scope.cancel()
+    assert last is not None
+    assert set(kinds[:-1]) <= {0x03}, kinds
+    assert last.type == 0x05, kinds
+    assert last.error_code == 22  # SESSION_SUPERSEDED
 
 
 class _SlowRelease(DelegatingStore):
@@ -180,7 +265,7 @@ def test_oracle_agrees_with_sliced_checksum() -> None:
 
 async def test_a_lease_that_expired_is_not_reported_as_a_takeover() -> None:
     """The store lost the lease (an outage longer than TTL + refresh), nobody took over."""
-    from .support import FakeClock, running_server
+    from .support import FakeClock
 
     clock = FakeClock()
     store = MemoryStore(clock=clock)
