@@ -36,7 +36,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from proxy import ChaosProxy, ConnectionRecord, FaultEvent, FaultKind, ScheduledFault
-from proxy.cli import add_fault_arguments, fault_config_from_args
+from proxy.cli import add_fault_arguments, close_quietly, fault_config_from_args
 from proxy.faults import DEFAULT_FAULT_WINDOW
 from reference.cli import (
     add_common_arguments,
@@ -231,7 +231,8 @@ async def run_chaos(
                 event_log: TextIO | None = None
                 if options.event_log is not None:
                     # A small local file the proxy writes line by line: blocking I/O is fine here.
-                    event_log = files.enter_context(open(options.event_log, "w", encoding="utf-8"))  # noqa: ASYNC230
+                    event_log = open(options.event_log, "w", encoding="utf-8")  # noqa: ASYNC230, SIM115 (closed by the stack, quietly)
+                    files.callback(close_quietly, event_log)
                 async with contextlib.AsyncExitStack() as services:
                     redis = None
                     if options.store.managed:

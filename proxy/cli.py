@@ -11,7 +11,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 
@@ -41,7 +41,8 @@ and the same traffic give the same faults. Each fault is logged (and, with --eve
 as one JSON line). All faults are off by default."""
 
 EPILOG = """\
-exit status: 0 after SIGINT or SIGTERM (at any moment), 1 if the port cannot be bound,
+exit status: 0 after SIGINT or SIGTERM (at any moment), 1 if the port cannot be bound or
+--event-log could not be written to the end (the proxy goes on relaying meanwhile),
 2 for bad arguments.
 
 example: python -m proxy --listen 9000 --upstream 127.0.0.1:9001 --upstream 127.0.0.1:9002 \\
@@ -284,13 +285,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         event_log = None
         if args.event_log is not None:
             try:
-                event_log = stack.enter_context(open(args.event_log, "w", encoding="utf-8"))
+                event_log = open(args.event_log, "w", encoding="utf-8")  # noqa: SIM115 (closed by the stack, quietly)
             except OSError as exc:
                 parser.error(f"cannot write --event-log: {exc}")
-        args.proxy = ChaosProxy(args.upstream, config=config, seed=args.seed, event_log=event_log)
-        return run_program(
+            stack.callback(close_quietly, event_log)
+        proxy = args.proxy = ChaosProxy(
+            args.upstream, config=config, seed=args.seed, event_log=event_log
+        )
+        status = run_program(
             _serve, args, prog="numstream-proxy", backend="asyncio", on_signal=lambda _: 0
         )
+        return 1 if status == 0 and proxy.event_log_error is not None else status
+
+
+def close_quietly(file: TextIO) -> None:
+    """Close a log file whose last write may have failed (a full disk): closing flushes what
+    is left in its buffer, which fails the same way; that failure was reported already."""
+    with contextlib.suppress(OSError):
+        file.close()
 
 
 async def _serve(args: argparse.Namespace) -> int:

@@ -207,6 +207,8 @@ class ChaosProxy:
         self._schedule = tuple(schedule)
         self._seed = seed
         self._event_log = event_log
+        #: Why the event log stopped being written (a full disk, say), or None while it works.
+        self.event_log_error: str | None = None
         self._clock = clock
         self._sizer = sizer
         self._sized_faults = sized_faults and sizer is not None
@@ -599,8 +601,16 @@ class ChaosProxy:
             f", frame {position.frame_index} ({position.frame})" if position is not None else "",
         )
         if self._event_log is not None:
-            self._event_log.write(event.to_json() + "\n")
-            self._event_log.flush()  # a killed proxy still leaves every fault it injected
+            try:
+                self._event_log.write(event.to_json() + "\n")
+                self._event_log.flush()  # a killed proxy still leaves every fault it injected
+            except OSError as exc:  # the proxy goes on relaying; the log says where it stopped
+                self.event_log_error = exc.strerror or str(exc)
+                self._event_log = None
+                log.error(
+                    "cannot write the event log (%s): faults from now on are not in it",
+                    self.event_log_error,
+                )
 
 
 def _arm(way: _Way, trigger: Trigger) -> None:

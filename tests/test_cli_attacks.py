@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -468,3 +469,35 @@ def test_plain_display_says_how_far_a_long_run_is() -> None:
     view.now = view.started_at + 3.2 * PROGRESS_EVERY  # a slow refresh skips, never repeats
     ui.refresh()
     assert len(out.getvalue().splitlines()) == 3
+
+
+# --- C12: the proxy's event log on a full disk ---------------------------------------------------
+
+
+def test_proxy_event_log_that_fills_up_is_one_line_and_status_1_not_a_crash() -> None:
+    """C12: ``python -m proxy ... --event-log /dev/full`` (a disk that fills up during a run)
+    died with an OSError traceback at its first fault, dropping every connection it relayed;
+    closing the file at exit raised it again. Now one ERROR line, the proxy goes on relaying
+    (here: refusing, as asked), and its exit status after SIGTERM is 1, not 0."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "proxy", "--listen", "0", "--upstream", "127.0.0.1:1",
+         "--event-log", "/dev/full", "--refuse-rate", "1", "--seed", "1"],
+        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True,
+    ) as process:  # fmt: skip
+        try:
+            assert process.stderr is not None
+            line = process.stderr.readline()  # "listening on 127.0.0.1:PORT"
+            port = int(line.rsplit(":", 1)[1])
+            for _ in range(2):  # the first fault's log write fails; the proxy must still serve
+                with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+                    assert conn.recv(16) == b""  # accepted and closed: a refuse period
+            process.send_signal(signal.SIGTERM)
+            err = process.stderr.read()
+            status = process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert "Traceback" not in err, err
+    assert err.count("cannot write the event log (No space left on device)") == 1, err
+    assert status == 1, err
