@@ -683,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="S",
         help="bound on the whole run; clients still running are killed and fail "
-        "(default 30 + 4 x n x interval per wave of clients)",
+        "(default (30 + 4 x n x interval) x waves of --concurrency clients)",
     )
     run.add_argument(
         "--strict",

@@ -178,8 +178,10 @@ class ChaosOptions:
     def effective_timeout(self) -> float:
         if self.timeout is not None:
             return self.timeout
+        # Per wave of --concurrency clients, the 30 s too: a wave at --interval 0 still starts
+        # its processes and connects (40 waves of one client took 31 s on a loaded machine).
         waves = math.ceil(self.clients / self.effective_concurrency) if self.clients else 0
-        return 30.0 + 4 * self.n * self.interval * waves
+        return (30.0 + 4 * self.n * self.interval) * max(1, waves)
 
     def rates(self) -> dict[str, float]:
         """The drawn fault kinds that are on, with their rates."""

@@ -501,3 +501,25 @@ def test_proxy_event_log_that_fills_up_is_one_line_and_status_1_not_a_crash() ->
     assert "Traceback" not in err, err
     assert err.count("cannot write the event log (No space left on device)") == 1, err
     assert status == 1, err
+
+
+# --- C13: the default run bound with --concurrency ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("clients", "concurrency", "n", "interval", "bound"),
+    [
+        (20, None, 200, 0.01, 30 + 4 * 200 * 0.01),  # the default run: one wave, unchanged
+        (40, 1, 5, 0.0, 40 * 30.0),  # 40 waves at interval 0: 30 s each, not 30 s in all
+        (10, 4, 100, 0.5, 3 * (30 + 4 * 100 * 0.5)),  # 3 waves
+    ],
+)
+def test_default_timeout_grows_with_every_wave_of_clients(
+    clients: int, concurrency: int | None, n: int, interval: float, bound: float
+) -> None:
+    """C13: ``python -m harness.chaos --clients 40 --concurrency 1 -n 5 --interval 0`` ended
+    "19/40 clients verified ... TIMED OUT after 30 s", exit 1, with nothing wrong: the default
+    bound, documented as "30 + 4·n·interval per wave", multiplied only the interval term by the
+    waves, so at --interval 0 every wave shared one 30 s."""
+    options = ChaosOptions(clients=clients, concurrency=concurrency, n=n, interval=interval)
+    assert options.effective_timeout == pytest.approx(bound)
