@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import resource
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -20,6 +21,8 @@ ACCEPT_RETRY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errn
 ACCEPT_ABORTED_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO})
 #: Seconds to wait after a resource error before accepting again (trio does the same).
 ACCEPT_BACKOFF = 0.1
+#: While accepts keep failing, one warning per this many seconds (with the count since).
+ACCEPT_WARNING_PERIOD = 10.0
 
 _T = TypeVar("_T")
 
@@ -36,6 +39,8 @@ async def accept_forever(
     Raises whatever ``accept`` raises that is neither a resource shortage nor an aborted
     handshake (for example the listener being closed).
     """
+    failing_since: float | None = None  # the first failure of the current run of them
+    failures = 0
     while True:
         try:
             connection = await accept()
@@ -46,9 +51,33 @@ async def accept_forever(
                 continue
             if code not in ACCEPT_RETRY_ERRNOS:
                 raise
-            log.warning(
-                "accept failed (%s); backing off %d ms", os.strerror(code), ACCEPT_BACKOFF * 1000
-            )
+            now = anyio.current_time()
+            failures += 1
+            if failing_since is None or now - failing_since >= ACCEPT_WARNING_PERIOD:
+                failing_since = now
+                log.warning(
+                    "accept failed (%s, %d times); connections wait in the kernel's queue, "
+                    "retrying every %d ms%s",
+                    os.strerror(code),
+                    failures,
+                    ACCEPT_BACKOFF * 1000,
+                    _advice(code),
+                )
+                failures = 0
             await anyio.sleep(ACCEPT_BACKOFF)
             continue
+        failing_since, failures = None, 0
         spawn(connection)
+
+
+def _advice(code: int) -> str:
+    """What the user can do about an accept error, after '; '."""
+    if code == errno.EMFILE:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return (
+            f"; this process may open {soft} files (ulimit -n; hard limit {hard}): raise that "
+            "limit, or allow fewer connections at once"
+        )
+    if code == errno.ENFILE:
+        return "; the whole system is out of open files (fs.file-max)"
+    return "; the kernel is short of memory"

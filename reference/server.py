@@ -17,6 +17,7 @@ import enum
 import gc
 import itertools
 import logging
+import resource
 import secrets
 import signal
 import sys
@@ -1218,6 +1219,43 @@ async def _stop_on_signal(signals: AsyncIterator[int], scope: anyio.CancelScope)
         log.info("%s: already shutting down", signal.Signals(signum).name)
 
 
+#: Open files the server needs besides one per connection (listeners, event loop, epoll set,
+#: store connections, log, worker threads...).
+_SPARE_DESCRIPTORS = 64
+
+
+def _fit_descriptor_limit(max_connections: int) -> None:
+    """Let the process hold ``max_connections`` connections: raise its soft open-file limit
+    as far as the hard limit allows, and warn (saying what to do) when even that is short.
+
+    Without this a shell's usual soft limit of 1,024 made the default --max-connections 1024
+    fail accepts (EMFILE) before the server ever said SERVER_BUSY.
+    """
+    want = max_connections + _SPARE_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return
+    raised = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if raised > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (ValueError, OSError):
+            pass
+    if soft < want:
+        log.warning(
+            "--max-connections %d needs about %d open files but this process may open only "
+            "%d (ulimit -n, hard limit %s): beyond about %d connections, accepts fail and new "
+            "clients wait in the kernel's queue until others end; raise the hard limit "
+            "(ulimit -Hn, as root) or lower --max-connections",
+            max_connections,
+            want,
+            soft,
+            "unlimited" if hard == resource.RLIM_INFINITY else hard,
+            max(soft - _SPARE_DESCRIPTORS, 0),
+        )
+
+
 async def _open_and_serve(args: argparse.Namespace) -> int:
     """Serve until cancelled; 1 if the store or the port cannot be opened."""
     shown = redacted_url(args.store)
@@ -1228,6 +1266,7 @@ async def _open_and_serve(args: argparse.Namespace) -> int:
         log.error("cannot open session store %s: %s", shown, exc)
         return 1
     server = NumberServer(config_from_args(args), store)
+    _fit_descriptor_limit(args.max_connections)
     try:
         async with anyio.create_task_group() as tg:
             await tg.start(run_server_gc_policy)

@@ -35,6 +35,7 @@ import contextlib
 import dataclasses
 import errno
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -86,6 +87,7 @@ class _Session:
     digest: Any = field(default_factory=hashlib.sha256)
     ok: bool | None = None
     why: str = ""
+    opened_at: float = 0.0
 
 
 def _hello(stateful: bool, n: int) -> bytes:
@@ -165,14 +167,17 @@ def run_worker(  # noqa: C901 (benchmark worker: connect, pace, read and report 
     steady_from = time.time() + ramp + 1.0  # count lateness once every session is streaming
     deadline = started + ramp + n * 1.0 + 30.0
     opened = 0
+    hello_delays: list[float] = []  # connect() to HELLO sent: the generator's or the kernel's
+    busiest = 0.0  # the generator's longest turn (its own lateness, not the server's)
     while (opened < sessions or live) and time.monotonic() < deadline:
-        due = min(sessions, int((time.monotonic() - started) * rate) + 1)
+        turn_start = time.monotonic()
+        due = min(sessions, int((turn_start - started) * rate) + 1)
         while opened < due:
             stateful = opened % stateful_every == 0
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
             sock.setblocking(False)
-            session = _Session(sock, stateful, n, _hello(stateful, n))
+            session = _Session(sock, stateful, n, _hello(stateful, n), opened_at=time.monotonic())
             opened += 1
             code = sock.connect_ex(("127.0.0.1", port))
             if code not in (0, errno.EINPROGRESS):
@@ -181,7 +186,9 @@ def run_worker(  # noqa: C901 (benchmark worker: connect, pace, read and report 
                 continue
             live[sock.fileno()] = session
             selector.register(sock, selectors.EVENT_WRITE, session)
-        for key, events in selector.select(timeout=0.01):
+        ready = selector.select(timeout=0.01)
+        turn_start = time.monotonic()  # the wait is not the generator's lateness
+        for key, events in ready:
             session = key.data
             sock = session.sock
             if events & selectors.EVENT_WRITE:
@@ -191,6 +198,7 @@ def run_worker(  # noqa: C901 (benchmark worker: connect, pace, read and report 
                 else:
                     try:
                         sock.send(session.hello)  # 31 or 51 bytes: always taken whole
+                        hello_delays.append(time.monotonic() - session.opened_at)
                     except OSError as exc:
                         session.ok, session.why = False, f"HELLO not sent: {exc}"
                 if session.ok is None:
@@ -216,8 +224,12 @@ def run_worker(  # noqa: C901 (benchmark worker: connect, pace, read and report 
             del live[sock.fileno()]
             sock.close()
             done.append(session)
+        busiest = max(busiest, time.monotonic() - turn_start)
     for session in live.values():
-        session.ok, session.why = False, "unfinished at the deadline"
+        _drain(session, lateness, steady_from)  # what arrived before the deadline counts
+        if session.ok is None:
+            got = "no WELCOME" if session.welcome_at < 0 else f"{session.index}/{n} numbers"
+            session.ok, session.why = False, f"unfinished at the deadline ({got})"
         done.append(session)
         session.sock.close()
     failures: dict[str, int] = {}
@@ -231,7 +243,23 @@ def run_worker(  # noqa: C901 (benchmark worker: connect, pace, read and report 
         "connect_failures": connect_failures,
         "failures": failures,
         "lateness_ms": [round(x * 1000, 2) for x in lateness],
+        "hello_delay_max_s": round(max(hello_delays, default=0.0), 3),
+        "hellos_after_1s": sum(1 for x in hello_delays if x > 1.0),
+        "generator_busiest_s": round(busiest, 3),
     }
+
+
+def _drain(session: _Session, lateness: list[float], steady_from: float) -> None:
+    """Read what the kernel already holds for a session, without waiting."""
+    while session.ok is None:
+        try:
+            data, ancdata, _, _ = session.sock.recvmsg(65536, _CMSG_SPACE)
+        except OSError:
+            return
+        if not data:
+            return
+        session.buffer += data
+        _consume(session, _kernel_time(ancdata), lateness, steady_from)
 
 
 # --- the floor: a bare asyncio server writing the same frames ------------------------------------
@@ -550,6 +578,14 @@ class RunResult:
     rss_marginal_kb: float = float("nan")
     #: The distinct warnings (digits masked) and how often each was logged.
     warning_kinds: dict[str, int] = field(default_factory=dict)
+    #: The generator's own lateness: the longest wait from connect() to HELLO sent (its turn,
+    #: or the kernel finishing the TCP handshake late) and its longest turn, in seconds.
+    hello_delay_max_s: float = 0.0
+    hellos_after_1s: int = 0
+    generator_busiest_s: float = 0.0
+    #: Machine-wide TCP counters over the run (/proc/net/netstat): connections the kernel
+    #: could not queue for accept() because the accept queue was full.
+    listen_overflows: int = 0
 
 
 def run_one(
@@ -567,6 +603,7 @@ def run_one(
     ramp = sessions / rate
     n = int(ramp + window + 6)
     stderr = tempfile.TemporaryFile()  # noqa: SIM115 - read back after the server exits
+    overflows_before = _listen_overflows()
     server = subprocess.Popen(
         _niced(server_argv, nice),
         stdout=subprocess.DEVNULL,
@@ -650,7 +687,24 @@ def run_one(
             (rss_load - half[1]) / (fds_load - half[0]) if fds_load > half[0] else float("nan")
         ),
         warning_kinds=_warning_kinds(log_text),
+        hello_delay_max_s=max(r["hello_delay_max_s"] for r in reports),
+        hellos_after_1s=sum(r["hellos_after_1s"] for r in reports),
+        generator_busiest_s=max(r["generator_busiest_s"] for r in reports),
+        listen_overflows=_listen_overflows() - overflows_before,
     )
+
+
+def _listen_overflows() -> int:
+    """TcpExt ListenOverflows (Linux, machine-wide); 0 where it cannot be read."""
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return 0
+    for names, values in itertools.pairwise(lines):
+        if names.startswith("TcpExt:") and values.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], values.split()[1:], strict=False))
+            return int(table.get("ListenOverflows", 0))
+    return 0
 
 
 def _warning_kinds(log_text: str) -> dict[str, int]:
@@ -843,6 +897,13 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 (benchmark CLI glu
                 console.print(_table([result]))
                 for text, count in result.warning_kinds.items():
                     console.print(f"  server warning x{count}: {text}", markup=False)
+                console.print(
+                    f"  generator: HELLO sent up to {result.hello_delay_max_s:.2f} s after "
+                    f"connect() ({result.hellos_after_1s} over 1 s), longest turn "
+                    f"{result.generator_busiest_s:.2f} s; accept "
+                    f"queue overflows (machine-wide) {result.listen_overflows}",
+                    markup=False,
+                )
     console.print(_table(results))
     if args.json:
         args.json.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=2))

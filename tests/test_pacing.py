@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import itertools
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import pytest
 from anyio import wait_all_tasks_blocked
 
@@ -118,6 +120,46 @@ async def test_wheel_calls_each_entry_in_deadline_order_and_never_before_its_dea
     # Within one tick of each other, deadlines come out in order (the wheel's resolution).
     assert all(later[1] >= earlier[1] - 0.002 for earlier, later in itertools.pairwise(calls))
     assert ticks > 0
+
+
+async def test_a_wheel_that_fell_behind_lets_other_tasks_run_while_it_catches_up() -> None:
+    """A process not scheduled for a while finds many ticks due at once: the wheel works
+    through them in slices and lets the event loop run between them (accepts and handshakes
+    were held up for the whole backlog), still in deadline order and never early."""
+    calls: list[tuple[str, float, float]] = []
+    turns = 0  # how many times the other task got the loop
+    seen: list[int] = []
+
+    class _Seeing(_Entry):
+        def on_due(self, now: float) -> float | None:
+            seen.append(turns)
+            return super().on_due(now)
+
+    async def other_task() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    wheel = TimerWheel(tick=0.001, slots=64, time_slice=0.0)  # yield after every due tick
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wheel.run)
+        await wait_all_tasks_blocked()
+        t0 = anyio.current_time()
+        done = anyio.Event()
+        names = [f"e{i}" for i in range(10)]
+        for i, name in enumerate(names):
+            deadline = t0 + 0.002 * (i + 1)
+            wheel.add(_Seeing(name, [deadline], calls, done if i == 9 else None), deadline)
+        time.sleep(0.05)  # noqa: ASYNC251 (the process is not scheduled: every entry is due)
+        tg.start_soon(other_task)
+        with anyio.fail_after(10):
+            await done.wait()
+        tg.cancel_scope.cancel()
+    assert [name for name, _, _ in calls] == names  # deadline order
+    assert all(now >= deadline for _, deadline, now in calls)
+    assert len(set(seen)) > 1, "the whole backlog ran in one turn of the loop"
+    assert wheel.yields > 0
 
 
 async def test_wheel_refuses_entries_while_not_running() -> None:

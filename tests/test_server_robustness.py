@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -40,13 +42,15 @@ _WITH_FEW_DESCRIPTORS = (
 
 
 async def test_accept_loop_survives_running_out_of_descriptors(anyio_backend: str) -> None:
-    """60 clients against 40 descriptors: accept() fails with EMFILE; the server must live.
+    """60 clients against 40 descriptors: accept() fails with EMFILE; the server must live,
+    and its log must say what to do (at start, as --max-connections does not fit the limit, and
+    when accepts fail).
 
     The server runs on the test's own backend: trio reports EMFILE differently from asyncio.
     """
     port = free_port()
     argv = [sys.executable, "-c", _WITH_FEW_DESCRIPTORS, "--port", str(port), "--interval", "1"]
-    argv += ["--backend", anyio_backend, "--log-level", "error"]
+    argv += ["--backend", anyio_backend, "--log-level", "warning"]
     process = await anyio.open_process(argv, stdout=subprocess.DEVNULL)
     try:
         await wait_until_listening(port)
@@ -69,6 +73,64 @@ async def test_accept_loop_survives_running_out_of_descriptors(anyio_backend: st
         stderr = b"".join([chunk async for chunk in process.stderr])
         await process.aclose()
     assert b"Traceback" not in stderr
+    text = " ".join(stderr.decode().split())  # the console handler wraps long lines
+    assert "--max-connections 1024 needs about 1088 open files" in text
+    assert "may open only 40" in text
+    assert "accept failed (Too many open files" in text
+    assert "raise that limit" in text
+
+
+async def test_the_server_raises_its_open_file_limit_to_fit_max_connections() -> None:
+    """A soft limit below what --max-connections needs is raised up to the hard limit."""
+    port = free_port()
+    hard_limit = "resource.getrlimit(resource.RLIMIT_NOFILE)[1]"
+    code = _WITH_FEW_DESCRIPTORS.replace("(40, 40)", f"(40, {hard_limit})")
+    argv = [sys.executable, "-c", code, "--port", str(port), "--max-connections", "200"]
+    process = await anyio.open_process(argv, stdout=subprocess.DEVNULL)
+    try:
+        await wait_until_listening(port)
+        limits = await anyio.Path(f"/proc/{process.pid}/limits").read_text()
+    finally:
+        process.kill()
+        await process.wait()
+        await process.aclose()
+    row = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+    soft = row.split()[3]
+    assert soft == "264"  # 200 connections + the server's 64 spare descriptors
+
+
+async def test_a_hello_waiting_when_a_late_server_reaches_its_deadline_is_served() -> None:
+    """A server that is late must not blame the client: HANDSHAKE_TIMEOUT only for a HELLO the
+    client did not send in time.
+
+    The client's HELLO reaches the kernel well within the handshake timeout, while the server's
+    event loop is held up (a busy machine) until past the deadline: the deadline and the HELLO
+    then become due in the same turn of the loop. The server answers WELCOME, not ERROR 10.
+    """
+    config = ServerConfig(interval=1.0, handshake_timeout=0.05)
+    async with running_server(config) as (server, port):
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            await server.wait_active(1)
+            await anyio.wait_all_tasks_blocked()  # the connection's task waits for its HELLO
+            client.sendall(stateless_hello(3))  # on loopback: in the server's queue on return
+            time.sleep(0.2)  # noqa: ASYNC251 (holds the server's loop up past its deadline)
+            first = await anyio.to_thread.run_sync(client.recv, 1, socket.MSG_WAITALL)
+    assert first == b"\x02", "the server answered its own lateness with ERROR, not WELCOME"
+
+
+async def test_a_client_silent_past_the_deadline_still_gets_handshake_timeout() -> None:
+    """The other side of the rule above: a partial HELLO, then silence, is the client's fault
+    even when the server was late (what arrived is read, then HANDSHAKE_TIMEOUT)."""
+    config = ServerConfig(interval=1.0, handshake_timeout=0.05)
+    async with running_server(config) as (server, port):
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            await server.wait_active(1)
+            await anyio.wait_all_tasks_blocked()
+            client.sendall(stateless_hello(3)[:5])
+            time.sleep(0.2)  # noqa: ASYNC251 (holds the server's loop up past its deadline)
+            answer = await anyio.to_thread.run_sync(client.recv, 5, socket.MSG_WAITALL)
+    assert answer[:1] == b"\x05"
+    assert answer[3:5] == (10).to_bytes(2, "big")  # HANDSHAKE_TIMEOUT (spec §12.1)
 
 
 class _StuckStream(PassThroughStream):
