@@ -786,7 +786,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_float,
         default=None,
         metavar="S",
-        help="every S seconds SIGKILL a random server subprocess and restart it on its port",
+        help="S seconds after every server is up, SIGKILL a random server subprocess and "
+        "restart it on its port",
     )
 
     client = parser.add_argument_group("clients")

@@ -236,7 +236,7 @@ def describe_faults(options: ChaosOptions) -> str:
     if faults.slice_size is not None:
         parts.append(f"slice {faults.slice_size} B / {faults.slice_delay:g} s")
     if options.kill_interval is not None:
-        parts.append(f"kill a server every {options.kill_interval:g} s")
+        parts.append(f"kill a server {options.kill_interval:g} s after all are up")
     if options.store_pause_interval is not None:
         parts.append(f"freeze the store about every {options.store_pause_interval:g} s")
     if options.store_restart_interval is not None:

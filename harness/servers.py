@@ -305,6 +305,8 @@ class _Instance:
     restarts: int = 0
     crashes: int = 0
     killing: bool = False
+    #: It did not come back after an exit: its supervisor gave up on it.
+    abandoned: bool = False
     log: deque[str] = field(default_factory=lambda: deque(maxlen=SERVER_LOG_LINES))
 
 
@@ -324,6 +326,8 @@ class SubprocessServers:
         self._options = options
         self._instances = instances
         self._kills = 0
+        #: Set (and replaced) whenever an instance comes up or is given up on.
+        self._came_up = anyio.Event()
         self._store = store
         #: First record read for each client id; None when the seeds cannot be watched.
         self._seeds: dict[str, SessionRecord] | None = (
@@ -500,8 +504,11 @@ class SubprocessServers:
                         if first:
                             raise
                         log.error("server on port %d did not come back; left down", instance.port)
+                        instance.abandoned = True
+                        self._announce_up()
                         return
                     instance.up = True
+                    self._announce_up()
                     if first:
                         task_status.started()
                         first = False
@@ -549,11 +556,29 @@ class SubprocessServers:
             + (" | ".join(instance.log) or "no output")
         )
 
+    def _announce_up(self) -> None:
+        self._came_up.set()
+        self._came_up = anyio.Event()
+
+    async def _all_back(self) -> None:
+        """Return once every instance is up (or given up on)."""
+        while not all((i.up and not i.killing) or i.abandoned for i in self._instances):
+            await self._came_up.wait()
+
     async def kill_loop(self, interval: float, rng: random.Random) -> None:
-        """Every ``interval`` seconds SIGKILL one running server; its supervisor restarts it."""
+        """SIGKILL one running server ``interval`` seconds after every server is up again;
+        its supervisor restarts it.
+
+        The interval counts from the last restart, not from the last kill, so kills never
+        outpace restarts: on a busy machine, where a restart takes seconds, a fixed clock
+        killed each instance as soon as it was back and left the clients nowhere to go.
+        """
         while True:
+            await self._all_back()
             await anyio.sleep(interval)
-            running = [i for i in self._instances if i.up and i.process is not None]
+            running = [
+                i for i in self._instances if i.up and not i.killing and i.process is not None
+            ]
             if not running:
                 continue
             victim = rng.choice(running)

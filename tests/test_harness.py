@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import shlex
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
+from harness import processes
 from harness.chaos import build_parser, client_specs, options_from_args, run_chaos
 from harness.model import (
     ChaosOptions,
@@ -24,7 +26,7 @@ from harness.model import (
     StoreOption,
 )
 from harness.recording import RecordingStore
-from harness.servers import SubprocessServers, server_argv
+from harness.servers import SubprocessServers, _Instance, server_argv
 from harness.verify import parse_result, verify_result, verify_stateful, verify_stateless
 from proxy.faults import TERMINAL_KINDS, ConnectionKey, ConnectionPlan, FaultConfig, plan_connection
 from reference.store import DelegatingStore, MemoryStore, SessionRecord, StoreError
@@ -436,6 +438,53 @@ async def test_server_subprocesses_with_kills() -> None:
     assert report.server["kind"] == "subprocess"
     assert report.servers_killed >= 1
     assert all(not c.seed_checked for c in report.clients)
+
+
+@pytest.mark.anyio
+async def test_kills_wait_until_every_server_is_back() -> None:
+    """--kill-interval counts from the last restart: while a killed instance is still down (a
+    restart takes seconds on a busy machine), no other is killed; once it is back, one is."""
+    sleeper = ["sleep", "60"]  # stands in for a server process: only its life matters here
+    instances = [
+        _Instance(port=0, argv=[], process=await processes.start(sleeper), up=True)
+        for _ in range(2)
+    ]
+    servers = SubprocessServers(ChaosOptions(), instances)
+    down: list[_Instance] = []
+    changed = anyio.Event()
+
+    async def supervise(instance: _Instance) -> None:  # the part of supervise() that matters
+        assert instance.process is not None
+        await instance.process.wait()
+        instance.up = False
+        down.append(instance)
+        changed.set()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for instance in instances:
+                tg.start_soon(supervise, instance)
+            tg.start_soon(servers.kill_loop, 0.001, random.Random(1))
+            await changed.wait()
+            [first] = down
+            [other] = [i for i in instances if i is not first]
+            await anyio.sleep(0.1)  # a hundred kill intervals in which nothing may happen
+            assert not other.killing
+            assert other.process is not None
+            assert other.process.returncode is None
+            changed = anyio.Event()
+            first.process = await processes.start(sleeper)
+            first.killing = False
+            first.up = True
+            servers._announce_up()  # as supervise() does once the port accepts again
+            tg.start_soon(supervise, first)
+            await changed.wait()  # every instance was back: the next kill came
+            assert len(down) == 2
+            tg.cancel_scope.cancel()
+    finally:
+        for instance in instances:
+            if instance.process is not None:
+                await processes.stop(instance.process, grace=0)
 
 
 def test_server_commands_are_used_in_turn() -> None:
