@@ -39,6 +39,7 @@ from proxy import ChaosProxy, ConnectionRecord, FaultEvent, FaultKind, Scheduled
 from proxy.cli import add_fault_arguments, close_quietly, fault_config_from_args
 from proxy.faults import DEFAULT_FAULT_WINDOW
 from reference.cli import (
+    OneLineErrorParser,
     add_common_arguments,
     add_version,
     non_negative_float,
@@ -641,7 +642,7 @@ The client-result contract for --client-cmd is in harness/README.md."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog=program_name("python -m harness.chaos"),
         description=DESCRIPTION,
         epilog=EPILOG,

@@ -18,6 +18,7 @@ import anyio
 from proxy.faults import DEFAULT_FAULT_WINDOW, FaultConfig
 from proxy.server import ChaosProxy
 from reference.cli import (
+    OneLineErrorParser,
     add_version,
     configure_logging,
     int_range,
@@ -231,7 +232,7 @@ def fault_config_from_args(args: object, *, fault_window: int) -> FaultConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog=program_name("python -m proxy"),
         description=DESCRIPTION,
         epilog=EPILOG,

@@ -205,6 +205,15 @@ class SpecParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """A parser whose usage error is one line on stderr, ``PROG: error: MESSAGE (see --help)``,
+    exit status 2, instead of argparse's whole usage block first (20 lines for the chaos
+    harness): for the tools whose command line no spec fixes (the chaos harness, the proxy)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def add_version(parser: argparse.ArgumentParser) -> None:
     """``--version``: the program's name and the package version, then exit 0."""
     parser.add_argument(

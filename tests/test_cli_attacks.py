@@ -367,7 +367,7 @@ def test_chaos_report_path_that_is_a_directory_is_refused_before_the_run(tmp_pat
         check=False,
     )  # fmt: skip
     assert process.returncode == 2, process.stderr
-    assert process.stderr.strip().splitlines()[-1].endswith(f"--report: {tmp_path} is a directory")
+    assert f"--report: {tmp_path} is a directory" in process.stderr.strip().splitlines()[-1]
     assert process.stdout == ""
 
 
@@ -523,3 +523,34 @@ def test_default_timeout_grows_with_every_wave_of_clients(
     waves, so at --interval 0 every wave shared one 30 s."""
     options = ChaosOptions(clients=clients, concurrency=concurrency, n=n, interval=interval)
     assert options.effective_timeout == pytest.approx(bound)
+
+
+# --- C14: a usage error of the chaos harness or the proxy is argparse's whole usage block --------
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "says"),
+    [
+        ("harness.chaos", ["--clients", "0"], "argument --clients: invalid value '0'"),
+        ("harness.chaos", ["--drop-rate", "0.6", "--reset-rate", "0.6"], "must not exceed 1"),
+        ("harness.chaos", ["--replay", "/nonexistent.json"], "--replay: cannot read"),
+        ("proxy", ["--listen", "x", "--upstream", "127.0.0.1:1"], "invalid value 'x'"),
+        ("proxy", ["--listen", "9"], "required: --upstream"),
+    ],
+)
+def test_chaos_and_proxy_usage_errors_are_one_line(module: str, argv: list[str], says: str) -> None:
+    """C14: a bad value printed argparse's usage block first (20 lines for the chaos harness,
+    10 for the proxy) with the error last; the house rule, and the reference server and client
+    since specread S4, is one line. Now ``PROG: error: MESSAGE (see --help)``, status 2."""
+    process = subprocess.run(
+        [sys.executable, "-m", module, *argv],
+        cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert process.returncode == 2
+    lines = process.stderr.splitlines()
+    assert len(lines) == 1, process.stderr
+    assert lines[0].startswith(f"python -m {module}: error: ")
+    assert says in lines[0]
+    assert lines[0].endswith("(see --help)")
+    assert process.stdout == ""
