@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import ipaddress
 import logging
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -227,8 +228,11 @@ def fault_values(args: object) -> dict[str, Any]:
 def fault_config_from_args(args: object, *, fault_window: int) -> FaultConfig:
     """The ``FaultConfig`` the fault options ask for, with ``fault_window`` resolved by the caller
     (the harness's default depends on the run). Raises ValueError for settings no single
-    option's type rejects, such as rates summing above 1."""
-    return FaultConfig(**(fault_values(args) | {"fault_window": fault_window}))
+    option's type rejects, such as rates summing above 1, naming the options as typed."""
+    try:
+        return FaultConfig(**(fault_values(args) | {"fault_window": fault_window}))
+    except ValueError as exc:  # FaultConfig names its fields: drop_rate is --drop-rate here
+        raise ValueError(re.sub(r"\b([a-z]+)_rate\b", r"--\1-rate", str(exc))) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

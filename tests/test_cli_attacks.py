@@ -532,7 +532,26 @@ def test_default_timeout_grows_with_every_wave_of_clients(
     ("module", "argv", "says"),
     [
         ("harness.chaos", ["--clients", "0"], "argument --clients: invalid value '0'"),
-        ("harness.chaos", ["--drop-rate", "0.6", "--reset-rate", "0.6"], "must not exceed 1"),
+        (
+            "harness.chaos",
+            ["--drop-rate", "0.6", "--reset-rate", "0.6"],
+            "--drop-rate + --reset-rate + --blackhole-rate + --partition-rate + --corrupt-rate "
+            "must not exceed 1",
+        ),
+        (
+            "proxy",
+            [
+                "--listen",
+                "9",
+                "--upstream",
+                "127.0.0.1:1",
+                "--corrupt-rate",
+                "1",
+                "--drop-rate",
+                "1",
+            ],
+            "--drop-rate + --reset-rate",
+        ),
         ("harness.chaos", ["--replay", "/nonexistent.json"], "--replay: cannot read"),
         ("proxy", ["--listen", "x", "--upstream", "127.0.0.1:1"], "invalid value 'x'"),
         ("proxy", ["--listen", "9"], "required: --upstream"),
