@@ -177,7 +177,10 @@ async def _run_farm(url: str, store: SessionStore) -> None:
                 mode=Mode.STATEFUL,
                 n=N,
                 client_id=client_id,
-                silence_timeout=0.5,
+                # Every cut here (drop, reset, SIGKILL) reaches the client as EOF or RST; no
+                # silence is injected. A 0.5 s timer in this process, which also runs the proxy,
+                # fired on a loaded machine while frames waited in the proxy: cuts of its own.
+                silence_timeout=5.0,
                 backoff=Backoff(initial=0.02, maximum=0.2, max_retries=60),
             )
             connect = seed_watching_connector(store, client_id, seeds[slot])
@@ -202,11 +205,9 @@ async def _run_farm(url: str, store: SessionStore) -> None:
         assert proxy.counters.connections_total > CLIENTS  # clients really reconnected
         for slot, result in enumerate(results):
             assert result is not None
-            assert result.ok, result
             assert len(seeds[slot]) == 1, "one seed for the whole session, on every server"
             (seed,) = seeds[slot]
-            assert result.checksum_expected == session_checksum(seed, N)
-            assert [value for _, value in recorders[slot].numbers] == session_values(seed, N)
+            _check_result(result, seed, [value for _, value in recorders[slot].numbers])
 
         async def no_sessions() -> bool:
             return await store.count() == 0
@@ -229,3 +230,16 @@ async def _run_farm(url: str, store: SessionStore) -> None:
         for server in servers:
             assert await resume_answer(server.port, client_id, 50, 1) == 20  # SESSION_UNKNOWN
         tg.cancel_scope.cancel()
+
+
+def _check_result(result: ClientResult, seed: int, values: list[int]) -> None:
+    """Verified with the seed's sequence, or lost FINAL alone (spec §16.6): a drop or reset
+    that struck FINAL itself, after the server had written it and deleted the session.
+    Everything before FINAL was forwarded whole then, so exactly n - 1 numbers arrived."""
+    if not result.ok:
+        assert result.error == "SESSION_UNKNOWN", result
+        assert result.final_frame_lost, result
+        assert values == session_values(seed, N)[: N - 1], result
+        return
+    assert result.checksum_expected == session_checksum(seed, N)
+    assert values == session_values(seed, N)
