@@ -695,7 +695,8 @@ def test_mixed_pool_python_and_go_on_one_redis(
 
     Consecutive connections of a client go to consecutive instances (harness/README.md), i.e.
     alternate implementations; drops cut half the connections, and a random instance is
-    SIGKILLed and restarted every 2 s. Every client must verify (stateless: the closed-form
+    SIGKILLed and restarted 1 s after all four are up (kills never outpace restarts). Every
+    client must verify (stateless: the closed-form
     sum; stateful: the checksum recomputed by the harness from the seed it read in Redis, and
     here again from the seed the creating server passed to OPEN_SESSION, taken from Redis's
     MONITOR stream).
@@ -708,7 +709,7 @@ def test_mixed_pool_python_and_go_on_one_redis(
             [
                 sys.executable, "-m", "harness.chaos", "--clients", str(clients), "-n", "300",
                 "--servers", "4", "--drop-rate", "0.5", "--fault-window", "300",
-                "--kill-interval", "2",
+                "--kill-interval", "1",
                 "--seed", "5", "--redis-url", redis_url, "--log-level", "info", "--ui", "plain",
                 "--server-cmd", python_template(), "--server-cmd", go_template(go_server),
                 "--report", str(tmp_path / "mixed.json"),
@@ -727,7 +728,7 @@ def test_mixed_pool_python_and_go_on_one_redis(
         for line in done.stderr.splitlines()
         if "killed server on port " in line
     ]
-    assert doc["servers_killed"] >= 2
+    assert doc["servers_killed"] >= 1  # how many fit in the run depends on restart times
 
     outcomes = [c["outcome"] for c in doc["clients"]]
     # A FINAL lost in flight is excused only when the harness saw the session completed in Redis.
