@@ -507,7 +507,13 @@ def wire_evidence(
         for r in records
         if isinstance(r.shape, NspShape)
     )
-    return WireEvidence(connections=connections, drawn_a=drawn_a)
+    final_cut = any(
+        isinstance(r.shape, NspShape)
+        and r.shape.label == "stateful"
+        and r.received >= r.shape.size > r.forwarded
+        for r in records
+    )
+    return WireEvidence(connections=connections, drawn_a=drawn_a, final_cut=final_cut)
 
 
 def _corrupted_frame(record: ConnectionRecord) -> int | None:
@@ -533,6 +539,10 @@ async def _judge(
     reported_id = state.result.get("client_id") if state.result is not None else None
     if spec.mode == "stateful" and isinstance(reported_id, str):
         evidence = await servers.evidence(reported_id, started_at=state.started_at)
+        if evidence.completed is None and wire.final_cut:
+            # The proxy read a whole FINAL from the server and did not hand it all on: with
+            # any store (per-server memory ones too) that session was completed.
+            evidence = dataclasses.replace(evidence, completed=True)
     verdict = await anyio.to_thread.run_sync(
         functools.partial(
             verify_result,

@@ -104,11 +104,15 @@ class WireEvidence:
 
     ``connections``: each connection of the client whose WELCOME the proxy read. ``drawn_a``:
     with the harness's own server, every ``a`` it can have drawn for this client's new
-    stateless streams (None: not known, as with ``--server-cmd``).
+    stateless streams (None: not known, as with ``--server-cmd``). ``final_cut``: on some
+    stateful connection the server wrote its whole stream, FINAL included, and the proxy did
+    not hand all of it on: the server completed that session (it discards a session right
+    after writing FINAL, spec §16.6), whatever store it uses.
     """
 
     connections: tuple[Carried, ...] = ()
     drawn_a: frozenset[int] | None = None
+    final_cut: bool = False
 
     @classmethod
     def of(

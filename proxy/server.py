@@ -116,7 +116,10 @@ class ConnectionRecord:
     refuse), if any. ``forwarded``: downstream bytes handed on to the client so far (an upper
     bound on what it can have received; updated as they go, in the step that sends them).
     ``tail``: the last (at most TAIL_BYTES) of those bytes, as the upstream sent them (a byte a
-    corrupt fault changed is kept unchanged), ending at offset ``forwarded``.
+    corrupt fault changed is kept unchanged), ending at offset ``forwarded``. ``received``:
+    downstream bytes the upstream (the server) sent, handed on or not: those the proxy read,
+    plus, once a terminal fault struck, those still waiting unread in its upstream socket (a
+    lower bound on what the server wrote; without latency, exact up to the fault).
     """
 
     key: ConnectionKey
@@ -130,6 +133,7 @@ class ConnectionRecord:
     forwarded: int = 0  # downstream bytes that got through
     shape: StreamShape | None = None
     tail: bytes = b""
+    received: int = 0  # downstream bytes the upstream sent, handed on or not
 
     @property
     def carried_stream(self) -> bool:
@@ -372,6 +376,10 @@ class ChaosProxy:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._pump, conn, Direction.UPSTREAM, conn.client, conn.upstream)
                 tg.start_soon(self._pump, conn, Direction.DOWNSTREAM, conn.upstream, conn.client)
+        if conn.fault in TERMINAL_KINDS:
+            # What the server had written by the time the fault struck, read or not: a FINAL
+            # in there was written, so its session was completed (spec §16.6).
+            conn.record.received += _unread_bytes(conn.upstream)
         match conn.fault:
             case FaultKind.DROP | FaultKind.LIMIT_DATA:
                 for stream in (conn.client, conn.upstream):
@@ -429,7 +437,10 @@ class ChaosProxy:
             if not sizing and not self._fire_due(conn, way):
                 return
             held = bytearray()
+            downstream = way.direction is Direction.DOWNSTREAM
             async for arrived, data in pending:
+                if downstream:
+                    conn.record.received += len(data)
                 if sizing:
                     held += data
                     if not self._sized(conn, way, bytes(held)):
@@ -736,6 +747,15 @@ def _unsent_bytes(stream: SocketStream) -> int:
     except (OSError, ValueError):  # not Linux, or the socket is already gone (a closed
         return 0  # transport reports descriptor -1, which ioctl refuses with ValueError)
     return int(struct.unpack("i", queued)[0])
+
+
+def _unread_bytes(stream: SocketStream) -> int:
+    """Bytes waiting in ``stream``'s kernel receive queue (0 where that cannot be asked)."""
+    try:
+        waiting = fcntl.ioctl(_raw_socket(stream).fileno(), termios.FIONREAD, bytes(4))
+    except (OSError, ValueError):
+        return 0
+    return int(struct.unpack("i", waiting)[0])
 
 
 def _raw_socket(stream: SocketStream) -> socket.socket:

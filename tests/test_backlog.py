@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import shlex
 import socket
+import sys
 import uuid
 
 import anyio
@@ -179,3 +181,27 @@ async def test_a_drop_through_the_proxy_loses_final_only_within_what_the_proxy_h
         strict = await run_chaos(dataclasses.replace(options, strict=True), schedule=[drop])
         assert strict.clients[0].phase is ClientPhase.FINAL_LOST
         assert not strict.ok
+
+
+async def test_a_lost_final_is_confirmed_from_the_proxy_for_a_server_it_cannot_see() -> None:
+    """A server subprocess with its own memory store shows the harness nothing of its sessions.
+    The proxy read that server's whole stream, FINAL included, and the drop inside FINAL kept
+    part of it from the client: the server wrote FINAL, so it completed the session (§16.6),
+    and the loss is excused as with the harness's own server."""
+    server = (
+        f"{shlex.quote(sys.executable)} -m reference.server --port {{port}} "
+        "--interval {interval} --session-ttl {ttl} --store {store} --log-level warning"
+    )
+    drop = ScheduledFault(
+        client=1, connection=1, after_bytes=BEFORE_FINAL + 20, kind=FaultKind.DROP
+    )
+    options = ChaosOptions(
+        clients=1, mode="stateful", n=N, interval=0.0, seed=5, timeout=60, server_cmd=(server,)
+    )
+    report = await run_chaos(options, schedule=[drop])
+    (client,) = report.clients
+    assert report.server["kind"] == "subprocess"
+    assert client.phase is ClientPhase.FINAL_LOST, client.to_json()
+    assert client.reason is not None
+    assert "the server completed the session" in client.reason
+    assert report.ok

@@ -13,16 +13,19 @@ checked through the harness's independent RESP client, never through the code un
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import anyio
 import pytest
 
+import harness.chaos
 import harness.servers
 from harness.chaos import run_chaos
 from harness.conformance.resp import Resp
 from harness.keyevents import SessionDeletions, publishes_deletions
 from harness.model import ChaosOptions, ClientPhase, StoreOption
 from harness.redis_server import managed_redis
+from harness.verify import WireEvidence
 from proxy import FaultKind, ScheduledFault
 from reference.store import SessionRecord
 from reference.store.redis import RedisStore
@@ -157,10 +160,18 @@ async def test_chaos_confirms_a_lost_final_that_no_poll_saw(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Two server subprocesses on the harness's Redis; a drop inside FINAL loses it. The store
-    poll is made useless (one read an hour), so only the keyspace events can confirm the loss;
+    poll is made useless (one read an hour) and the proxy's view of FINAL set aside, so only
+    the keyspace events can confirm the loss;
     without them, the same claim is unconfirmable and fails the run."""
     skip_without_redis()
     monkeypatch.setattr(harness.servers, "SEED_POLL", 3600.0)
+    # The proxy's own proof (it read the whole FINAL from the server) is set aside here.
+    proxy_view = harness.chaos.wire_evidence
+
+    def without_final_cut(*args: Any) -> WireEvidence:
+        return dataclasses.replace(proxy_view(*args), final_cut=False)
+
+    monkeypatch.setattr(harness.chaos, "wire_evidence", without_final_cut)
     drop = ScheduledFault(client=1, connection=1, after_bytes=BEFORE_FINAL + 5, kind=FaultKind.DROP)
     options = ChaosOptions(
         clients=1,
