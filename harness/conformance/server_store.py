@@ -9,7 +9,8 @@ import json
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -688,33 +689,46 @@ async def _shutdown(target: ServerTarget, check: Check) -> None:
         await server.kill()
 
 
-async def _prefix_url(target: ServerTarget, check: Check) -> None:
+@asynccontextmanager
+async def _session_under_store(
+    target: ServerTarget, check: Check, store: str, what: str
+) -> AsyncIterator[str | None]:
+    """Run the server with ``--store store`` and open one stateful session (its first number
+    read); yields the session's client id while the server runs, then kills it. Yields None if
+    the server exited 1 instead, as Appendix B allows for a store URL it will not use (``what``
+    names that URL in the note); another status fails the check."""
     from .servers import ServerStartError
 
     assert target.spawner is not None
-    assert target.redis_url is not None
-    prefix = f"conformance:{new_id()[:8]}:"
     values = target.spawner.default_values()
-    values["store"] = f"{target.redis_url}?prefix={prefix}"
+    values["store"] = store
     try:
         server = await target.spawner.start(values)
     except ServerStartError as exc:
-        check.note(f"the server did not start: exit status {exc.status}; {str(exc)[-200:]}")
-        check.must(
-            exc.status == 1,
-            f"the server neither used the ?prefix= nor exited 1 (exit status {exc.status})",
-        )
+        check.note(f"{what} refused: exit status {exc.status}; {str(exc)[-200:]}")
+        check.must(exc.status == 1, f"neither used {what} nor exited 1 (exit status {exc.status})")
+        yield None
         return
-    cid = new_id()
     try:
+        cid = new_id()
         async with Probe(server.port, check) as probe:
             await probe.send(wire.hello(wire.STATEFUL, 65535, client_id=cid))
             await read_stream(check, probe, target, wire.STATEFUL, 65535, 0, take=1)
-            async with await target.redis() as r:
-                under_prefix = await r.exists(f"{prefix}session:{cid}")
-                under_default = await r.exists(target.key(cid))
+            yield cid
     finally:
         await server.kill()
+
+
+async def _prefix_url(target: ServerTarget, check: Check) -> None:
+    assert target.redis_url is not None
+    prefix = f"conformance:{new_id()[:8]}:"
+    store = f"{target.redis_url}?prefix={prefix}"
+    async with _session_under_store(target, check, store, "the ?prefix=") as cid:
+        if cid is None:
+            return
+        async with await target.redis() as r:
+            under_prefix = await r.exists(f"{prefix}session:{cid}")
+            under_default = await r.exists(target.key(cid))
     check.note(f"key under {prefix!r}: {under_prefix}; under the default prefix: {under_default}")
     check.must(under_prefix and not under_default, "the ?prefix= of the store URL was not used")
 
@@ -738,8 +752,6 @@ async def _stores_refused(target: ServerTarget, check: Check, stores: Sequence[s
 async def _store_database(target: ServerTarget, check: Check) -> None:
     """The /DB grammar of Appendix B (1.2) against a live Redis, so that exit status 1 means
     the URL was refused, not the Redis unreachable; then ``?db=`` winning over the path."""
-    from .servers import ServerStartError
-
     assert target.spawner is not None
     assert target.redis_url is not None
     root = urlsplit(target.redis_url)._replace(path="", query="", fragment="").geturl()
@@ -747,26 +759,15 @@ async def _store_database(target: ServerTarget, check: Check) -> None:
     await _stores_refused(target, check, [root + tail for tail in bad])
     path_db = parse_redis_url(target.redis_url).db
     query_db = 3 if path_db == 2 else 2
-    values = target.spawner.default_values()
     prefix = quote(target.redis_prefix, safe="")
-    values["store"] = f"{root}/{path_db}?db={query_db}&prefix={prefix}"
-    try:
-        server = await target.spawner.start(values)
-    except ServerStartError as exc:
-        check.note(f"?db= refused: exit status {exc.status}; {str(exc)[-200:]}")
-        check.must(exc.status == 1, f"neither used ?db= nor exited 1 (exit status {exc.status})")
-        return
-    cid = new_id()
-    try:
-        async with Probe(server.port, check) as probe:
-            await probe.send(wire.hello(wire.STATEFUL, 65535, client_id=cid))
-            await read_stream(check, probe, target, wire.STATEFUL, 65535, 0, take=1)
-            async with await Resp.connect(f"{root}/{query_db}") as r:
-                in_query_db = await r.exists(target.key(cid))
-            async with await Resp.connect(f"{root}/{path_db}") as r:
-                in_path_db = await r.exists(target.key(cid))
-    finally:
-        await server.kill()
+    store = f"{root}/{path_db}?db={query_db}&prefix={prefix}"
+    async with _session_under_store(target, check, store, "?db=") as cid:
+        if cid is None:
+            return
+        async with await Resp.connect(f"{root}/{query_db}") as r:
+            in_query_db = await r.exists(target.key(cid))
+        async with await Resp.connect(f"{root}/{path_db}") as r:
+            in_path_db = await r.exists(target.key(cid))
     async with await Resp.connect(f"{root}/{query_db}") as r:
         await r.call("DEL", target.key(cid))
     check.note(f"session key in db {query_db} (?db=): {in_query_db}; in db {path_db}: {in_path_db}")

@@ -171,16 +171,7 @@ func lifeCycle(t *testing.T, level int, intervalMs uint32, talk func(ts *testSer
 	buf := newSyncBuffer()
 	cfg := testConfig()
 	cfg.Interval, cfg.IntervalMs = time.Duration(intervalMs)*time.Millisecond, intervalMs
-	srv, err := NewServer(cfg, newMemoryStore(nil), &Logger{level: level, json: true, out: buf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := &testServer{srv: srv, ln: ln, done: make(chan error, 1)}
-	go func() { ts.done <- srv.Serve(ln) }()
+	ts := serveWith(t, cfg, newMemoryStore(nil), &Logger{level: level, json: true, out: buf})
 	talk(ts, buf)
 	ts.stop() // every connection goroutine has ended: every "ended" line is written
 	return jsonLines(t, buf.String())
@@ -327,16 +318,7 @@ func TestStoreWarningsAreRateLimitedWithASuppressedCount(t *testing.T) {
 	buf := newSyncBuffer()
 	now := time.Unix(1000, 0)
 	log := &Logger{level: levelInfo, json: true, out: buf, now: func() time.Time { return now }}
-	srv, err := NewServer(testConfig(), downStore{newMemoryStore(nil)}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := &testServer{srv: srv, ln: ln, done: make(chan error, 1)}
-	go func() { ts.done <- srv.Serve(ln) }()
+	ts := serveWith(t, testConfig(), downStore{newMemoryStore(nil)}, log)
 	for i := 0; i < hellos; i++ {
 		c := ts.dial(t)
 		_, _ = c.Write(hello(modeStateful, false, 3, 0, 0, testID))

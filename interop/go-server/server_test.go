@@ -29,9 +29,11 @@ type testServer struct {
 	done chan error
 }
 
-func startServer(t *testing.T, cfg Config, store Store) *testServer {
+// serveWith starts a server with this config, store and logger on a loopback port; the caller
+// stops it (ts.stop).
+func serveWith(t *testing.T, cfg Config, store Store, log *Logger) *testServer {
 	t.Helper()
-	srv, err := NewServer(cfg, store, &Logger{level: levelError})
+	srv, err := NewServer(cfg, store, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,6 +43,12 @@ func startServer(t *testing.T, cfg Config, store Store) *testServer {
 	}
 	ts := &testServer{srv: srv, ln: ln, done: make(chan error, 1)}
 	go func() { ts.done <- srv.Serve(ln) }()
+	return ts
+}
+
+func startServer(t *testing.T, cfg Config, store Store) *testServer {
+	t.Helper()
+	ts := serveWith(t, cfg, store, &Logger{level: levelError})
 	t.Cleanup(ts.stop)
 	return ts
 }
