@@ -78,7 +78,9 @@ class TimerWheel:
         """``on_tick`` (if given) is called once per wake-up, before the entries that are due.
         ``time_slice``: seconds of catching up (whole ticks) between two yields to the loop."""
         if tick <= 0 or slots < 2 or time_slice < 0:
-            raise ValueError("a wheel needs a positive tick and at least two slots")
+            raise ValueError(
+                "a wheel needs a positive tick, at least two slots and a time slice >= 0"
+            )
         self._tick = tick
         self._slice = time_slice
         self._on_tick = on_tick
@@ -105,6 +107,11 @@ class TimerWheel:
         """File ``entry`` to be called at ``deadline`` (anyio clock seconds). Needs ``run``."""
         if not self._running:
             raise RuntimeError("the wheel is not running")
+        if self._idle is not None:
+            # Idle, the cursor stood still: bring it to now first. Filed behind the cursor
+            # that ``run`` would reach on waking, a past deadline would wait a whole round.
+            now_tick = int((anyio.current_time() - self._origin) / self._tick)
+            self._cursor = max(self._cursor, now_tick)
         self._file(entry, deadline, self._cursor)
         self._entries += 1
         if self._idle is not None:
@@ -135,10 +142,7 @@ class TimerWheel:
             while True:
                 if self._entries == 0:
                     self._idle = anyio.Event()
-                    await self._idle.wait()
-                    self._cursor = max(
-                        self._cursor, int((anyio.current_time() - self._origin) / tick)
-                    )
+                    await self._idle.wait()  # ``add`` brought the cursor to its time
                 await anyio.sleep_until(self._origin + self._cursor * tick)
                 now = anyio.current_time()
                 if self._on_tick is not None:

@@ -162,6 +162,31 @@ async def test_a_wheel_that_fell_behind_lets_other_tasks_run_while_it_catches_up
     assert wheel.yields > 0
 
 
+async def test_an_entry_added_to_an_idle_wheel_is_called_on_its_first_tick() -> None:
+    """An idle wheel's cursor stands still. An entry added after the clock moved on, with its
+    deadline already past (a late loop), is due at once: on the first tick the wheel works
+    through when it wakes, not a whole round of its slots later."""
+    ticks_at_call: list[int] = []
+
+    class _Counting(_Entry):
+        def on_due(self, now: float) -> float | None:
+            ticks_at_call.append(wheel.ticks)
+            return super().on_due(now)
+
+    wheel = TimerWheel(tick=0.001, slots=64)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wheel.run)
+        await wait_all_tasks_blocked()  # idle: no entries
+        time.sleep(0.02)  # noqa: ASYNC251 (the loop not scheduled: 20 ticks pass)
+        deadline = anyio.current_time() - 0.015
+        done = anyio.Event()
+        wheel.add(_Counting("late", [deadline], [], done), deadline)
+        with anyio.fail_after(10):
+            await done.wait()
+        tg.cancel_scope.cancel()
+    assert ticks_at_call == [0]
+
+
 async def test_wheel_refuses_entries_while_not_running() -> None:
     with pytest.raises(RuntimeError):
         TimerWheel().add(_Entry("a", [0.0], []), 0.0)
