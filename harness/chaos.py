@@ -38,6 +38,7 @@ from rich.logging import RichHandler
 from proxy import ChaosProxy, ConnectionRecord, FaultEvent, FaultKind, ScheduledFault
 from proxy.cli import add_fault_arguments, close_quietly, fault_config_from_args
 from proxy.faults import DEFAULT_FAULT_WINDOW
+from reference.accept import raise_open_file_limit
 from reference.cli import (
     OneLineErrorParser,
     add_common_arguments,
@@ -155,14 +156,9 @@ def ensure_open_files(options: ChaosOptions) -> None:
         f"more than this system allows (ulimit -Hn: {hard}); use fewer clients or a smaller "
         "--concurrency"
     )
-    if hard != resource.RLIM_INFINITY and need > hard:
+    # Up to the hard limit, not just ``need``: the servers and clients inherit it.
+    if raise_open_file_limit(need if hard == resource.RLIM_INFINITY else hard) < need:
         raise too_many
-    try:
-        resource.setrlimit(
-            resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else need, hard)
-        )
-    except (ValueError, OSError):
-        raise too_many from None
 
 
 def client_specs(options: ChaosOptions, seed: int) -> tuple[int, list[ClientSpec]]:

@@ -10,6 +10,7 @@ import errno
 import logging
 import os
 import resource
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -81,3 +82,23 @@ def _advice(code: int) -> str:
     if code == errno.ENFILE:
         return "; the whole system is out of open files (fs.file-max)"
     return "; the kernel is short of memory"
+
+
+def raise_open_file_limit(want: int) -> int:
+    """Raise this process's soft limit on open files (RLIMIT_NOFILE, inherited by children)
+    to ``want``, as far as its hard limit allows; never lowers it. Returns the soft limit now
+    in force (``sys.maxsize`` if unlimited), which is below ``want`` when the hard limit is
+    (``ulimit -Hn``) or the kernel refused."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return sys.maxsize
+    if soft >= want:
+        return soft
+    raised = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if raised > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        except (ValueError, OSError):
+            return soft
+        return raised
+    return soft

@@ -188,7 +188,16 @@ def program_name(module_form: str) -> str:
     return typed if typed.startswith(SCRIPT_PREFIX) else module_form
 
 
-class SpecParser(argparse.ArgumentParser):
+class OneLineErrorParser(argparse.ArgumentParser):
+    """A parser whose usage error is one line on stderr, ``PROG: error: MESSAGE (see --help)``,
+    exit status 2, instead of argparse's whole usage block first (20 lines for the chaos
+    harness): for the tools whose command line no spec fixes (the chaos harness, the proxy)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class SpecParser(OneLineErrorParser):
     """The parser of a command line that spec/PROTOCOL.md Appendix A or B fixes.
 
     Options are spelled in full: an abbreviation (``--mod`` for ``--mode``) is an unknown
@@ -199,19 +208,6 @@ class SpecParser(argparse.ArgumentParser):
     def __init__(self, **kwargs: Any) -> None:
         kwargs["allow_abbrev"] = False
         super().__init__(**kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        """One line, ``PROG: error: MESSAGE (see --help)``; exit status 2."""
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    """A parser whose usage error is one line on stderr, ``PROG: error: MESSAGE (see --help)``,
-    exit status 2, instead of argparse's whole usage block first (20 lines for the chaos
-    harness): for the tools whose command line no spec fixes (the chaos harness, the proxy)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def add_version(parser: argparse.ArgumentParser) -> None:

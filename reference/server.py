@@ -32,7 +32,7 @@ import anyio.lowlevel
 import anyio.to_thread
 from anyio.abc import TaskStatus
 
-from .accept import accept_forever
+from .accept import accept_forever, raise_open_file_limit
 from .cli import (
     SpecParser,
     add_common_arguments,
@@ -1232,16 +1232,8 @@ def _fit_descriptor_limit(max_connections: int) -> None:
     fail accepts (EMFILE) before the server ever said SERVER_BUSY.
     """
     want = max_connections + _SPARE_DESCRIPTORS
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= want:
-        return
-    raised = want if hard == resource.RLIM_INFINITY else min(want, hard)
-    if raised > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
-            soft = raised
-        except (ValueError, OSError):
-            pass
+    soft = raise_open_file_limit(want)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if soft < want:
         log.warning(
             "--max-connections %d needs about %d open files but this process may open only "
