@@ -43,6 +43,7 @@ from reference.cli import (
     OneLineErrorParser,
     add_common_arguments,
     add_version,
+    discard_stdout,
     non_negative_float,
     positive_float,
     positive_int,
@@ -942,12 +943,7 @@ def _stdout_failed(exc: OSError, status: int) -> int:
     (``| head -1``: EPIPE) leaves the exit status to tell the run's outcome; any other write
     error (``> /dev/full``) is one line on stderr and status 1, as for a report file that
     cannot be written. What is left in stdout's buffer goes nowhere, not to an error at exit."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
+    discard_stdout()
     if isinstance(exc, BrokenPipeError):
         return status
     with contextlib.suppress(OSError):

@@ -9,6 +9,7 @@ dependency and for a signal at any moment.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import sys
@@ -208,6 +209,20 @@ class SpecParser(OneLineErrorParser):
     def __init__(self, **kwargs: Any) -> None:
         kwargs["allow_abbrev"] = False
         super().__init__(**kwargs)
+
+
+def discard_stdout() -> None:
+    """Point standard output at /dev/null after a write to it failed (a reader gone, a full
+    disk): what is left in its buffer then goes nowhere, not to another error (and a
+    traceback) when the interpreter flushes it at exit. Never raises."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def add_version(parser: argparse.ArgumentParser) -> None:

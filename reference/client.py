@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import random
 import signal
 import sys
@@ -34,6 +33,7 @@ from .cli import (
     add_version,
     configure_logging,
     connect_port,
+    discard_stdout,
     positive_float,
     positive_int,
     program_name,
@@ -845,13 +845,7 @@ def _stdout_failed(exc: OSError, status: int) -> int:
     """The result could not be written. A reader that left (``| head -c0``: EPIPE) leaves the
     exit status to tell the outcome, so a failed run never exits 0 because of it; any other
     write error (a full disk) is logged, and a success that nobody received is status 1."""
-    try:  # what is left in stdout's buffer goes nowhere, not to an error at exit
-        fd = sys.stdout.fileno()
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, fd)
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
+    discard_stdout()
     if isinstance(exc, BrokenPipeError):
         return status
     log.error("cannot write the result to stdout: %s", exc.strerror or exc)

@@ -10,11 +10,9 @@ moment (what the suite started is stopped first).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import logging
 import math
-import os
 import signal
 import sys
 import time
@@ -26,7 +24,7 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.logging import RichHandler
 
-from reference.cli import add_version, program_name, run_program
+from reference.cli import add_version, discard_stdout, program_name, run_program
 
 from . import report, wire
 from .model import Case, Result
@@ -313,8 +311,7 @@ async def _run(
 def _stdout_failed(exc: OSError, err: Console) -> int:
     """stdout cannot be written (``> /dev/full``, a reader gone): one line (none for a reader
     that went away, as with ``| head``), status 1; what is left in its buffer is dropped."""
-    with contextlib.suppress(OSError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    discard_stdout()
     if exc.errno != errno.EPIPE:
         err.print(f"cannot write to stdout: {exc.strerror or exc}", highlight=False)
     return EXIT_FAILED
